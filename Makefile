@@ -1,0 +1,44 @@
+# Set-up and entry points. `make run` and `make test` create .venv if missing and install the
+# exact versions in requirements.lock; nothing else has to be installed by hand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+DEMO := demo
+
+.PHONY: run test lint format venv clean-demo
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	# The package is used from this checkout (no build step): a .pth file puts it on the path.
+	echo "$(CURDIR)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/dsa110ms.pth"
+	touch $@
+
+# Simulate one small DSA-110 group, convert it, print where the MS is.
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --config input_dir=$(DEMO)/input output_dir=$(DEMO)/output \
+		--quiet rules -- simulate_demo
+	$(BIN)/snakemake --cores $(CORES) --config input_dir=$(DEMO)/input output_dir=$(DEMO)/output \
+		--quiet rules
+	@$(BIN)/python -m dsa110ms.report_paths $(DEMO)/output
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check dsa110ms scripts tests
+	$(BIN)/ruff format --check dsa110ms scripts tests
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint
+
+format: $(STAMP)
+	$(BIN)/ruff format dsa110ms scripts tests
+	$(BIN)/ruff check --fix dsa110ms scripts tests
+	$(BIN)/snakefmt Snakefile rules
+
+clean-demo:
+	rm -rf $(DEMO)

@@ -1,0 +1,31 @@
+# DSA-110 UVH5 subband groups -> validated CASA Measurement Sets.
+# Rules wire inputs, outputs, resources and logs; the logic is in the dsa110ms package.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/simulate.smk"
+include: "rules/convert.smk"
+
+
+rule all:
+    input:
+        lambda wildcards: RUN.all_final_ms(),
+    default_target: True
+
+
+onstart:
+    dsa110ms_workflow.on_start(RUN.layout)
+
+
+onsuccess:
+    dsa110ms_workflow.on_finish(RUN.layout, success=True)
+
+
+onerror:
+    dsa110ms_workflow.on_finish(RUN.layout, success=False)

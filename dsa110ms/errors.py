@@ -1,0 +1,29 @@
+"""One exception type per kind of failure a user can act on; messages name the file and reason."""
+
+
+class Dsa110msError(Exception):
+    """Base class: anything the workflow reports as a one-line reason."""
+
+
+class ConfigError(Dsa110msError):
+    """The configuration does not match config/schema.yaml."""
+
+
+class DiscoveryError(Dsa110msError):
+    """The input directory or its file names cannot be turned into groups."""
+
+
+class InputFileError(Dsa110msError):
+    """A subband file cannot be read or is not a DSA-110 / UVH5 file as expected."""
+
+
+class ScratchError(Dsa110msError):
+    """Scratch space cannot be created, locked or removed."""
+
+
+class JoinError(Dsa110msError):
+    """Joining the parts of a group failed."""
+
+
+class ValidationError(Dsa110msError):
+    """A joined Measurement Set is not what the parts promise; it is not published."""

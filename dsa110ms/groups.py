@@ -1,0 +1,274 @@
+"""Discovery of complete subband groups in an input directory.
+
+A DSA-110 observation is 16 files ``YYYY-MM-DDTHH:MM:SS_sbNN.hdf5`` whose names carry the wall
+clock of the correlator node that opened them, so they differ by a few seconds. Files are grouped
+around each sb00 file: a file belongs to the sb00 nearest in time if within ``tolerance_s``. The
+group id is sb00's timestamp. ``*_incomplete.hdf5`` files are still being written and are ignored.
+
+Policies (config keys ``incomplete_groups`` and ``duplicate_subbands``):
+
+- incomplete group (a subband missing, or no sb00 within tolerance):
+  ``skip`` (default) warns and converts nothing; ``fail`` stops discovery with an error;
+  ``convert`` converts the subbands present (the MS has fewer SPWs; a warning names the gaps).
+- duplicate subband in a group (two files with the same sbNN, e.g. a re-sent file):
+  ``skip`` (default) warns and skips the group; ``fail`` stops; ``latest`` keeps the file with the
+  latest timestamp in its name.
+
+The result is a :class:`Manifest`, written once per run by the main Snakemake process and read by
+every other process of the run, so all of them see the same groups.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DiscoveryError
+
+log = logging.getLogger(__name__)
+
+N_SUBBANDS = 16
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
+TIMESTAMP_PATTERN = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
+FILE_PATTERN = re.compile(rf"^(?P<timestamp>{TIMESTAMP_PATTERN})_sb(?P<subband>\d{{2}})\.hdf5$")
+INCOMPLETE_SUFFIX = "_incomplete.hdf5"
+
+INCOMPLETE_POLICIES = ("skip", "fail", "convert")
+DUPLICATE_POLICIES = ("skip", "fail", "latest")
+
+
+def format_timestamp(t: dt.datetime) -> str:
+    return t.strftime(TIMESTAMP_FORMAT)
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, TIMESTAMP_FORMAT)
+
+
+def subband_file_name(t: dt.datetime, subband: int) -> str:
+    return f"{format_timestamp(t)}_sb{subband:02d}.hdf5"
+
+
+@dataclass(frozen=True, order=True)
+class SubbandFile:
+    """One input file: its name's timestamp, its subband number (0 = highest frequency)."""
+
+    time: dt.datetime
+    subband: int
+    path: str
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike) -> SubbandFile | None:
+        """Parse a file name; None if it does not follow the pattern."""
+        m = FILE_PATTERN.match(Path(path).name)
+        if not m:
+            return None
+        try:
+            t = parse_timestamp(m["timestamp"])
+        except ValueError:  # e.g. month 13: matches the pattern, is not a time
+            return None
+        return cls(t, int(m["subband"]), str(path))
+
+
+@dataclass
+class Group:
+    """Files of one observation; ``id`` is sb00's timestamp."""
+
+    id: str
+    files: dict[int, str]  # subband -> path
+
+    @property
+    def missing_subbands(self) -> list[int]:
+        return [sb for sb in range(N_SUBBANDS) if sb not in self.files]
+
+    def subbands_ascending_frequency(self) -> list[int]:
+        """Subbands present, lowest frequency first (sb15 first): the SPW order of the MS."""
+        return sorted(self.files, reverse=True)
+
+
+@dataclass
+class Manifest:
+    """The groups a run converts and what discovery decided about everything else."""
+
+    input_dir: str
+    groups: dict[str, Group] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # one human-readable reason per item
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "input_dir": self.input_dir,
+                "groups": {g.id: {f"{sb:02d}": p for sb, p in g.files.items()} for g in self},
+                "skipped": self.skipped,
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        d = json.loads(text)
+        groups = {
+            gid: Group(gid, {int(sb): p for sb, p in files.items()})
+            for gid, files in d["groups"].items()
+        }
+        return cls(d["input_dir"], groups, d["skipped"])
+
+    def __iter__(self):
+        return iter(self.groups[g] for g in sorted(self.groups))
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Write atomically, so a reader never sees half a manifest."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(self.to_json())
+        os.replace(tmp, path)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> Manifest:
+        try:
+            return cls.from_json(Path(path).read_text())
+        except FileNotFoundError:
+            raise DiscoveryError(
+                f"{path}: group manifest missing; it is written by the main Snakemake process"
+            ) from None
+
+
+def scan(input_dir: str | os.PathLike) -> tuple[list[SubbandFile], list[str]]:
+    """Subband files in ``input_dir`` (not recursive) and notes on names that were ignored."""
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise DiscoveryError(f"{input_dir}: input directory does not exist or is not a directory")
+    files, notes = [], []
+    for entry in sorted(os.scandir(input_dir), key=lambda e: e.name):
+        if not entry.name.endswith(".hdf5"):
+            continue
+        if entry.name.endswith(INCOMPLETE_SUFFIX):
+            notes.append(f"{entry.path}: still being written (_incomplete), ignored")
+            continue
+        f = SubbandFile.from_path(entry.path)
+        if f is None or f.subband >= N_SUBBANDS:
+            notes.append(f"{entry.path}: name is not YYYY-MM-DDTHH:MM:SS_sbNN.hdf5, ignored")
+            continue
+        files.append(f)
+    return files, notes
+
+
+def _cluster(files: list[SubbandFile], tolerance: dt.timedelta) -> tuple[list[list], list]:
+    """Clusters anchored on sb00 files (sb00 files within tolerance of each other merge).
+
+    Returns (clusters, orphans); each cluster's first element is its earliest sb00 file.
+    """
+    anchors: list[list[SubbandFile]] = []
+    for f in sorted(x for x in files if x.subband == 0):
+        if anchors and f.time - anchors[-1][0].time <= tolerance:
+            anchors[-1].append(f)  # a second sb00 of the same observation: a duplicate
+        else:
+            anchors.append([f])
+    orphans = []
+    for f in sorted(x for x in files if x.subband != 0):
+        nearest = min(anchors, key=lambda c: abs(f.time - c[0].time), default=None)
+        if nearest is not None and abs(f.time - nearest[0].time) <= tolerance:
+            nearest.append(f)
+        else:
+            orphans.append(f)
+    return anchors, orphans
+
+
+def _cluster_orphans(orphans: list[SubbandFile], tolerance: dt.timedelta) -> list[list]:
+    """Groups without sb00, clustered on their earliest file (only under ``convert``)."""
+    clusters: list[list[SubbandFile]] = []
+    for f in sorted(orphans):
+        if clusters and f.time - clusters[-1][0].time <= tolerance:
+            clusters[-1].append(f)
+        else:
+            clusters.append([f])
+    return clusters
+
+
+def _resolve_duplicates(gid: str, members: list[SubbandFile], policy: str) -> dict | str:
+    """subband -> path, or a reason string if the group must be skipped."""
+    by_sb: dict[int, list[SubbandFile]] = {}
+    for f in members:
+        by_sb.setdefault(f.subband, []).append(f)
+    dups = {sb: fs for sb, fs in by_sb.items() if len(fs) > 1}
+    if dups:
+        listing = "; ".join(
+            f"sb{sb:02d}: " + ", ".join(Path(f.path).name for f in fs) for sb, fs in dups.items()
+        )
+        if policy == "fail":
+            raise DiscoveryError(f"group {gid}: duplicate subbands ({listing})")
+        if policy == "skip":
+            return f"group {gid}: skipped, duplicate subbands ({listing}); policy duplicate_subbands=skip"
+        log.warning("group %s: duplicate subbands (%s); keeping the latest of each", gid, listing)
+    return {sb: max(fs).path for sb, fs in by_sb.items()}
+
+
+def discover(
+    input_dir: str | os.PathLike,
+    *,
+    tolerance_s: float = 60.0,
+    start_time: str | None = None,
+    end_time: str | None = None,
+    incomplete_groups: str = "skip",
+    duplicate_subbands: str = "skip",
+) -> Manifest:
+    """Find the groups to convert in ``input_dir``.
+
+    ``start_time``/``end_time`` (``YYYY-MM-DDTHH:MM:SS``, inclusive) select groups by id.
+    Warnings for everything skipped are logged and kept in ``Manifest.skipped``.
+    """
+    if incomplete_groups not in INCOMPLETE_POLICIES:
+        raise DiscoveryError(f"incomplete_groups must be one of {INCOMPLETE_POLICIES}")
+    if duplicate_subbands not in DUPLICATE_POLICIES:
+        raise DiscoveryError(f"duplicate_subbands must be one of {DUPLICATE_POLICIES}")
+    tolerance = dt.timedelta(seconds=tolerance_s)
+    lo = parse_timestamp(start_time) if start_time else None
+    hi = parse_timestamp(end_time) if end_time else None
+
+    files, notes = scan(input_dir)
+    manifest = Manifest(str(Path(input_dir).resolve()))
+    manifest.skipped.extend(notes)
+    clusters, orphans = _cluster(files, tolerance)
+    if orphans and incomplete_groups == "convert":
+        clusters += _cluster_orphans(orphans, tolerance)
+        orphans = []
+    for f in orphans:
+        if (lo and f.time < lo - tolerance) or (hi and f.time > hi + tolerance):
+            continue
+        manifest.skipped.append(
+            f"{f.path}: no sb00 file within {tolerance_s:g} s, so it belongs to no complete group"
+        )
+    for members in clusters:
+        anchor = members[0]
+        gid = format_timestamp(anchor.time)
+        if (lo and anchor.time < lo) or (hi and anchor.time > hi):
+            continue
+        chosen = _resolve_duplicates(gid, members, duplicate_subbands)
+        if isinstance(chosen, str):
+            manifest.skipped.append(chosen)
+            continue
+        group = Group(gid, chosen)
+        if group.missing_subbands:
+            gaps = ", ".join(f"sb{sb:02d}" for sb in group.missing_subbands)
+            if incomplete_groups == "fail":
+                raise DiscoveryError(f"group {gid}: incomplete, missing {gaps}")
+            if incomplete_groups == "skip":
+                manifest.skipped.append(
+                    f"group {gid}: skipped, incomplete (missing {gaps}); "
+                    "policy incomplete_groups=skip"
+                )
+                continue
+            log.warning("group %s: converting without %s (incomplete_groups=convert)", gid, gaps)
+        manifest.groups[gid] = group
+    for reason in manifest.skipped:
+        log.warning("%s", reason)
+    return manifest

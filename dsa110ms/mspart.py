@@ -1,0 +1,52 @@
+"""Writing one subband file as one Measurement Set part (one SPW) on scratch."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+from .errors import ScratchError
+from .uvh5 import prepare_dsa110, read_subband
+
+log = logging.getLogger(__name__)
+
+#: pyuvdata warnings that are expected for every DSA-110 file and say nothing about this one.
+EXPECTED_WARNINGS = (
+    # Files store meridian UVW for "drift" data; we replace them.
+    "The uvw_array does not match the expected values",
+    # The correlator lists baselines in its own order; pyuvdata writes ant1 < ant2 rows.
+    "UVData object contains a mix of baseline conjugation states",
+    # Correlator data are uncalibrated.
+    "Writing in the MS file that the units of the data are uncalib",
+)
+
+
+def write_part(uvh5_path: str | os.PathLike, part_path: str | os.PathLike) -> Path:
+    """Convert one subband file into an MS part at ``part_path`` (must not exist yet).
+
+    The part has one SPW with ascending channels, one FIELD per integration at the meridian
+    phase centre and per-integration UVW (see :mod:`dsa110ms.uvh5`).
+    """
+    uvh5_path, part_path = str(uvh5_path), Path(part_path)
+    with warnings.catch_warnings():
+        for message in EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        uv = read_subband(uvh5_path)
+        prepare_dsa110(uv, uvh5_path)
+        log.info(
+            "%s: %d times x %d baselines x %d channels (%.6f-%.6f MHz) -> %s",
+            uvh5_path,
+            uv.Ntimes,
+            uv.Nbls,
+            uv.Nfreqs,
+            uv.freq_array.min() / 1e6,
+            uv.freq_array.max() / 1e6,
+            part_path,
+        )
+        try:
+            uv.write_ms(str(part_path))
+        except OSError as exc:
+            raise ScratchError(f"{uvh5_path}: writing part {part_path} failed: {exc}") from exc
+    return part_path

@@ -1,0 +1,96 @@
+"""Reading one DSA-110 subband file with pyuvdata and fixing what the correlator writes.
+
+The files say ``phase_type = "drift"`` but every integration is already fringe-stopped to the
+meridian, (HA = 0, Dec = pt_dec) at that integration's time, with pt_dec in
+``extra_keywords["phase_center_dec"]`` (radians). pyuvdata reads that as one "unprojected" phase
+centre, which ``write_ms`` refuses. We give each integration its own sidereal phase centre (the
+ICRS direction of that apparent position) *without rotating the visibilities*, and recompute UVW
+for each integration toward it (pyuvdata's own helpers, including the frame position angle).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+
+from .errors import InputFileError
+
+log = logging.getLogger(__name__)
+
+#: Field names are the integration index so that the 16 subbands of a group name them alike.
+FIELD_NAME_FORMAT = "meridian_{:02d}"
+
+
+def read_subband(path: str) -> UVData:  # noqa: F821 - pyuvdata is imported lazily
+    """Read one UVH5 subband file; errors name the file and the reason.
+
+    The correlator stores UVW as float32, which pyuvdata's check rejects: the check runs after
+    casting them to float64.
+    """
+    from pyuvdata import UVData
+
+    try:
+        uv = UVData.from_file(path, file_type="uvh5", run_check=False)
+        uv.uvw_array = uv.uvw_array.astype(np.float64)
+        uv.check()
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise InputFileError(f"{path}: cannot be read as UVH5 ({type(exc).__name__}: {exc})") from exc
+    return uv
+
+
+def pointing_dec(uv, path: str) -> float:
+    """Pointing declination (radians) from the file's extra keywords."""
+    try:
+        return float(uv.extra_keywords["phase_center_dec"])
+    except (KeyError, TypeError, ValueError):
+        raise InputFileError(
+            f"{path}: extra_keywords has no numeric phase_center_dec; not a DSA-110 file?"
+        ) from None
+
+
+def set_meridian_phase_centres(uv, dec: float) -> None:
+    """Give every integration the phase centre (HA = 0, Dec = dec) and its true UVW.
+
+    Visibilities are not changed. UVW become float64, computed per integration toward the
+    field's apparent direction with the frame position angle (pyuvdata ``calc_uvw``).
+    """
+    from pyuvdata.utils.phasing import transform_app_to_icrs
+
+    times, first = np.unique(uv.time_array, return_index=True)
+    lsts = uv.lst_array[first]  # apparent local sidereal time = apparent RA on the meridian
+    icrs_ra, icrs_dec = transform_app_to_icrs(
+        time_array=times,
+        app_ra=lsts,
+        app_dec=np.full(times.shape, dec),
+        telescope_loc=uv.telescope.location,
+    )
+    uv.phase_center_catalog = {}
+    ids = np.empty(len(times), dtype=int)
+    for i, (ra, de) in enumerate(zip(icrs_ra, icrs_dec, strict=True)):
+        ids[i] = uv._add_phase_center(
+            FIELD_NAME_FORMAT.format(i),
+            cat_type="sidereal",
+            cat_lon=float(ra),
+            cat_lat=float(de),
+            cat_frame="icrs",
+            cat_epoch=2000.0,
+            cat_id=i,
+        )
+    uv.phase_center_id_array = ids[np.searchsorted(times, uv.time_array)]
+    uv._set_app_coords_helper()
+    with warnings.catch_warnings():
+        # pyuvdata warns that phases are not adjusted: that is the point, the data are already
+        # fringe-stopped to these centres.
+        warnings.filterwarnings("ignore", message="Recalculating uvw_array without adjusting")
+        uv.set_uvws_from_antenna_positions(update_vis=False)
+
+
+def prepare_dsa110(uv, path: str) -> None:
+    """All DSA-110 fix-ups, in place: phase centres, UVW, mounts, ascending channels."""
+    set_meridian_phase_centres(uv, pointing_dec(uv, path))
+    # pyuvdata writes mounts it does not know as "other"; CASA expects "alt-az" for these dishes.
+    uv.telescope.mount_type = ["alt-az"] * uv.telescope.Nants
+    # The correlator writes channels in descending frequency; an MS SPW must ascend.
+    uv.reorder_freqs(channel_order="freq")

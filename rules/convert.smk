@@ -1,0 +1,35 @@
+# One job per subband file writes an MS part on scratch; one job per group joins, validates and
+# publishes it.
+
+
+rule ms_part:
+    input:
+        uvh5=lambda wc: RUN.input_file(wc.group, wc.subband),
+    output:
+        part=temp(directory(RUN.part("{group}", "{subband}"))),
+    log:
+        f"{LOG_DIR}/{{group}}/part_sb{{subband}}.log",
+    resources:
+        mem_mb=1000,
+    script:
+        "../scripts/write_part.py"
+
+
+rule concat:
+    input:
+        parts=lambda wc: RUN.parts_ascending_frequency(wc.group),
+    output:
+        ms=directory(RUN.final_ms("{group}")),
+    log:
+        f"{LOG_DIR}/{{group}}/concat.log",
+    params:
+        instance=RUN.layout.instance,
+        group_scratch=lambda wc: str(RUN.layout.group_dir(wc.group)),
+        scratch_root=str(RUN.layout.root),
+        fail_attempts=RUN.settings["faults"]["concat_fail_attempts"],
+    retries: RUN.settings["concat_retries"]
+    resources:
+        mem_mb=2000,
+        attempt=lambda wc, attempt: attempt,
+    script:
+        "../scripts/join_group.py"

@@ -1,0 +1,12 @@
+# Demo and test data: simulated DSA-110 groups written into input_dir (`snakemake simulate`).
+
+
+rule simulate:
+    output:
+        record=f"{RUN.settings['input_dir']}/simulation.json",
+    log:
+        f"{LOG_DIR}/simulate.log",
+    params:
+        spec=RUN.settings["simulate"],
+    script:
+        "../scripts/simulate.py"
