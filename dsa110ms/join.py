@@ -44,10 +44,14 @@ def join_group(
     final: str | os.PathLike,
     *,
     instance: str,
+    contiguous: bool = True,
     attempt: int = 1,
     fail_attempts: Collection[int] = (),
 ) -> MsSummary:
     """Join ``parts`` (ascending frequency), validate, publish at ``final``.
+
+    ``contiguous``: the parts cover the band without gaps (False for an incomplete group
+    converted under ``incomplete_groups: convert``).
 
     ``fail_attempts`` (test facility, :mod:`dsa110ms.faults`): on these attempts concat fails
     after the staging path was prepared, as a CASA file-locking failure does.
@@ -63,7 +67,7 @@ def join_group(
         if injected:
             raise JoinError(f"{staging}: casatasks.concat failed: {injected} (injected fault)")
         concat_parts(parts, staging)
-        summary = validate_joined(staging, part_summaries, group)
+        summary = validate_joined(staging, part_summaries, group, contiguous=contiguous)
         publish(staging, final)
     except BaseException:
         remove_if_present(staging, final.parent)

@@ -5,8 +5,8 @@ A joined MS is checked against what its parts promise before anyone can see it:
 - it opens with CASA's ``ms`` and ``msmetadata`` tools, and every subtable the main table refers
   to exists and opens;
 - main-table rows = sum of the parts' rows;
-- one SPW per part, each with ascending channels, SPWs ascending and contiguous in frequency
-  (channel spacing preserved across SPW edges);
+- one SPW per part with the part's frequencies, each with ascending channels, SPWs ascending
+  and, for a complete group, contiguous (channel spacing preserved across SPW edges);
 - the FIELD table holds the parts' fields once (the 16 subbands share their fields);
 - the TIME range equals the parts' TIME range.
 
@@ -99,8 +99,11 @@ def check_opens(ms_path: str) -> None:
         tb.done()
 
 
-def check_frequencies(spw_freqs: tuple[np.ndarray, ...], where: str) -> None:
-    """Every SPW ascending; SPWs ascending and contiguous on one channel grid."""
+def check_frequencies(
+    spw_freqs: tuple[np.ndarray, ...], where: str, *, contiguous: bool = True
+) -> None:
+    """Every SPW ascending; SPWs ascending; with ``contiguous``, no gap between SPWs (a group
+    converted without some subbands under incomplete_groups=convert has gaps)."""
     for i, f in enumerate(spw_freqs):
         if len(f) > 1 and not np.all(np.diff(f) > 0):
             raise ValidationError(f"{where}: SPW {i} channels are not in ascending frequency")
@@ -112,15 +115,19 @@ def check_frequencies(spw_freqs: tuple[np.ndarray, ...], where: str) -> None:
                 f"{where}: SPW {i} starts at {cur[0]:.3f} Hz, not above SPW {i - 1} "
                 f"(ends {prev[-1]:.3f} Hz): SPWs must ascend"
             )
-        if step is not None and abs(cur[0] - prev[-1] - step) > FREQ_TOLERANCE_HZ:
+        if contiguous and step is not None and abs(cur[0] - prev[-1] - step) > FREQ_TOLERANCE_HZ:
             raise ValidationError(
                 f"{where}: SPW {i - 1} and SPW {i} are not contiguous "
                 f"(gap {cur[0] - prev[-1]:.3f} Hz, channel spacing {step:.3f} Hz)"
             )
 
 
-def validate_joined(joined: str | os.PathLike, parts: list[MsSummary], group: str) -> MsSummary:
-    """Check a joined MS against its parts (in SPW order); raises ValidationError naming group."""
+def validate_joined(
+    joined: str | os.PathLike, parts: list[MsSummary], group: str, *, contiguous: bool = True
+) -> MsSummary:
+    """Check a joined MS against its parts (in SPW order); raises ValidationError naming group.
+
+    ``contiguous``: the parts cover the band without gaps (the group is complete)."""
     where = f"group {group} ({joined})"
     check_opens(str(joined))
     got = summarize(joined)
@@ -132,7 +139,7 @@ def validate_joined(joined: str | os.PathLike, parts: list[MsSummary], group: st
     for i, (f, part) in enumerate(zip(got.spw_freqs, parts, strict=True)):
         if len(f) != len(part.spw_freqs[0]) or np.abs(f - part.spw_freqs[0]).max() > 1e-3:
             raise ValidationError(f"{where}: SPW {i} frequencies differ from part {part.path}")
-    check_frequencies(got.spw_freqs, where)
+    check_frequencies(got.spw_freqs, where, contiguous=contiguous)
     want_fields = sorted(set().union(*(p.field_names for p in parts)))
     if sorted(got.field_names) != want_fields:
         raise ValidationError(

@@ -103,9 +103,10 @@ def meridian_uvw(baselines: np.ndarray, dec: float) -> np.ndarray:
 
 
 def group_start_times(spec: SimulationSpec) -> list[dt.datetime]:
-    """Nominal start of each group: consecutive files of n_integrations dumps."""
+    """Nominal start of each group, at the telescope's cadence (one file of 24 dumps, 309.2 s)
+    whatever n_integrations is, so that small groups are as far apart as real ones."""
     t0 = dt.datetime.fromisoformat(spec.start)
-    step = dt.timedelta(seconds=spec.n_integrations * tel.INTEGRATION_TIME_S)
+    step = dt.timedelta(seconds=tel.INTEGRATIONS_PER_FILE * tel.INTEGRATION_TIME_S)
     return [t0 + g * step for g in range(spec.n_groups)]
 
 

@@ -31,6 +31,8 @@ N_SUBBANDS = 16
 
 #: Integration time of one visibility dump, seconds.
 INTEGRATION_TIME_S = 12.884901888
+#: Integrations in one file; a new group starts every 24 x 12.88 s = 309.2 s.
+INTEGRATIONS_PER_FILE = 24
 
 #: Native correlator channel width and the top of the band, Hz.
 NATIVE_CHANNEL_WIDTH_HZ = 30517.578125

@@ -85,6 +85,9 @@ class Run:
         g = self.manifest.groups[group]
         return [self.part(group, sb) for sb in g.subbands_ascending_frequency()]
 
+    def is_complete(self, group: str) -> bool:
+        return not self.manifest.groups[group].missing_subbands
+
     def final_ms(self, group: str) -> str:
         return os.path.join(self.settings["output_dir"], f"{group}.ms")
 

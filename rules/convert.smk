@@ -24,6 +24,7 @@ rule concat:
         f"{LOG_DIR}/{{group}}/concat.log",
     params:
         instance=RUN.layout.instance,
+        complete=lambda wc: RUN.is_complete(wc.group),
         group_scratch=lambda wc: str(RUN.layout.group_dir(wc.group)),
         scratch_root=str(RUN.layout.root),
         fail_attempts=RUN.settings["faults"]["concat_fail_attempts"],

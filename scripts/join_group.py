@@ -11,6 +11,7 @@ with job_log(smk.log[0]):
         smk.input.parts,
         smk.output.ms,
         instance=smk.params.instance,
+        contiguous=smk.params.complete,
         attempt=smk.resources.attempt,
         fail_attempts=smk.params.fail_attempts,
     )

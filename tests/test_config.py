@@ -1,0 +1,37 @@
+"""Configuration is validated against config/schema.yaml with one-line errors."""
+
+import pytest
+import yaml
+
+from dsa110ms.config import SCHEMA_PATH, validate_config
+from dsa110ms.errors import ConfigError
+
+
+def test_defaults_fill_everything():
+    s = validate_config({})
+    assert s["scratch_root"] == "/dev/shm/dsa110ms"
+    assert s["tolerance_s"] == 60
+    assert s["faults"]["concat_fail_attempts"] == []
+    assert s["simulate"]["subbands"] == list(range(16))
+
+
+def test_shipped_config_is_valid():
+    config = yaml.safe_load((SCHEMA_PATH.parent / "config.yaml").read_text())
+    assert validate_config(config)["input_dir"] == "input"
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ({"inptu_dir": "x"}, "'inptu_dir' was unexpected"),
+        ({"tolerance_s": "abc"}, "tolerance_s: 'abc' is not of type 'number'"),
+        ({"incomplete_groups": "maybe"}, "incomplete_groups"),
+        ({"simulate": {"n_groups": 0}}, "simulate.n_groups"),
+        ({"start_time": "2026-01-01"}, "start_time"),
+    ],
+)
+def test_errors_are_one_line(bad, words):
+    with pytest.raises(ConfigError) as err:
+        validate_config(bad)
+    assert words in str(err.value)
+    assert "\n" not in str(err.value)

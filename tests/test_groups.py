@@ -1,0 +1,112 @@
+"""Group discovery from file names: jitter, _incomplete, duplicates, gaps, window, policies."""
+
+import datetime as dt
+
+import pytest
+
+from dsa110ms.errors import DiscoveryError
+from dsa110ms.groups import Manifest, discover, subband_file_name
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, 0)
+
+
+def touch_group(d, start, subbands=range(16), jitter=(0, 1, 2, 3)):
+    """Placeholder files (discovery reads names only) with a few seconds of node jitter."""
+    for sb in subbands:
+        t = start + dt.timedelta(seconds=jitter[sb % len(jitter)])
+        (d / subband_file_name(t, sb)).touch()
+
+
+def test_jittered_groups_are_anchored_on_sb00(tmp_path):
+    touch_group(tmp_path, T0)
+    touch_group(tmp_path, T0 + dt.timedelta(seconds=309), jitter=(2, 0, 3, 1))
+    m = discover(tmp_path)
+    assert [g.id for g in m] == ["2026-03-01T12:00:00", "2026-03-01T12:05:11"]
+    assert all(len(g.files) == 16 for g in m)
+    assert m.skipped == []
+
+
+def test_sb00_late_still_groups_earlier_files(tmp_path):
+    touch_group(tmp_path, T0, jitter=(3, 0, 0, 1))  # sb00 three seconds after the others
+    (g,) = list(discover(tmp_path))
+    assert g.id == "2026-03-01T12:00:03" and len(g.files) == 16
+
+
+def test_incomplete_files_and_foreign_names_are_ignored(tmp_path):
+    touch_group(tmp_path, T0)
+    (tmp_path / "2026-03-01T12:05:09_sb00_incomplete.hdf5").touch()
+    (tmp_path / "notes.hdf5").touch()
+    (tmp_path / "2026-03-01T12:00:00_sb16.hdf5").touch()
+    m = discover(tmp_path)
+    assert len(m) == 1
+    assert any("_incomplete" in s for s in m.skipped)
+    assert sum("name is not" in s for s in m.skipped) == 2
+
+
+def test_missing_subband_policies(tmp_path):
+    touch_group(tmp_path, T0, subbands=[sb for sb in range(16) if sb != 9])
+    m = discover(tmp_path)
+    assert len(m) == 0
+    assert "missing sb09" in m.skipped[0] and "2026-03-01T12:00:00" in m.skipped[0]
+    with pytest.raises(DiscoveryError, match="missing sb09"):
+        discover(tmp_path, incomplete_groups="fail")
+    (g,) = list(discover(tmp_path, incomplete_groups="convert"))
+    assert sorted(g.files) == [sb for sb in range(16) if sb != 9]
+    assert g.subbands_ascending_frequency()[0] == 15
+
+
+def test_group_without_sb00(tmp_path):
+    touch_group(tmp_path, T0, subbands=range(1, 16))
+    m = discover(tmp_path)
+    assert len(m) == 0 and len(m.skipped) == 15
+    assert "no sb00" in m.skipped[0]
+    (g,) = list(discover(tmp_path, incomplete_groups="convert"))
+    assert len(g.files) == 15
+
+
+def test_duplicate_subband_policies(tmp_path):
+    touch_group(tmp_path, T0)
+    (tmp_path / subband_file_name(T0 + dt.timedelta(seconds=20), 4)).touch()  # re-sent sb04
+    m = discover(tmp_path)
+    assert len(m) == 0 and "duplicate subbands (sb04" in m.skipped[0]
+    with pytest.raises(DiscoveryError, match="duplicate"):
+        discover(tmp_path, duplicate_subbands="fail")
+    (g,) = list(discover(tmp_path, duplicate_subbands="latest"))
+    assert g.files[4].endswith("12:00:20_sb04.hdf5")
+
+
+def test_duplicate_sb00_merges_into_one_group(tmp_path):
+    touch_group(tmp_path, T0)
+    (tmp_path / subband_file_name(T0 + dt.timedelta(seconds=5), 0)).touch()
+    m = discover(tmp_path)
+    assert len(m) == 0 and "sb00" in m.skipped[0]
+    (g,) = list(discover(tmp_path, duplicate_subbands="latest"))
+    assert g.id == "2026-03-01T12:00:00" and g.files[0].endswith("12:00:05_sb00.hdf5")
+
+
+def test_tolerance(tmp_path):
+    touch_group(tmp_path, T0, subbands=range(15))
+    (tmp_path / subband_file_name(T0 + dt.timedelta(seconds=90), 15)).touch()
+    assert len(discover(tmp_path)) == 0
+    assert len(discover(tmp_path, tolerance_s=120)) == 1
+
+
+def test_time_window(tmp_path):
+    for k in range(4):
+        touch_group(tmp_path, T0 + dt.timedelta(seconds=309 * k))
+    m = discover(tmp_path, start_time="2026-03-01T12:05:00", end_time="2026-03-01T12:10:18")
+    assert [g.id for g in m] == ["2026-03-01T12:05:09", "2026-03-01T12:10:18"]
+
+
+def test_missing_input_dir(tmp_path):
+    with pytest.raises(DiscoveryError, match="does not exist"):
+        discover(tmp_path / "nope")
+
+
+def test_manifest_round_trip(tmp_path):
+    touch_group(tmp_path, T0)
+    m = discover(tmp_path)
+    m.write(tmp_path / "m" / "manifest.json")
+    back = Manifest.read(tmp_path / "m" / "manifest.json")
+    assert back.to_json() == m.to_json()
+    assert back.groups["2026-03-01T12:00:00"].files == m.groups["2026-03-01T12:00:00"].files

@@ -1,0 +1,98 @@
+"""Scratch ownership, verified removal and the stale sweep, with real processes and locks."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from dsa110ms import scratch
+from dsa110ms.errors import ScratchError
+
+
+def hold_lock(root, workdir):
+    """A separate live process that owns workdir's scratch (like a running Snakemake)."""
+    code = textwrap.dedent(
+        f"""
+        import sys, time
+        from dsa110ms import scratch
+        layout = scratch.ScratchLayout.for_workdir({str(root)!r}, {str(workdir)!r})
+        lock = scratch.acquire_instance(layout)
+        (layout.group_dir("g")).mkdir()
+        (layout.group_dir("g") / "sb00.ms").mkdir()
+        print("locked", flush=True)
+        time.sleep(600)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_layout_is_deterministic_and_private(scratch_root, tmp_path):
+    a = scratch.ScratchLayout.for_workdir(scratch_root, tmp_path)
+    b = scratch.ScratchLayout.for_workdir(scratch_root, str(tmp_path) + "/")
+    assert a == b
+    assert a.instance.startswith(tmp_path.name[:20])
+    assert a.part("2026-01-01T00:00:00", 3).name == "sb03.ms"
+    lock = scratch.acquire_instance(a)
+    try:
+        assert oct(a.instance_dir.stat().st_mode & 0o777) == "0o700"
+        assert oct(scratch_root.stat().st_mode & 0o777) == "0o700"
+        with pytest.raises(ScratchError, match="in use by a live run"):
+            scratch.acquire_instance(a)
+    finally:
+        lock.release()
+    scratch.remove_tree(a.instance_dir, scratch_root)
+
+
+def test_sweep_spares_live_runs_and_removes_dead_ones(scratch_root, tmp_path):
+    live = hold_lock(scratch_root, tmp_path / "live")
+    dead = hold_lock(scratch_root, tmp_path / "dead")
+    live_dir = scratch.ScratchLayout.for_workdir(scratch_root, tmp_path / "live").instance_dir
+    dead_dir = scratch.ScratchLayout.for_workdir(scratch_root, tmp_path / "dead").instance_dir
+    try:
+        os.kill(dead.pid, signal.SIGKILL)  # dies without any cleanup, like a killed run
+        dead.wait()
+        report = scratch.sweep_stale(scratch_root)
+        assert report.removed == [str(dead_dir)]
+        assert report.live == [str(live_dir)]
+        assert (live_dir / "g" / "sb00.ms").is_dir()
+        assert not dead_dir.exists()
+    finally:
+        live.kill()
+        live.wait()
+    assert scratch.sweep_stale(scratch_root).removed == [str(live_dir)]
+
+
+def test_sweep_waits_before_removing_unlocked_young_dirs(scratch_root):
+    scratch.make_private_dir(scratch_root / "starting-0000000000")
+    report = scratch.sweep_stale(scratch_root)
+    assert report.removed == [] and len(report.live) == 1
+    old = time.time() - scratch.UNLOCKED_GRACE_S - 1
+    os.utime(scratch_root / "starting-0000000000", (old, old))
+    assert len(scratch.sweep_stale(scratch_root).removed) == 1
+
+
+def test_remove_tree_stays_inside_root_and_never_follows_symlinks(scratch_root, tmp_path):
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "data").write_text("keep me")
+    scratch.make_private_dir(scratch_root / "inst" / "g")
+    (scratch_root / "inst" / "g" / "link").symlink_to(outside)
+    (scratch_root / "inst" / "toplink").symlink_to(outside)
+
+    with pytest.raises(ScratchError, match="not inside scratch root"):
+        scratch.remove_tree(outside, scratch_root)
+    with pytest.raises(ScratchError, match="not inside scratch root"):
+        scratch.remove_tree(scratch_root, scratch_root)
+    with pytest.raises(ScratchError, match="not inside scratch root"):
+        scratch.remove_tree(scratch_root / "inst" / "toplink" / "data", scratch_root)
+
+    scratch.remove_tree(scratch_root / "inst", scratch_root)
+    assert not (scratch_root / "inst").exists()
+    assert (outside / "data").read_text() == "keep me"
+

@@ -1,0 +1,145 @@
+"""The whole workflow, run for real: Snakemake CLI, pyuvdata write_ms, casatasks concat, tmpfs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dsa110ms import casa
+from dsa110ms.groups import discover
+from dsa110ms.simulate import SimulationSpec, simulate
+
+from .conftest import SCRATCH_PARENT, run_snakemake
+from .msdata import expected_ms_data, read_ms, read_uvh5_raw
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(str(p) for p in root.rglob("*")) if root.exists() else []
+
+
+@pytest.fixture(scope="module")
+def converted(two_groups, tmp_path_factory):
+    """Two complete groups converted in one run."""
+    work = tmp_path_factory.mktemp("work")
+    root = SCRATCH_PARENT / f"dsa110ms-test-{uuid.uuid4().hex[:8]}"
+    config = {"input_dir": two_groups, "output_dir": work / "out", "scratch_root": root}
+    proc = run_snakemake(work, "--cores", "2", config=config)
+    yield work, config, proc
+    left = leftovers(root)
+    shutil.rmtree(root, ignore_errors=True)
+    assert not left, f"scratch left behind: {left}"
+
+
+def test_two_groups_convert_and_leave_no_scratch(converted, two_groups):
+    work, config, proc = converted
+    out = Path(config["output_dir"])
+    ids = [g.id for g in discover(two_groups)]
+    assert sorted(p.name for p in out.iterdir()) == [f"{g}.ms" for g in ids]
+    assert leftovers(Path(config["scratch_root"])) == []
+    assert "removed and verified gone" in proc.stdout
+
+
+def test_ms_data_equal_input_in_right_spw_and_channel(converted, two_groups):
+    work, config, _ = converted
+    for group in discover(two_groups):
+        ms = read_ms(Path(config["output_dir"]) / f"{group.id}.ms")
+        assert len(ms.spw_freqs) == 16
+        lows = [f[0] for f in ms.spw_freqs]
+        assert lows == sorted(lows), "SPWs ascend in frequency"
+        for spw, sb in enumerate(group.subbands_ascending_frequency()):
+            raw = read_uvh5_raw(group.files[sb])
+            np.testing.assert_allclose(ms.spw_freqs[spw], raw.freqs[::-1], rtol=0, atol=1e-3)
+            rows = np.flatnonzero(ms.spw == spw)
+            assert len(rows) == len(raw.vis)
+            data, flags, nsamples = expected_ms_data(ms, rows, raw)
+            np.testing.assert_array_equal(ms.data[rows], data)
+            np.testing.assert_array_equal(ms.flag[rows], flags)
+            np.testing.assert_array_equal(ms.weight_spectrum[rows], nsamples)
+
+
+def test_casa_listobs_and_msmetadata_read_it(converted, two_groups):
+    _, config, _ = converted
+    group = next(iter(discover(two_groups)))
+    ms = str(Path(config["output_dir"]) / f"{group.id}.ms")
+    summary = casa.tasks().listobs(vis=ms, listfile="")
+    assert summary["nfields"] == 3
+    msmd = casa.tools().msmetadata()
+    msmd.open(ms)
+    try:
+        assert msmd.nspw() == 16 and msmd.nantennas() == 117
+    finally:
+        msmd.done()
+
+
+def test_second_run_has_nothing_to_do(converted):
+    work, config, _ = converted
+    proc = run_snakemake(work, "-n", config=config)
+    assert "Nothing to be done" in proc.stdout
+
+
+def test_dry_run_lists_jobs_and_creates_no_scratch(two_groups, tmp_path, scratch_root):
+    config = {"input_dir": two_groups, "output_dir": tmp_path / "out", "scratch_root": scratch_root}
+    proc = run_snakemake(tmp_path, "-n", config=config)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    assert counts == {"ms_part": "32", "concat": "2", "all": "1", "total": "35"}
+    for flag in ("--dag", "--rulegraph", "--summary"):
+        proc = run_snakemake(tmp_path, flag, config=config)
+        assert proc.stdout.strip()
+    assert not scratch_root.exists()
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def two_subband_group(tmp_path_factory):
+    """A small group of the highest and lowest subband, converted under incomplete_groups=convert."""
+    d = tmp_path_factory.mktemp("two_subbands")
+    simulate(SimulationSpec(subbands=(0, 15), start="2026-02-01T00:00:00"), d)
+    (group,) = list(discover(d, incomplete_groups="convert"))
+    return d, group.id
+
+
+def test_concat_lock_failure_is_retried(two_subband_group, tmp_path, scratch_root):
+    input_dir, group = two_subband_group
+    config = {
+        "input_dir": input_dir,
+        "output_dir": tmp_path / "out",
+        "scratch_root": scratch_root,
+        "incomplete_groups": "convert",
+        "faults": {"concat_fail_attempts": [1]},
+    }
+    proc = run_snakemake(tmp_path, "--cores", "2", config=config)
+    assert "cannot be opened for read/write (injected fault)" in proc.stdout
+    (ms,) = (tmp_path / "out").iterdir()
+    assert ms.name == f"{group}.ms"
+    assert len(read_ms(ms).spw_freqs) == 2
+    assert "attempt" in proc.stdout.lower() or "restart" in proc.stdout.lower()
+
+
+def test_permanent_failure_leaves_nothing(two_subband_group, tmp_path, scratch_root):
+    input_dir, group = two_subband_group
+    config = {
+        "input_dir": input_dir,
+        "output_dir": tmp_path / "out",
+        "scratch_root": scratch_root,
+        "incomplete_groups": "convert",
+        "concat_retries": 1,
+        "faults": {"concat_fail_attempts": [1, 2]},
+    }
+    proc = run_snakemake(tmp_path, "--cores", "2", config=config, check=False)
+    assert proc.returncode != 0
+    assert leftovers(tmp_path / "out") == [], "no MS, no staging MS"
+    log = (tmp_path / "logs" / group / "concat.log").read_text()
+    assert "ERROR" in log and "injected fault" in log
+    # onerror removed this run's scratch (verified by the scratch_root fixture too)
+    assert "run failed: scratch" in proc.stdout
+
+
+def test_bad_config_is_one_line(tmp_path, two_groups):
+    proc = run_snakemake(tmp_path, "-n", config={"tolerance_s": "abc"}, check=False)
+    assert proc.returncode != 0
+    assert "invalid configuration: tolerance_s: 'abc' is not of type 'number'" in proc.stdout
