@@ -19,12 +19,12 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 # Simulate one small DSA-110 group, convert it, print where the MS is.
+DEMO_CONFIG := --config input_dir=$(DEMO)/input output_dir=$(DEMO)/output log_dir=$(DEMO)/logs
+
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --config input_dir=$(DEMO)/input output_dir=$(DEMO)/output \
-		--quiet rules -- simulate_demo
-	$(BIN)/snakemake --cores $(CORES) --config input_dir=$(DEMO)/input output_dir=$(DEMO)/output \
-		--quiet rules
-	@$(BIN)/python -m dsa110ms.report_paths $(DEMO)/output
+	$(BIN)/snakemake simulate --cores $(CORES) $(DEMO_CONFIG)
+	$(BIN)/snakemake --cores $(CORES) $(DEMO_CONFIG)
+	@$(BIN)/python -m dsa110ms.summary $(DEMO)/output
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

@@ -14,9 +14,9 @@ include: "rules/convert.smk"
 
 
 rule all:
+    default_target: True
     input:
         lambda wildcards: RUN.all_final_ms(),
-    default_target: True
 
 
 onstart:

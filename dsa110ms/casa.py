@@ -7,6 +7,7 @@ casatools through :func:`tools` guarantees that.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 SITE_CONFIG = Path(__file__).with_name("casasiteconfig.py")
@@ -37,3 +38,14 @@ def log_to(path: str | os.PathLike) -> None:
     """Send CASA's log messages to ``path`` (e.g. the job's log file)."""
     tools().logsink().setlogfile(str(path))
     tasks().casalog.setlogfile(str(path))
+
+
+@contextmanager
+def table(path: str | os.PathLike):
+    """A casatools table open for reading, closed on exit."""
+    tb = tools().table()
+    tb.open(str(path))
+    try:
+        yield tb
+    finally:
+        tb.close()

@@ -34,10 +34,31 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict:
     return yaml.safe_load(path.read_text())
 
 
+def _coerce(value, schema: dict):
+    """Numbers written as strings -> numbers, where the schema wants numbers.
+
+    ``snakemake --config key='{a: 1}'`` parses nested values with YAML's BaseLoader, which keeps
+    every scalar a string; top-level values arrive typed. Anything that does not convert is left
+    alone for the validator to report.
+    """
+    kind = schema.get("type")
+    if isinstance(value, dict) and "properties" in schema:
+        return {k: _coerce(v, schema["properties"].get(k, {})) for k, v in value.items()}
+    if isinstance(value, list) and "items" in schema:
+        return [_coerce(v, schema["items"]) for v in value]
+    if isinstance(value, str) and kind in ("integer", "number"):
+        try:
+            return int(value) if kind == "integer" else float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def validate_config(config: dict, schema: dict | None = None) -> dict:
     """A validated copy of ``config`` with defaults; raises ConfigError with one line."""
-    settings = copy.deepcopy(dict(config))
-    validator = DefaultingValidator(schema or load_schema())
+    schema = schema or load_schema()
+    settings = _coerce(copy.deepcopy(dict(config)), schema)
+    validator = DefaultingValidator(schema)
     errors = sorted(validator.iter_errors(settings), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]

@@ -207,7 +207,10 @@ def _resolve_duplicates(gid: str, members: list[SubbandFile], policy: str) -> di
         if policy == "fail":
             raise DiscoveryError(f"group {gid}: duplicate subbands ({listing})")
         if policy == "skip":
-            return f"group {gid}: skipped, duplicate subbands ({listing}); policy duplicate_subbands=skip"
+            return (
+                f"group {gid}: skipped, duplicate subbands ({listing}); "
+                "policy duplicate_subbands=skip"
+            )
         log.warning("group %s: duplicate subbands (%s); keeping the latest of each", gid, listing)
     return {sb: max(fs).path for sb, fs in by_sb.items()}
 

@@ -49,43 +49,35 @@ class MsSummary:
 
 def summarize(ms_path: str | os.PathLike) -> MsSummary:
     """Read the summary of an MS with casatools' table tool."""
-    tb = casa.tools().table()
     path = str(ms_path)
     try:
-        tb.open(path)
-        nrows = tb.nrows()
-        times = tb.getcol("TIME") if nrows else np.zeros(1)
-        tb.close()
-        tb.open(f"{path}/SPECTRAL_WINDOW")
-        freqs = tuple(
-            np.asarray(tb.getcell("CHAN_FREQ", i), dtype=float) for i in range(tb.nrows())
-        )
-        tb.close()
-        tb.open(f"{path}/FIELD")
-        names = tuple(str(n) for n in tb.getcol("NAME")) if tb.nrows() else ()
-        tb.close()
+        with casa.table(path) as tb:
+            nrows = tb.nrows()
+            times = tb.getcol("TIME") if nrows else np.zeros(1)
+        with casa.table(f"{path}/SPECTRAL_WINDOW") as tb:
+            freqs = tuple(
+                np.asarray(tb.getcell("CHAN_FREQ", i), dtype=float) for i in range(tb.nrows())
+            )
+        with casa.table(f"{path}/FIELD") as tb:
+            names = tuple(str(n) for n in tb.getcol("NAME")) if tb.nrows() else ()
     except RuntimeError as exc:
         raise ValidationError(f"{path}: cannot be read as a Measurement Set: {exc}") from exc
-    finally:
-        tb.done()
     return MsSummary(path, nrows, freqs, names, float(times.min()), float(times.max()))
 
 
 def check_opens(ms_path: str) -> None:
     """The ms and msmetadata tools open it and every referenced subtable exists and opens."""
     tools = casa.tools()
-    tb = tools.table()
     try:
-        tb.open(ms_path)
-        keywords = tb.getkeywords()
-        tb.close()
+        with casa.table(ms_path) as tb:
+            keywords = tb.getkeywords()
         for name, value in keywords.items():
             if isinstance(value, str) and value.startswith("Table: "):
                 sub = value.removeprefix("Table: ")
                 if not os.path.isdir(sub):
                     raise ValidationError(f"{ms_path}: subtable {name} missing ({sub})")
-                tb.open(sub)
-                tb.close()
+                with casa.table(sub):
+                    pass
         ms = tools.ms()
         ms.open(ms_path)
         ms.close()
@@ -95,8 +87,6 @@ def check_opens(ms_path: str) -> None:
         msmd.done()
     except RuntimeError as exc:
         raise ValidationError(f"{ms_path}: CASA cannot open it: {exc}") from exc
-    finally:
-        tb.done()
 
 
 def check_frequencies(

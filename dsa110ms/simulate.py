@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -79,7 +79,7 @@ def correlator_baselines(order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def equatorial_baselines(ant_1: np.ndarray, ant_2: np.ndarray) -> np.ndarray:
-    """Baselines x(ant_2) - x(ant_1) in the local equatorial frame (X to HA=0, Y east, Z pole), m."""
+    """Baselines x(ant_2) - x(ant_1), m, local equatorial frame (X: HA=0, Y: east, Z: pole)."""
     ecef = tel.pad_positions_ecef_offsets()
     lon = np.radians(tel.LONGITUDE_DEG)
     rot = np.array([[np.cos(lon), np.sin(lon), 0], [-np.sin(lon), np.cos(lon), 0], [0, 0, 1]])

@@ -68,7 +68,10 @@ def pad_positions_wgs84() -> np.ndarray:
     if header[:4] != ["station", "latitude_deg", "longitude_deg", "elevation_m"]:
         raise ValueError(f"unexpected station table header {header}")
     table = np.array(
-        [[float(lat), float(lon), float(elev or DEFAULT_PAD_ELEVATION_M)] for _, lat, lon, elev in body]
+        [
+            [float(lat), float(lon), float(elev or DEFAULT_PAD_ELEVATION_M)]
+            for _, lat, lon, elev in body
+        ]
     )
     stations = [int(row[0]) for row in body]
     if stations != list(range(1, N_PADS + 1)):

@@ -36,7 +36,9 @@ def read_subband(path: str) -> UVData:  # noqa: F821 - pyuvdata is imported lazi
         uv.uvw_array = uv.uvw_array.astype(np.float64)
         uv.check()
     except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise InputFileError(f"{path}: cannot be read as UVH5 ({type(exc).__name__}: {exc})") from exc
+        raise InputFileError(
+            f"{path}: cannot be read as UVH5 ({type(exc).__name__}: {exc})"
+        ) from exc
     return uv
 
 

@@ -23,6 +23,12 @@ log = logging.getLogger("dsa110ms")
 MANIFEST_PATH = Path(".dsa110ms") / "manifest.json"
 
 
+def export_package_path(basedir: str) -> None:
+    """Put the checkout holding this package on PYTHONPATH for the jobs Snakemake starts."""
+    paths = [basedir, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+
+
 def log_to_stderr() -> None:
     """Show the package's messages (discovery warnings, cleanup) beside Snakemake's own."""
     if not log.handlers:

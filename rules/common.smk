@@ -1,6 +1,13 @@
 # Settings, the frozen group manifest and every path, from the dsa110ms package (one place).
+import sys
+
+# The package lives beside the Snakefile: importable here without installing it (e.g. in a conda
+# environment made from envs/dsa110ms.yaml), and in `script:` jobs through PYTHONPATH.
+sys.path.insert(0, workflow.basedir)
+
 from dsa110ms import workflow as dsa110ms_workflow
 
+dsa110ms_workflow.export_package_path(workflow.basedir)
 dsa110ms_workflow.log_to_stderr()
 
 RUN = dsa110ms_workflow.Run.load(config, is_main_process=workflow.is_main_process)

@@ -9,6 +9,8 @@ rule ms_part:
         part=temp(directory(RUN.part("{group}", "{subband}"))),
     log:
         f"{LOG_DIR}/{{group}}/part_sb{{subband}}.log",
+    conda:
+        "../envs/dsa110ms.yaml"
     resources:
         mem_mb=1000,
     script:
@@ -22,15 +24,17 @@ rule concat:
         ms=directory(RUN.final_ms("{group}")),
     log:
         f"{LOG_DIR}/{{group}}/concat.log",
+    retries: RUN.settings["concat_retries"]
+    conda:
+        "../envs/dsa110ms.yaml"
+    resources:
+        mem_mb=2000,
+        attempt=lambda wc, attempt: attempt,
     params:
         instance=RUN.layout.instance,
         complete=lambda wc: RUN.is_complete(wc.group),
         group_scratch=lambda wc: str(RUN.layout.group_dir(wc.group)),
         scratch_root=str(RUN.layout.root),
         fail_attempts=RUN.settings["faults"]["concat_fail_attempts"],
-    retries: RUN.settings["concat_retries"]
-    resources:
-        mem_mb=2000,
-        attempt=lambda wc, attempt: attempt,
     script:
         "../scripts/join_group.py"

@@ -6,6 +6,8 @@ rule simulate:
         record=f"{RUN.settings['input_dir']}/simulation.json",
     log:
         f"{LOG_DIR}/simulate.log",
+    conda:
+        "../envs/dsa110ms.yaml"
     params:
         spec=RUN.settings["simulate"],
     script:

@@ -33,6 +33,7 @@ def run_snakemake(workdir: Path, *args: str, config: dict | None = None, check: 
     (Snakemake writes to stdout or stderr depending on the terminal) is in ``.stdout``."""
     cmd = [
         str(SNAKEMAKE),
+        *args,  # first: --configfile takes every word after it
         "--snakefile",
         str(REPO / "Snakefile"),
         "--directory",
@@ -44,7 +45,6 @@ def run_snakemake(workdir: Path, *args: str, config: dict | None = None, check: 
         override = workdir / f"test-config-{uuid.uuid4().hex[:6]}.yaml"
         override.write_text(yaml.safe_dump({k: _plain(v) for k, v in config.items()}))
         cmd.append(str(override))
-    cmd += args
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -30,18 +30,14 @@ class MsColumns:
 
 
 def read_ms(path) -> MsColumns:
-    tb = casa.tools().table()
-    tb.open(str(path))
-    cols = {c: tb.getcol(c) for c in ("DATA", "FLAG", "ANTENNA1", "ANTENNA2", "TIME", "UVW")}
-    cols["DATA_DESC_ID"] = tb.getcol("DATA_DESC_ID")
-    wsp = tb.getcol("WEIGHT_SPECTRUM") if "WEIGHT_SPECTRUM" in tb.colnames() else None
-    tb.close()
-    tb.open(f"{path}/DATA_DESCRIPTION")
-    spw_of_dd = tb.getcol("SPECTRAL_WINDOW_ID")
-    tb.close()
-    tb.open(f"{path}/SPECTRAL_WINDOW")
-    freqs = [np.asarray(tb.getcell("CHAN_FREQ", i)) for i in range(tb.nrows())]
-    tb.done()
+    with casa.table(path) as tb:
+        cols = {c: tb.getcol(c) for c in ("DATA", "FLAG", "ANTENNA1", "ANTENNA2", "TIME", "UVW")}
+        cols["DATA_DESC_ID"] = tb.getcol("DATA_DESC_ID")
+        wsp = tb.getcol("WEIGHT_SPECTRUM") if "WEIGHT_SPECTRUM" in tb.colnames() else None
+    with casa.table(f"{path}/DATA_DESCRIPTION") as tb:
+        spw_of_dd = tb.getcol("SPECTRAL_WINDOW_ID")
+    with casa.table(f"{path}/SPECTRAL_WINDOW") as tb:
+        freqs = [np.asarray(tb.getcell("CHAN_FREQ", i)) for i in range(tb.nrows())]
     return MsColumns(
         data=cols["DATA"].transpose(2, 1, 0),
         flag=cols["FLAG"].transpose(2, 1, 0),

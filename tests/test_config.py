@@ -35,3 +35,11 @@ def test_errors_are_one_line(bad, words):
         validate_config(bad)
     assert words in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_nested_command_line_values_are_typed():
+    """snakemake --config simulate='{n_groups: 2}' delivers '2' as a string."""
+    s = validate_config({"simulate": {"n_groups": "2", "subbands": ["0", "15"]}})
+    assert s["simulate"]["n_groups"] == 2 and s["simulate"]["subbands"] == [0, 15]
+    with pytest.raises(ConfigError, match="simulate.n_groups"):
+        validate_config({"simulate": {"n_groups": "two"}})

@@ -95,4 +95,3 @@ def test_remove_tree_stays_inside_root_and_never_follows_symlinks(scratch_root, 
     scratch.remove_tree(scratch_root / "inst", scratch_root)
     assert not (scratch_root / "inst").exists()
     assert (outside / "data").read_text() == "keep me"
-

@@ -84,3 +84,21 @@ def test_subband_file_parsing():
     assert SubbandFile.from_path("/x/2026-01-15T03:00:02_sb07.hdf5").subband == 7
     assert SubbandFile.from_path("/x/2026-01-15T03:00:02_sb07_incomplete.hdf5") is None
     assert SubbandFile.from_path("/x/2026-13-15T03:00:02_sb07.hdf5") is None
+
+
+def test_simulate_rule_and_command(tmp_path):
+    from .conftest import run_snakemake
+
+    spec = {"n_groups": 2, "subbands": [0, 15], "n_antennas": 4, "n_integrations": 2}
+    run_snakemake(
+        tmp_path, "simulate", "--cores", "1", config={"input_dir": "in", "simulate": spec}
+    )
+    files, _ = scan(tmp_path / "in")
+    assert len(files) == 4 and (tmp_path / "in" / "simulation.json").exists()
+
+    from dsa110ms.simulate import main
+
+    assert main([str(tmp_path / "cli"), "--subbands", "3", "--antennas", "3"]) == 0
+    (f,) = scan(tmp_path / "cli")[0]
+    with h5py.File(f.path) as h:
+        assert int(h["Header/Nbls"][()]) == 6 and f.subband == 3

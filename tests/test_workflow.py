@@ -96,7 +96,7 @@ def test_dry_run_lists_jobs_and_creates_no_scratch(two_groups, tmp_path, scratch
 
 @pytest.fixture(scope="module")
 def two_subband_group(tmp_path_factory):
-    """A small group of the highest and lowest subband, converted under incomplete_groups=convert."""
+    """A group of just the highest and lowest subband (converted with incomplete_groups=convert)."""
     d = tmp_path_factory.mktemp("two_subbands")
     simulate(SimulationSpec(subbands=(0, 15), start="2026-02-01T00:00:00"), d)
     (group,) = list(discover(d, incomplete_groups="convert"))
