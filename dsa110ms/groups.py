@@ -274,4 +274,6 @@ def discover(
         manifest.groups[gid] = group
     for reason in manifest.skipped:
         log.warning("%s", reason)
+    if not manifest.groups:
+        log.warning("%s: no group to convert", manifest.input_dir)
     return manifest

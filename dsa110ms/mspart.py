@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from .errors import ScratchError
+from .scratch import make_private_dir
 from .uvh5 import prepare_dsa110, read_subband
 
 log = logging.getLogger(__name__)
@@ -24,12 +25,14 @@ EXPECTED_WARNINGS = (
 
 
 def write_part(uvh5_path: str | os.PathLike, part_path: str | os.PathLike) -> Path:
-    """Convert one subband file into an MS part at ``part_path`` (must not exist yet).
+    """Convert one subband file into an MS part at ``part_path`` (must not exist yet); its
+    directory is created (or made) private, mode 0700.
 
     The part has one SPW with ascending channels, one FIELD per integration at the meridian
     phase centre and per-integration UVW (see :mod:`dsa110ms.uvh5`).
     """
     uvh5_path, part_path = str(uvh5_path), Path(part_path)
+    make_private_dir(part_path.parent)  # the group's scratch directory, mode 0700
     with warnings.catch_warnings():
         for message in EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import textwrap
 import uuid
 from pathlib import Path
 
@@ -63,3 +64,22 @@ def two_groups(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("two_groups")
     simulate(SimulationSpec(n_groups=2), d)
     return d
+
+
+def hold_lock(root, workdir):
+    """A separate live process that owns workdir's scratch (like a running Snakemake)."""
+    code = textwrap.dedent(
+        f"""
+        import sys, time
+        from dsa110ms import scratch
+        layout = scratch.ScratchLayout.for_workdir({str(root)!r}, {str(workdir)!r})
+        lock = scratch.acquire_instance(layout)
+        (layout.group_dir("g")).mkdir()
+        (layout.group_dir("g") / "sb00.ms").mkdir()
+        print("locked", flush=True)
+        time.sleep(600)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc

@@ -59,7 +59,8 @@ def test_python_casacore_and_casatools_in_one_process(two_groups, tmp_path):
     f = next(x for x in scan(two_groups)[0] if x.subband == 15)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        part = write_part(f.path, tmp_path / "sb15.ms")
+        part = write_part(f.path, tmp_path / "group" / "sb15.ms")
+    assert oct((tmp_path / "group").stat().st_mode & 0o777) == "0o700"
     check_opens(str(part))
     s = summarize(part)
     assert s.nrows == 3 * 36 and s.n_spws == 1 and len(s.field_names) == 3

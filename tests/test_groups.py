@@ -110,3 +110,20 @@ def test_manifest_round_trip(tmp_path):
     back = Manifest.read(tmp_path / "m" / "manifest.json")
     assert back.to_json() == m.to_json()
     assert back.groups["2026-03-01T12:00:00"].files == m.groups["2026-03-01T12:00:00"].files
+
+
+def test_every_process_of_a_run_sees_the_main_process_manifest(tmp_path):
+    """Cluster jobs re-read the Snakefile; they must not re-discover (files keep arriving)."""
+    from dsa110ms.workflow import Run
+
+    (tmp_path / "in").mkdir()
+    touch_group(tmp_path / "in", T0)
+    config = {"input_dir": str(tmp_path / "in"), "scratch_root": str(tmp_path / "scratch")}
+    main = Run.load(config, is_main_process=True, workdir=tmp_path)
+    touch_group(tmp_path / "in", T0 + dt.timedelta(seconds=309))  # a new group arrives
+    job = Run.load(config, is_main_process=False, workdir=tmp_path)
+    assert job.groups() == main.groups() == ["2026-03-01T12:00:00"]
+    assert job.parts_ascending_frequency(job.groups()[0]) == main.parts_ascending_frequency(
+        main.groups()[0]
+    )
+    assert job.layout == main.layout

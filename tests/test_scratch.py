@@ -2,9 +2,6 @@
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
@@ -12,24 +9,7 @@ import pytest
 from dsa110ms import scratch
 from dsa110ms.errors import ScratchError
 
-
-def hold_lock(root, workdir):
-    """A separate live process that owns workdir's scratch (like a running Snakemake)."""
-    code = textwrap.dedent(
-        f"""
-        import sys, time
-        from dsa110ms import scratch
-        layout = scratch.ScratchLayout.for_workdir({str(root)!r}, {str(workdir)!r})
-        lock = scratch.acquire_instance(layout)
-        (layout.group_dir("g")).mkdir()
-        (layout.group_dir("g") / "sb00.ms").mkdir()
-        print("locked", flush=True)
-        time.sleep(600)
-        """
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
+from .conftest import hold_lock
 
 
 def test_layout_is_deterministic_and_private(scratch_root, tmp_path):

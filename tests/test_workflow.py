@@ -12,9 +12,10 @@ import pytest
 
 from dsa110ms import casa
 from dsa110ms.groups import discover
+from dsa110ms.scratch import ScratchLayout
 from dsa110ms.simulate import SimulationSpec, simulate
 
-from .conftest import SCRATCH_PARENT, run_snakemake
+from .conftest import SCRATCH_PARENT, hold_lock, run_snakemake
 from .msdata import expected_ms_data, read_ms, read_uvh5_raw
 
 
@@ -103,8 +104,17 @@ def two_subband_group(tmp_path_factory):
     return d, group.id
 
 
-def test_concat_lock_failure_is_retried(two_subband_group, tmp_path, scratch_root):
+def test_concat_lock_failure_is_retried_and_dead_scratch_swept(
+    two_subband_group, tmp_path, scratch_root
+):
+    """Also: onstart removes scratch of a dead run, never that of a live one."""
     input_dir, group = two_subband_group
+    live = hold_lock(scratch_root, tmp_path / "live-run")
+    dead = hold_lock(scratch_root, tmp_path / "dead-run")
+    dead.kill()
+    dead.wait()
+    live_dir = ScratchLayout.for_workdir(scratch_root, tmp_path / "live-run").instance_dir
+    dead_dir = ScratchLayout.for_workdir(scratch_root, tmp_path / "dead-run").instance_dir
     config = {
         "input_dir": input_dir,
         "output_dir": tmp_path / "out",
@@ -118,6 +128,11 @@ def test_concat_lock_failure_is_retried(two_subband_group, tmp_path, scratch_roo
     assert ms.name == f"{group}.ms"
     assert len(read_ms(ms).spw_freqs) == 2
     assert "attempt" in proc.stdout.lower() or "restart" in proc.stdout.lower()
+    assert not dead_dir.exists()
+    assert (live_dir / "g" / "sb00.ms").is_dir(), "a live run's scratch is never swept"
+    live.kill()
+    live.wait()
+    shutil.rmtree(live_dir)
 
 
 def test_permanent_failure_leaves_nothing(two_subband_group, tmp_path, scratch_root):
