@@ -5,17 +5,17 @@ meridian, (HA = 0, Dec = pt_dec) at that integration's time, with pt_dec in
 ``extra_keywords["phase_center_dec"]`` (radians). pyuvdata reads that as one "unprojected" phase
 centre, which ``write_ms`` refuses. We give each integration its own sidereal phase centre (the
 ICRS direction of that apparent position) *without rotating the visibilities*, and recompute UVW
-for each integration toward it (pyuvdata's own helpers, including the frame position angle).
+for each integration toward it (:mod:`dsa110ms.geometry`).
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 
 from .errors import InputFileError
+from .geometry import MeridianFields, baseline_uvw, meridian_fields
 
 log = logging.getLogger(__name__)
 
@@ -52,41 +52,40 @@ def pointing_dec(uv, path: str) -> float:
         ) from None
 
 
-def set_meridian_phase_centres(uv, dec: float) -> None:
+def set_meridian_phase_centres(uv, dec: float) -> MeridianFields:
     """Give every integration the phase centre (HA = 0, Dec = dec) and its true UVW.
 
-    Visibilities are not changed. UVW become float64, computed per integration toward the
-    field's apparent direction with the frame position angle (pyuvdata ``calc_uvw``).
+    Visibilities are not changed. See :mod:`dsa110ms.geometry` for the conventions.
     """
-    from pyuvdata.utils.phasing import transform_app_to_icrs
-
     times, first = np.unique(uv.time_array, return_index=True)
-    lsts = uv.lst_array[first]  # apparent local sidereal time = apparent RA on the meridian
-    icrs_ra, icrs_dec = transform_app_to_icrs(
-        time_array=times,
-        app_ra=lsts,
-        app_dec=np.full(times.shape, dec),
-        telescope_loc=uv.telescope.location,
-    )
+    fields = meridian_fields(times, uv.lst_array[first], dec, uv.telescope.location)
     uv.phase_center_catalog = {}
-    ids = np.empty(len(times), dtype=int)
-    for i, (ra, de) in enumerate(zip(icrs_ra, icrs_dec, strict=True)):
-        ids[i] = uv._add_phase_center(
+    for i in range(len(times)):
+        uv._add_phase_center(
             FIELD_NAME_FORMAT.format(i),
             cat_type="sidereal",
-            cat_lon=float(ra),
-            cat_lat=float(de),
+            cat_lon=float(fields.icrs_ra[i]),
+            cat_lat=float(fields.icrs_dec[i]),
             cat_frame="icrs",
             cat_epoch=2000.0,
             cat_id=i,
         )
-    uv.phase_center_id_array = ids[np.searchsorted(times, uv.time_array)]
-    uv._set_app_coords_helper()
-    with warnings.catch_warnings():
-        # pyuvdata warns that phases are not adjusted: that is the point, the data are already
-        # fringe-stopped to these centres.
-        warnings.filterwarnings("ignore", message="Recalculating uvw_array without adjusting")
-        uv.set_uvws_from_antenna_positions(update_vis=False)
+    idx = fields.index_of(uv.time_array)
+    uv.phase_center_id_array = idx
+    uv.phase_center_app_ra = fields.app_ra[idx]
+    uv.phase_center_app_dec = fields.app_dec[idx]
+    uv.phase_center_frame_pa = fields.frame_pa[idx]
+    uv.uvw_array = baseline_uvw(
+        fields,
+        time_jd=uv.time_array,
+        lst=uv.lst_array,
+        ant_1=uv.ant_1_array,
+        ant_2=uv.ant_2_array,
+        antenna_numbers=uv.telescope.antenna_numbers,
+        antenna_positions=uv.telescope.antenna_positions,
+        telescope_location=uv.telescope.location,
+    )
+    return fields
 
 
 def prepare_dsa110(uv, path: str) -> None:

@@ -16,6 +16,7 @@ from dsa110ms.scratch import ScratchLayout
 from dsa110ms.simulate import SimulationSpec, simulate
 
 from .conftest import SCRATCH_PARENT, hold_lock, run_snakemake
+from .independent import ms_uvw_reference
 from .msdata import expected_ms_data, read_ms, read_uvh5_raw
 
 
@@ -158,3 +159,10 @@ def test_bad_config_is_one_line(tmp_path, two_groups):
     proc = run_snakemake(tmp_path, "-n", config={"tolerance_s": "abc"}, check=False)
     assert proc.returncode != 0
     assert "invalid configuration: tolerance_s: 'abc' is not of type 'number'" in proc.stdout
+
+
+def test_published_uvw_match_independent_computation(converted, two_groups):
+    _, config, _ = converted
+    for group in discover(two_groups):
+        uvw, expected, _ = ms_uvw_reference(Path(config["output_dir"]) / f"{group.id}.ms")
+        assert np.abs(uvw - expected).max() < 1e-3
