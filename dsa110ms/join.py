@@ -15,9 +15,12 @@ import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from . import casa
 from .errors import JoinError
 from .faults import concat_fault
+from .msfix import weights_from_spectrum
 from .publish import MsSummary, publish, summarize, validate_joined
 from .scratch import remove_if_present
 
@@ -38,6 +41,103 @@ def concat_parts(parts: Sequence[str | os.PathLike], joined: Path) -> None:
         raise JoinError(f"{joined}: casatasks.concat returned without writing the MS")
 
 
+#: Columns with a channel axis, joined along it by the single-SPW layout.
+SPECTRAL_COLUMNS = ("DATA", "MODEL_DATA", "CORRECTED_DATA", "FLAG", "WEIGHT_SPECTRUM")
+#: Per-channel columns of the SPECTRAL_WINDOW table.
+CHANNEL_COLUMNS = ("CHAN_FREQ", "CHAN_WIDTH", "EFFECTIVE_BW", "RESOLUTION")
+#: Rows copied at a time by the single-SPW join (bounds its memory: ~100 MB of DATA at 768 chans).
+ROWS_PER_CHUNK = 8192
+
+
+def _row_keys(part: str) -> tuple[np.ndarray, ...]:
+    with casa.table(part) as tb:
+        return tuple(tb.getcol(c) for c in ("TIME", "ANTENNA1", "ANTENNA2", "FIELD_ID"))
+
+
+def join_single_spw(parts: Sequence[str | os.PathLike], joined: Path) -> None:
+    """One SPW holding every channel of the parts (ascending frequency), no regridding.
+
+    The parts must have the same rows in the same order (same times, baselines and fields:
+    true of the subbands of one group); each row's spectra are joined along the channel axis.
+    The lowest-frequency part is copied as the template (subtables included); its spectral
+    columns are re-created so no storage of the old shape remains.
+    """
+    parts = [str(p) for p in parts]
+    keys = _row_keys(parts[0])
+    for p in parts[1:]:
+        other = _row_keys(p)
+        if any(len(a) != len(b) or np.any(a != b) for a, b in zip(keys, other, strict=True)):
+            raise JoinError(
+                f"{p}: rows differ from {parts[0]} (times, baselines or fields); "
+                "spw_layout=single needs subbands with identical rows"
+            )
+    tb = casa.tools().table()
+    tb.open(parts[0])
+    tb.copy(str(joined), deep=True, valuecopy=True, returnobject=False)
+    tb.close()
+    sources = [casa.tools().table() for _ in parts]
+    out = casa.tools().table()
+    try:
+        for src, p in zip(sources, parts, strict=True):
+            src.open(p)
+        out.open(str(joined), nomodify=False)
+        columns = [c for c in SPECTRAL_COLUMNS if c in out.colnames()]
+        _recreate_columns(out, columns)
+        nrow = out.nrows()
+        for start in range(0, nrow, ROWS_PER_CHUNK):
+            n = min(ROWS_PER_CHUNK, nrow - start)
+            for c in columns:
+                # casatools shape: (npol, nchan, nrow); channels are axis 1
+                cells = np.concatenate([s.getcol(c, start, n) for s in sources], axis=1)
+                out.putcol(c, cells, start, n)
+                if c == "FLAG":
+                    flag = cells
+                elif c == "WEIGHT_SPECTRUM":
+                    spectrum = cells
+            weight, sigma = weights_from_spectrum(
+                spectrum.transpose(2, 1, 0), flag.transpose(2, 1, 0)
+            )
+            out.putcol("WEIGHT", weight.T, start, n)
+            out.putcol("SIGMA", sigma.T, start, n)
+            out.putcol("FLAG_ROW", flag.all(axis=(0, 1)), start, n)
+    finally:
+        out.close()
+        for src in sources:
+            src.close()
+    _join_spectral_window(parts, joined)
+
+
+def _recreate_columns(tb, columns: list[str]) -> None:
+    """Drop and re-add variable-shape tiled columns (same descriptions, fresh storage)."""
+    descs = {c: tb.getcoldesc(c) for c in columns}
+    groups: dict[str, list[str]] = {}
+    for c, d in descs.items():
+        groups.setdefault(d["dataManagerGroup"], []).append(c)
+    tb.removecols(columns)
+    for group, cols in groups.items():
+        dminfo = {"TYPE": "TiledShapeStMan", "NAME": group, "SPEC": {}}
+        tb.addcols({c: descs[c] for c in cols}, dminfo)
+
+
+def _join_spectral_window(parts: list[str], joined: Path) -> None:
+    """SPW 0 of ``joined`` gets every part's channels in order; totals follow."""
+    per_part = []
+    for p in parts:
+        with casa.table(f"{p}/SPECTRAL_WINDOW") as tb:
+            per_part.append({c: tb.getcell(c, 0) for c in CHANNEL_COLUMNS})
+    tb = casa.tools().table()
+    tb.open(f"{joined}/SPECTRAL_WINDOW", nomodify=False)
+    try:
+        for c in CHANNEL_COLUMNS:
+            tb.putcell(c, 0, np.concatenate([pp[c] for pp in per_part]))
+        freqs = tb.getcell("CHAN_FREQ", 0)
+        tb.putcell("NUM_CHAN", 0, len(freqs))
+        tb.putcell("TOTAL_BANDWIDTH", 0, float(np.sum(tb.getcell("CHAN_WIDTH", 0))))
+        tb.putcell("REF_FREQUENCY", 0, float(freqs[0]))  # as pyuvdata writes it: first channel
+    finally:
+        tb.close()
+
+
 def join_group(
     group: str,
     parts: Sequence[str | os.PathLike],
@@ -45,10 +145,16 @@ def join_group(
     *,
     instance: str,
     contiguous: bool = True,
+    spw_layout: str = "per_subband",
+    field_per_integration: bool = False,
     attempt: int = 1,
     fail_attempts: Collection[int] = (),
 ) -> MsSummary:
-    """Join ``parts`` (ascending frequency), validate, publish at ``final``.
+    """Join ``parts``, validate, publish at ``final``.
+
+    Parts are ordered by frequency, lowest first (SPW 0). ``spw_layout``: "per_subband" (one
+    SPW per part, ``casatasks.concat``) or "single" (:func:`join_single_spw`).
+    ``field_per_integration``: validate one FIELD per integration (DSA-110 mode).
 
     ``contiguous``: the parts cover the band without gaps (False for an incomplete group
     converted under ``incomplete_groups: convert``).
@@ -61,13 +167,25 @@ def join_group(
     if remove_if_present(staging, final.parent):
         log.info("removed staging MS left by an earlier attempt: %s", staging)
     try:
-        part_summaries = [summarize(p) for p in parts]
-        log.info("group %s: joining %d parts into %s", group, len(parts), staging)
+        # SPW order: lowest frequency first, whatever the subband numbering
+        part_summaries = sorted((summarize(p) for p in parts), key=lambda s: s.spw_freqs[0].min())
+        parts = [s.path for s in part_summaries]
+        log.info("group %s: joining %d parts into %s (%s)", group, len(parts), staging, spw_layout)
         injected = concat_fault(attempt, fail_attempts)
         if injected:
             raise JoinError(f"{staging}: casatasks.concat failed: {injected} (injected fault)")
-        concat_parts(parts, staging)
-        summary = validate_joined(staging, part_summaries, group, contiguous=contiguous)
+        if spw_layout == "single":
+            join_single_spw(parts, staging)
+        else:
+            concat_parts(parts, staging)
+        summary = validate_joined(
+            staging,
+            part_summaries,
+            group,
+            contiguous=contiguous,
+            spw_layout=spw_layout,
+            field_per_integration=field_per_integration,
+        )
         publish(staging, final)
     except BaseException:
         remove_if_present(staging, final.parent)

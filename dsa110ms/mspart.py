@@ -7,9 +7,12 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from .errors import ScratchError
+from .msfix import complete_part_metadata
 from .scratch import make_private_dir
-from .uvh5 import prepare_dsa110, read_subband
+from .uvh5 import prepare, read_subband
 
 log = logging.getLogger(__name__)
 
@@ -24,20 +27,34 @@ EXPECTED_WARNINGS = (
 )
 
 
-def write_part(uvh5_path: str | os.PathLike, part_path: str | os.PathLike) -> Path:
+IMAGING_COLUMNS = ("none", "model_corrected")
+
+
+def write_part(
+    uvh5_path: str | os.PathLike,
+    part_path: str | os.PathLike,
+    *,
+    telescope: str = "dsa110",
+    keep_autocorrelations: bool = True,
+    imaging_columns: str = "none",
+) -> Path:
     """Convert one subband file into an MS part at ``part_path`` (must not exist yet); its
     directory is created (or made) private, mode 0700.
 
-    The part has one SPW with ascending channels, one FIELD per integration at the meridian
-    phase centre and per-integration UVW (see :mod:`dsa110ms.uvh5`).
+    The part has one SPW with ascending channels; in DSA-110 mode one FIELD per integration at
+    the meridian phase centre and per-integration UVW (see :mod:`dsa110ms.uvh5`). With
+    ``imaging_columns="model_corrected"`` it also has MODEL_DATA = 0 and CORRECTED_DATA = DATA.
+    Metadata pyuvdata leaves incomplete are then fixed (:mod:`dsa110ms.msfix`).
     """
+    if imaging_columns not in IMAGING_COLUMNS:
+        raise ValueError(f"imaging_columns must be one of {IMAGING_COLUMNS}")
     uvh5_path, part_path = str(uvh5_path), Path(part_path)
     make_private_dir(part_path.parent)  # the group's scratch directory, mode 0700
     with warnings.catch_warnings():
         for message in EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
         uv = read_subband(uvh5_path)
-        prepare_dsa110(uv, uvh5_path)
+        prepare(uv, uvh5_path, telescope=telescope, keep_autocorrelations=keep_autocorrelations)
         log.info(
             "%s: %d times x %d baselines x %d channels (%.6f-%.6f MHz) -> %s",
             uvh5_path,
@@ -48,8 +65,12 @@ def write_part(uvh5_path: str | os.PathLike, part_path: str | os.PathLike) -> Pa
             uv.freq_array.max() / 1e6,
             part_path,
         )
+        extra = {}
+        if imaging_columns == "model_corrected":
+            extra = {"model_data": np.zeros_like(uv.data_array), "corrected_data": uv.data_array}
         try:
-            uv.write_ms(str(part_path))
+            uv.write_ms(str(part_path), **extra)
         except OSError as exc:
             raise ScratchError(f"{uvh5_path}: writing part {part_path} failed: {exc}") from exc
+    complete_part_metadata(part_path)
     return part_path

@@ -4,11 +4,13 @@ A joined MS is checked against what its parts promise before anyone can see it:
 
 - it opens with CASA's ``ms`` and ``msmetadata`` tools, and every subtable the main table refers
   to exists and opens;
-- main-table rows = sum of the parts' rows;
-- one SPW per part with the part's frequencies, each with ascending channels, SPWs ascending
-  and, for a complete group, contiguous (channel spacing preserved across SPW edges);
-- the FIELD table holds the parts' fields once (the 16 subbands share their fields);
-- the TIME range equals the parts' TIME range.
+- rows: the sum of the parts' (one SPW per part), or each part's (single SPW);
+- SPW frequencies are the parts' (one SPW per part, or all channels in one SPW), channels
+  ascending within and across SPWs and, for a complete group, one contiguous grid;
+- the FIELD table holds the parts' fields once (the 16 subbands share their fields, one per
+  integration in DSA-110 mode: each part's fields are checked when it is summarized);
+- the TIME range equals the parts' TIME range;
+- UVW are finite and no longer than the array's longest baseline.
 
 Only then is it renamed, in one ``rename(2)``, from its staging name to ``<output_dir>/<group>.ms``.
 """
@@ -41,6 +43,7 @@ class MsSummary:
     field_names: tuple[str, ...]
     time_min: float
     time_max: float
+    n_times: int
 
     @property
     def n_spws(self) -> int:
@@ -62,7 +65,9 @@ def summarize(ms_path: str | os.PathLike) -> MsSummary:
             names = tuple(str(n) for n in tb.getcol("NAME")) if tb.nrows() else ()
     except RuntimeError as exc:
         raise ValidationError(f"{path}: cannot be read as a Measurement Set: {exc}") from exc
-    return MsSummary(path, nrows, freqs, names, float(times.min()), float(times.max()))
+    return MsSummary(
+        path, nrows, freqs, names, float(times.min()), float(times.max()), len(np.unique(times))
+    )
 
 
 def check_opens(ms_path: str) -> None:
@@ -92,48 +97,83 @@ def check_opens(ms_path: str) -> None:
 def check_frequencies(
     spw_freqs: tuple[np.ndarray, ...], where: str, *, contiguous: bool = True
 ) -> None:
-    """Every SPW ascending; SPWs ascending; with ``contiguous``, no gap between SPWs (a group
-    converted without some subbands under incomplete_groups=convert has gaps)."""
+    """Channels ascend within and across SPWs (in SPW order); with ``contiguous``, they are one
+    evenly spaced grid without gaps (a group converted without some subbands under
+    incomplete_groups=convert has gaps)."""
     for i, f in enumerate(spw_freqs):
         if len(f) > 1 and not np.all(np.diff(f) > 0):
             raise ValidationError(f"{where}: SPW {i} channels are not in ascending frequency")
-    for i in range(1, len(spw_freqs)):
-        prev, cur = spw_freqs[i - 1], spw_freqs[i]
-        step = (prev[-1] - prev[0]) / (len(prev) - 1) if len(prev) > 1 else None
-        if cur[0] <= prev[-1]:
+        if i and f[0] <= spw_freqs[i - 1][-1]:
             raise ValidationError(
-                f"{where}: SPW {i} starts at {cur[0]:.3f} Hz, not above SPW {i - 1} "
-                f"(ends {prev[-1]:.3f} Hz): SPWs must ascend"
+                f"{where}: SPW {i} starts at {f[0]:.3f} Hz, not above SPW {i - 1} "
+                f"(ends {spw_freqs[i - 1][-1]:.3f} Hz): SPWs must ascend"
             )
-        if contiguous and step is not None and abs(cur[0] - prev[-1] - step) > FREQ_TOLERANCE_HZ:
-            raise ValidationError(
-                f"{where}: SPW {i - 1} and SPW {i} are not contiguous "
-                f"(gap {cur[0] - prev[-1]:.3f} Hz, channel spacing {step:.3f} Hz)"
-            )
+    steps = np.diff(np.concatenate(spw_freqs))
+    if contiguous and len(steps) and np.ptp(steps) > FREQ_TOLERANCE_HZ:
+        k = int(np.argmax(np.abs(steps - steps[0])))
+        raise ValidationError(
+            f"{where}: channels are not contiguous (step {steps[k]:.3f} Hz after "
+            f"{np.concatenate(spw_freqs)[k]:.3f} Hz, channel spacing {steps[0]:.3f} Hz)"
+        )
+
+
+def check_uvw(ms_path: str, where: str) -> None:
+    """UVW finite and no longer than the longest baseline of the array (plus 1 m)."""
+    with casa.table(ms_path) as tb:
+        uvw = tb.getcol("UVW")
+    with casa.table(f"{ms_path}/ANTENNA") as tb:
+        pos = tb.getcol("POSITION").T
+    if not np.all(np.isfinite(uvw)):
+        raise ValidationError(f"{where}: UVW has non-finite values")
+    longest = max(np.linalg.norm(pos - p, axis=1).max() for p in pos)
+    got = np.linalg.norm(uvw, axis=0).max() if uvw.size else 0.0
+    if got > longest + 1.0:
+        raise ValidationError(
+            f"{where}: |UVW| up to {got:.1f} m, longer than the longest baseline ({longest:.1f} m)"
+        )
 
 
 def validate_joined(
-    joined: str | os.PathLike, parts: list[MsSummary], group: str, *, contiguous: bool = True
+    joined: str | os.PathLike,
+    parts: list[MsSummary],
+    group: str,
+    *,
+    contiguous: bool = True,
+    spw_layout: str = "per_subband",
+    field_per_integration: bool = False,
 ) -> MsSummary:
     """Check a joined MS against its parts (in SPW order); raises ValidationError naming group.
 
-    ``contiguous``: the parts cover the band without gaps (the group is complete)."""
+    ``contiguous``: the parts cover the band without gaps (the group is complete).
+    ``spw_layout``: "per_subband" (one SPW per part, rows add up) or "single" (one SPW with all
+    channels, rows as in each part). ``field_per_integration`` (DSA-110 mode): one FIELD per
+    integration time."""
     where = f"group {group} ({joined})"
     check_opens(str(joined))
     got = summarize(joined)
-    want_rows = sum(p.nrows for p in parts)
+    if spw_layout == "single":
+        want_rows = parts[0].nrows
+        want_freqs = (np.concatenate([p.spw_freqs[0] for p in parts]),)
+    else:
+        want_rows = sum(p.nrows for p in parts)
+        want_freqs = tuple(p.spw_freqs[0] for p in parts)
     if got.nrows != want_rows:
-        raise ValidationError(f"{where}: {got.nrows} rows, parts have {want_rows}")
-    if got.n_spws != len(parts):
-        raise ValidationError(f"{where}: {got.n_spws} SPWs, expected one per part ({len(parts)})")
-    for i, (f, part) in enumerate(zip(got.spw_freqs, parts, strict=True)):
-        if len(f) != len(part.spw_freqs[0]) or np.abs(f - part.spw_freqs[0]).max() > 1e-3:
-            raise ValidationError(f"{where}: SPW {i} frequencies differ from part {part.path}")
+        raise ValidationError(f"{where}: {got.nrows} rows, the parts make {want_rows}")
+    if got.n_spws != len(want_freqs):
+        raise ValidationError(f"{where}: {got.n_spws} SPWs, expected {len(want_freqs)}")
+    for i, (f, want) in enumerate(zip(got.spw_freqs, want_freqs, strict=True)):
+        if len(f) != len(want) or np.abs(f - want).max() > FREQ_TOLERANCE_HZ:
+            raise ValidationError(f"{where}: SPW {i} frequencies differ from the parts'")
     check_frequencies(got.spw_freqs, where, contiguous=contiguous)
     want_fields = sorted(set().union(*(p.field_names for p in parts)))
     if sorted(got.field_names) != want_fields:
         raise ValidationError(
             f"{where}: fields {sorted(got.field_names)} differ from the parts' {want_fields}"
+        )
+    if field_per_integration and len(got.field_names) != got.n_times:
+        raise ValidationError(
+            f"{where}: {len(got.field_names)} fields for {got.n_times} integrations; "
+            "expected one meridian field per integration"
         )
     t_lo, t_hi = min(p.time_min for p in parts), max(p.time_max for p in parts)
     if (got.time_min, got.time_max) != (t_lo, t_hi):
@@ -141,6 +181,7 @@ def validate_joined(
             f"{where}: TIME range {got.time_min}-{got.time_max} s differs from the parts' "
             f"{t_lo}-{t_hi} s"
         )
+    check_uvw(str(joined), where)
     return got
 
 

@@ -9,8 +9,10 @@ of the node that opened them (a few seconds of jitter between subbands).
 
 Sky model: one point source of ``source_flux_jy`` at an hour-angle/declination offset from the
 phase centre at the middle of the group, plus small seeded Gaussian noise. Visibilities use the
-pyuvdata convention: uvw = x(ant_2) - x(ant_1) and V = S exp(-2 pi i b.(s - s0) / lambda), where
-s and s0 are unit vectors to the source and to the phase centre in the apparent frame of date.
+pyuvdata convention, which the DSA-110 writer follows ("uvw = B - A, vis = A* B"):
+b = x(ant_2) - x(ant_1) and V = S exp(+2 pi i b.(s - s0) / lambda), where s and s0 are unit vectors
+to the source and to the phase centre in the apparent frame of date (pyuvdata's ``phase`` removes
+exp(+2 pi i w / lambda); dsamfs divides by exp(+2 pi i w / lambda) when it fringe-stops).
 Precession, nutation and aberration are ignored by the model: they move the source by the same
 amount for every baseline and do not change what the converter must preserve.
 """
@@ -120,7 +122,7 @@ def simulate_visibilities(
     ha_s = np.radians(spec.source_ha_offset_deg) + tel.EARTH_ROTATION_RAD_PER_S * dt_s
     delta = direction(ha_s, dec_s) - direction(0.0, dec0)  # (Ntimes, 3)
     delay_m = np.einsum("tk,bk->tb", delta, baselines).reshape(-1)  # (Nblts,)
-    phase = -2j * np.pi * delay_m[:, None] * (freqs_hz[None, :] / SPEED_OF_LIGHT_M_S)
+    phase = 2j * np.pi * delay_m[:, None] * (freqs_hz[None, :] / SPEED_OF_LIGHT_M_S)
     vis = spec.source_flux_jy * np.exp(phase)
     nblts, nfreqs = vis.shape
     noise = rng.normal(0, spec.noise_jy, (nblts, nfreqs, 2, 2)).astype(np.float32)

@@ -89,9 +89,38 @@ def set_meridian_phase_centres(uv, dec: float) -> MeridianFields:
 
 
 def prepare_dsa110(uv, path: str) -> None:
-    """All DSA-110 fix-ups, in place: phase centres, UVW, mounts, ascending channels."""
+    """DSA-110 fix-ups, in place: meridian phase centres and UVW, alt-az mounts."""
     set_meridian_phase_centres(uv, pointing_dec(uv, path))
     # pyuvdata writes mounts it does not know as "other"; CASA expects "alt-az" for these dishes.
     uv.telescope.mount_type = ["alt-az"] * uv.telescope.Nants
-    # The correlator writes channels in descending frequency; an MS SPW must ascend.
+
+
+def check_generic(uv, path: str) -> None:
+    """Generic mode keeps the file's telescope, antennas and phase centres: they must be usable
+    as they are (phased data; pyuvdata's write_ms refuses unprojected data)."""
+    unprojected = [
+        c["cat_name"] for c in uv.phase_center_catalog.values() if c["cat_type"] == "unprojected"
+    ]
+    if unprojected:
+        raise InputFileError(
+            f"{path}: phase centre {unprojected[0]!r} is unprojected (drift); generic mode "
+            "converts phased data only (use telescope: dsa110 for DSA-110 files)"
+        )
+
+
+def prepare(uv, path: str, *, telescope: str, keep_autocorrelations: bool) -> None:
+    """Everything done to a subband before it is written, in place.
+
+    ``telescope``: "dsa110" applies the DSA-110 fix-ups; "generic" keeps the file's own
+    telescope, antennas and phase centres. Both put channels in ascending frequency (an MS SPW
+    must ascend; the correlator writes them descending).
+    """
+    if telescope == "dsa110":
+        prepare_dsa110(uv, path)
+    elif telescope == "generic":
+        check_generic(uv, path)
+    else:
+        raise ValueError(f"unknown telescope mode {telescope!r}")
+    if not keep_autocorrelations:
+        uv.select(ant_str="cross")
     uv.reorder_freqs(channel_order="freq")

@@ -13,6 +13,10 @@ rule ms_part:
         "../envs/dsa110ms.yaml"
     resources:
         mem_mb=1000,
+    params:
+        telescope=RUN.settings["telescope"],
+        keep_autocorrelations=RUN.settings["keep_autocorrelations"],
+        imaging_columns=RUN.settings["imaging_columns"],
     script:
         "../scripts/write_part.py"
 
@@ -32,6 +36,8 @@ rule concat:
         attempt=lambda wc, attempt: attempt,
     params:
         instance=RUN.layout.instance,
+        spw_layout=RUN.settings["spw_layout"],
+        telescope=RUN.settings["telescope"],
         complete=lambda wc: RUN.is_complete(wc.group),
         group_scratch=lambda wc: str(RUN.layout.group_dir(wc.group)),
         scratch_root=str(RUN.layout.root),

@@ -12,6 +12,8 @@ with job_log(smk.log[0]):
         smk.output.ms,
         instance=smk.params.instance,
         contiguous=smk.params.complete,
+        spw_layout=smk.params.spw_layout,
+        field_per_integration=smk.params.telescope == "dsa110",
         attempt=smk.resources.attempt,
         fail_attempts=smk.params.fail_attempts,
     )

@@ -62,3 +62,48 @@ def ms_uvw_reference(ms_path):
             rows = np.flatnonzero((time == t) & (field == f))
             expected[rows], ha[rows] = uvw_toward(*phase_dir[f], t, pos[a1[rows]] - pos[a2[rows]])
     return uvw, expected, ha
+
+
+def source_icrs(spec, time_mjd_s: float) -> tuple[float, float]:
+    """ICRS (ra, dec) in radians of the simulator's point source, which sits at hour angle
+    ``source_ha_offset_deg`` and Dec ``pointing_dec_deg + source_dec_offset_deg`` at the middle
+    integration (``time_mjd_s``)."""
+    obstime = Time(time_mjd_s / 86400.0, format="mjd", scale="utc")
+    src = SkyCoord(
+        spec.source_ha_offset_deg * u.deg,
+        (spec.pointing_dec_deg + spec.source_dec_offset_deg) * u.deg,
+        frame=HADec(obstime=obstime, location=SITE),
+    ).transform_to("icrs")
+    return src.ra.rad, src.dec.rad
+
+
+def dft_flux(ms_path, ra: float, dec: float) -> float:
+    """Mean real part of the cross-correlation DATA (first pol) phased to (ra, dec), Jy.
+
+    Uses CASA's measurement equation for an MS, V = sum S exp(+2 pi i (u l + v m + w (n - 1)) /
+    lambda) with the MS's UVW: the flux of a point source at (ra, dec), ~0 at its mirror image.
+    """
+    with casa.table(ms_path) as tb:
+        data = tb.getcol("DATA")[0].T  # (nrow, nchan)
+        uvw = tb.getcol("UVW").T
+        cross = tb.getcol("ANTENNA1") != tb.getcol("ANTENNA2")
+        field, ddid = tb.getcol("FIELD_ID"), tb.getcol("DATA_DESC_ID")
+    with casa.table(f"{ms_path}/FIELD") as tb:
+        phase_dir = tb.getcol("PHASE_DIR")[:, 0, :].T
+    with casa.table(f"{ms_path}/DATA_DESCRIPTION") as tb:
+        spw_of_dd = tb.getcol("SPECTRAL_WINDOW_ID")
+    with casa.table(f"{ms_path}/SPECTRAL_WINDOW") as tb:
+        freqs = np.stack([tb.getcell("CHAN_FREQ", i) for i in range(tb.nrows())])
+    ra0, dec0 = phase_dir[field].T
+    lcos = np.cos(dec) * np.sin(ra - ra0)
+    mcos = np.sin(dec) * np.cos(dec0) - np.cos(dec) * np.sin(dec0) * np.cos(ra - ra0)
+    ncos = np.sqrt(1 - lcos**2 - mcos**2)
+    delay = uvw[:, 0] * lcos + uvw[:, 1] * mcos + uvw[:, 2] * (ncos - 1)  # m
+    wavelength = 299792458.0 / freqs[spw_of_dd[ddid]]  # (nrow, nchan)
+    phased = data * np.exp(-2j * np.pi * delay[:, None] / wavelength)
+    return float(phased[cross].real.mean())
+
+
+def mirrored(ra0: float, dec0: float, ra: float, dec: float) -> tuple[float, float]:
+    """The position reflected through the phase centre (what a sign error images)."""
+    return 2 * ra0 - ra, 2 * dec0 - dec

@@ -16,7 +16,7 @@ from dsa110ms.scratch import ScratchLayout
 from dsa110ms.simulate import SimulationSpec, simulate
 
 from .conftest import SCRATCH_PARENT, hold_lock, run_snakemake
-from .independent import ms_uvw_reference
+from .independent import dft_flux, mirrored, ms_uvw_reference, source_icrs
 from .msdata import expected_ms_data, read_ms, read_uvh5_raw
 
 
@@ -166,3 +166,48 @@ def test_published_uvw_match_independent_computation(converted, two_groups):
     for group in discover(two_groups):
         uvw, expected, _ = ms_uvw_reference(Path(config["output_dir"]) / f"{group.id}.ms")
         assert np.abs(uvw - expected).max() < 1e-3
+
+
+def middle_field(ms):
+    """(TIME of the middle integration, its field's ICRS ra/dec)."""
+    with casa.table(ms) as tb:
+        times, fields = tb.getcol("TIME"), tb.getcol("FIELD_ID")
+    t_mid = np.unique(times)[len(np.unique(times)) // 2]
+    f = fields[times == t_mid][0]
+    with casa.table(f"{ms}/FIELD") as tb:
+        ra0, dec0 = tb.getcol("PHASE_DIR")[:, 0, f]
+    return t_mid, f, ra0, dec0
+
+
+def test_point_source_is_at_its_true_position_not_mirrored(converted, two_groups):
+    """A sign or UVW error moves the source: DFT at the true vs mirrored position, and a CASA
+    tclean image whose peak must be at the true position."""
+    _, config, _ = converted
+    group = next(iter(discover(two_groups)))
+    ms = Path(config["output_dir"]) / f"{group.id}.ms"
+    t_mid, f, ra0, dec0 = middle_field(ms)
+    ra, dec = source_icrs(SimulationSpec(), t_mid)
+    flux = SimulationSpec().source_flux_jy
+    assert dft_flux(ms, ra, dec) == pytest.approx(flux, rel=0.01)
+    assert abs(dft_flux(ms, *mirrored(ra0, dec0, ra, dec))) < 0.1 * flux
+
+    image = Path(config["output_dir"]).parent / "snapshot"
+    casa.tasks().tclean(
+        vis=str(ms),
+        imagename=str(image),
+        field=str(f),
+        imsize=[256, 256],
+        cell="15arcsec",
+        niter=0,
+        weighting="natural",
+    )
+    ia = casa.tools().image()
+    ia.open(f"{image}.image")
+    try:
+        pixels = ia.getchunk()[:, :, 0, 0]
+        peak = np.unravel_index(np.argmax(pixels), pixels.shape)
+        peak_ra, peak_dec = ia.coordsys().toworld([*peak, 0, 0], "n")["numeric"][:2]
+    finally:
+        ia.close()
+    offset = np.hypot((peak_ra - ra) * np.cos(dec), peak_dec - dec)
+    assert np.degrees(offset) * 3600 < 30, f"peak {np.degrees(offset) * 3600:.1f} arcsec off"
