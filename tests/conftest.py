@@ -83,3 +83,20 @@ def hold_lock(root, workdir):
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(str(p) for p in root.rglob("*")) if root.exists() else []
+
+
+@pytest.fixture(scope="session")
+def converted(two_groups, tmp_path_factory):
+    """Two complete groups converted in one run."""
+    work = tmp_path_factory.mktemp("work")
+    root = SCRATCH_PARENT / f"dsa110ms-test-{uuid.uuid4().hex[:8]}"
+    config = {"input_dir": two_groups, "output_dir": work / "out", "scratch_root": root}
+    proc = run_snakemake(work, "--cores", "2", config=config)
+    yield work, config, proc
+    left = leftovers(root)
+    shutil.rmtree(root, ignore_errors=True)
+    assert not left, f"scratch left behind: {left}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -15,26 +14,9 @@ from dsa110ms.groups import discover
 from dsa110ms.scratch import ScratchLayout
 from dsa110ms.simulate import SimulationSpec, simulate
 
-from .conftest import SCRATCH_PARENT, hold_lock, run_snakemake
+from .conftest import hold_lock, leftovers, run_snakemake
 from .independent import dft_flux, mirrored, ms_uvw_reference, source_icrs
 from .msdata import expected_ms_data, read_ms, read_uvh5_raw
-
-
-def leftovers(root: Path) -> list[str]:
-    return sorted(str(p) for p in root.rglob("*")) if root.exists() else []
-
-
-@pytest.fixture(scope="module")
-def converted(two_groups, tmp_path_factory):
-    """Two complete groups converted in one run."""
-    work = tmp_path_factory.mktemp("work")
-    root = SCRATCH_PARENT / f"dsa110ms-test-{uuid.uuid4().hex[:8]}"
-    config = {"input_dir": two_groups, "output_dir": work / "out", "scratch_root": root}
-    proc = run_snakemake(work, "--cores", "2", config=config)
-    yield work, config, proc
-    left = leftovers(root)
-    shutil.rmtree(root, ignore_errors=True)
-    assert not left, f"scratch left behind: {left}"
 
 
 def test_two_groups_convert_and_leave_no_scratch(converted, two_groups):
@@ -121,13 +103,16 @@ def test_concat_lock_failure_is_retried_and_dead_scratch_swept(
         "output_dir": tmp_path / "out",
         "scratch_root": scratch_root,
         "incomplete_groups": "convert",
+        "keep_autocorrelations": False,
         "faults": {"concat_fail_attempts": [1]},
     }
     proc = run_snakemake(tmp_path, "--cores", "2", config=config)
     assert "cannot be opened for read/write (injected fault)" in proc.stdout
     (ms,) = (tmp_path / "out").iterdir()
     assert ms.name == f"{group}.ms"
-    assert len(read_ms(ms).spw_freqs) == 2
+    cols = read_ms(ms)
+    assert len(cols.spw_freqs) == 2
+    assert not np.any(cols.ant1 == cols.ant2), "keep_autocorrelations: false drops autos"
     assert "attempt" in proc.stdout.lower() or "restart" in proc.stdout.lower()
     assert not dead_dir.exists()
     assert (live_dir / "g" / "sb00.ms").is_dir(), "a live run's scratch is never swept"

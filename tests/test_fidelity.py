@@ -1,0 +1,240 @@
+"""Scientific fidelity of published MSs: layouts, imaging columns, metadata, generic mode."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dsa110ms import casa
+from dsa110ms.groups import discover, subband_file_name
+from dsa110ms.msfix import ON_SOURCE
+
+from .conftest import SCRATCH_PARENT, run_snakemake
+from .msdata import read_ms
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def convert(input_dir, work: Path, **config) -> Path:
+    """Run the workflow once; returns the output directory. Scratch must end empty."""
+    root = SCRATCH_PARENT / f"dsa110ms-test-{uuid.uuid4().hex[:8]}"
+    out = work / "out"
+    try:
+        run_snakemake(
+            work,
+            "--cores",
+            "2",
+            config={"input_dir": input_dir, "output_dir": out, "scratch_root": root, **config},
+        )
+        assert not (root.exists() and any(root.iterdir())), "scratch left behind"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def single_layout(two_groups, tmp_path_factory):
+    """The first of the two groups again, as one SPW with MODEL_DATA and CORRECTED_DATA."""
+    first = next(iter(discover(two_groups)))
+    work = tmp_path_factory.mktemp("single")
+    out = convert(
+        two_groups,
+        work,
+        spw_layout="single",
+        imaging_columns="model_corrected",
+        start_time=first.id,
+        end_time=first.id,
+    )
+    return first, out / f"{first.id}.ms"
+
+
+@pytest.fixture(scope="module")
+def per_subband(two_groups, converted):
+    """The first group with the default layout (from the shared two-group run)."""
+    first = next(iter(discover(two_groups)))
+    return Path(converted[1]["output_dir"]) / f"{first.id}.ms"
+
+
+def test_single_and_per_subband_hold_the_same_visibilities(single_layout, per_subband):
+    _, single_ms = single_layout
+    single, multi = read_ms(single_ms), read_ms(per_subband)
+    assert len(single.spw_freqs) == 1 and len(single.spw_freqs[0]) == 768
+    assert len(multi.spw_freqs) == 16
+    np.testing.assert_array_equal(single.spw_freqs[0], np.concatenate(multi.spw_freqs))
+    width = np.diff(single.spw_freqs[0])
+    np.testing.assert_allclose(width, 244140.625, rtol=0, atol=1e-3)
+    for spw in range(16):
+        rows = np.flatnonzero(multi.spw == spw)
+        np.testing.assert_array_equal(multi.time[rows], single.time)
+        np.testing.assert_array_equal(multi.ant1[rows], single.ant1)
+        np.testing.assert_array_equal(multi.ant2[rows], single.ant2)
+        np.testing.assert_array_equal(multi.uvw[rows], single.uvw)
+        chans = slice(48 * spw, 48 * (spw + 1))
+        np.testing.assert_array_equal(multi.data[rows], single.data[:, chans])
+        np.testing.assert_array_equal(multi.flag[rows], single.flag[:, chans])
+        np.testing.assert_array_equal(multi.weight_spectrum[rows], single.weight_spectrum[:, chans])
+
+
+def test_imaging_columns(single_layout, per_subband):
+    _, single_ms = single_layout
+    with casa.table(single_ms) as tb:
+        data = tb.getcol("DATA")
+        np.testing.assert_array_equal(tb.getcol("CORRECTED_DATA"), data)
+        assert not np.any(tb.getcol("MODEL_DATA"))
+    with casa.table(per_subband) as tb:
+        assert "MODEL_DATA" not in tb.colnames() and "CORRECTED_DATA" not in tb.colnames()
+
+
+def spectral_window(ms):
+    with casa.table(f"{ms}/SPECTRAL_WINDOW") as tb:
+        return {c: [tb.getcell(c, i) for i in range(tb.nrows())] for c in tb.colnames()}
+
+
+@pytest.mark.parametrize("layout", ["single", "per_subband"])
+def test_spectral_window_table_is_consistent(layout, single_layout, per_subband):
+    ms = single_layout[1] if layout == "single" else per_subband
+    spw = spectral_window(ms)
+    for i, freqs in enumerate(spw["CHAN_FREQ"]):
+        assert np.all(np.diff(freqs) > 0)
+        assert np.all(spw["CHAN_WIDTH"][i] > 0)
+        assert spw["NUM_CHAN"][i] == len(freqs)
+        assert spw["TOTAL_BANDWIDTH"][i] == pytest.approx(np.sum(spw["CHAN_WIDTH"][i]))
+        assert spw["REF_FREQUENCY"][i] == freqs[0]
+    lows = [f[0] for f in spw["CHAN_FREQ"]]
+    assert lows == sorted(lows)
+
+
+def test_metadata_pyuvdata_leaves_empty(per_subband, two_groups):
+    ms = per_subband
+    with casa.table(ms) as tb:
+        time, interval = tb.getcol("TIME"), tb.getcol("INTERVAL")
+        flag, flag_row = tb.getcol("FLAG"), tb.getcol("FLAG_ROW")
+        weight, sigma, spectrum = (
+            tb.getcol("WEIGHT"),
+            tb.getcol("SIGMA"),
+            tb.getcol("WEIGHT_SPECTRUM"),
+        )
+        state_ids = np.unique(tb.getcol("STATE_ID"))
+        scans = np.unique(tb.getcol("SCAN_NUMBER"))
+        ant1, ant2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
+    np.testing.assert_array_equal(flag_row, flag.all(axis=(0, 1)))
+    np.testing.assert_allclose(weight, spectrum.mean(axis=1))
+    np.testing.assert_allclose(sigma, 1 / np.sqrt(weight))
+    with casa.table(f"{ms}/OBSERVATION") as tb:
+        assert tb.nrows() == 1
+        assert tb.getcell("TELESCOPE_NAME", 0) == "OVRO_MMA"
+        np.testing.assert_allclose(
+            tb.getcell("TIME_RANGE", 0),
+            [(time - interval / 2).min(), (time + interval / 2).max()],
+        )
+    with casa.table(f"{ms}/STATE") as tb:
+        assert list(state_ids) == [0] and tb.nrows() == 1
+        assert tb.getcell("OBS_MODE", 0) == ON_SOURCE
+    with casa.table(f"{ms}/ANTENNA") as tb:
+        assert set(tb.getcol("MOUNT")) == {"alt-az"}
+        np.testing.assert_array_equal(tb.getcol("DISH_DIAMETER"), 4.65)
+        positions = tb.getcol("POSITION").T
+    group = next(iter(discover(two_groups)))
+    import h5py
+
+    from dsa110ms.telescope import pad_positions_ecef_offsets
+
+    with h5py.File(group.files[0]) as f:
+        np.testing.assert_allclose(f["Header/antenna_positions"][:], pad_positions_ecef_offsets())
+    offsets = positions - positions[0]
+    np.testing.assert_allclose(
+        offsets, pad_positions_ecef_offsets() - pad_positions_ecef_offsets()[0], atol=1e-6
+    )
+    assert np.any(ant1 == ant2), "autocorrelations kept by default"
+    # one scan per integration, one field per integration (documented)
+    assert len(scans) == len(np.unique(time)) == 3
+
+
+def test_listobs_and_msmetadata_read_every_output(single_layout, per_subband):
+    for ms, nspw in ((single_layout[1], 1), (per_subband, 16)):
+        summary = casa.tasks().listobs(vis=str(ms), listfile="")
+        assert summary["nfields"] == 3
+        msmd = casa.tools().msmetadata()
+        msmd.open(str(ms))
+        try:
+            assert msmd.nspw() == nspw
+            assert msmd.nfields() == 3 and msmd.nscans() == 3
+            assert msmd.nantennas() == 117
+        finally:
+            msmd.done()
+
+
+# --- generic mode ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generic_input(two_groups, tmp_path_factory):
+    """A non-DSA object: another telescope name, phased to a fixed source, 4 subbands of 12
+    ascending channels, split from one pyuvdata object by frequency and written as UVH5."""
+    from dsa110ms.uvh5 import read_subband
+
+    first = next(iter(discover(two_groups)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        uv = read_subband(first.files[7])
+        uv.telescope.name = "TEST_ARRAY"
+        uv.phase(ra=0.7, dec=0.9, cat_name="target")
+        uv.reorder_freqs(channel_order="freq")
+        d = tmp_path_factory.mktemp("generic")
+        for k in range(4):
+            sub = uv.select(freq_chans=np.arange(12 * k, 12 * (k + 1)), inplace=False)
+            sub.write_uvh5(str(d / subband_file_name(first_time(first.id), k)))
+        reference = d.parent / "generic_reference.ms"
+        uv.write_ms(str(reference))
+    return d, reference
+
+
+def first_time(group_id):
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(group_id)
+
+
+def sorted_rows(ms):
+    cols = read_ms(ms)
+    order = np.lexsort((cols.ant2, cols.ant1, cols.time))
+    return cols, order
+
+
+def test_generic_mode_equals_pyuvdata_write_ms_of_unsplit_object(generic_input, tmp_path):
+    input_dir, reference = generic_input
+    out = convert(
+        input_dir,
+        tmp_path,
+        telescope="generic",
+        spw_layout="single",
+        incomplete_groups="convert",
+    )
+    (ms,) = out.iterdir()
+    got, go = sorted_rows(ms)
+    want, wo = sorted_rows(reference)
+    assert len(got.time) == len(want.time)
+    np.testing.assert_array_equal(got.time[go], want.time[wo])
+    np.testing.assert_array_equal(got.ant1[go], want.ant1[wo])
+    np.testing.assert_array_equal(got.ant2[go], want.ant2[wo])
+    np.testing.assert_array_equal(got.uvw[go], want.uvw[wo])
+    np.testing.assert_array_equal(got.data[go], want.data[wo])
+    np.testing.assert_array_equal(got.spw_freqs[0], want.spw_freqs[0])
+    with casa.table(f"{ms}/OBSERVATION") as tb:
+        assert tb.getcell("TELESCOPE_NAME", 0) == "TEST_ARRAY"
+    with casa.table(f"{ms}/FIELD") as tb:
+        assert list(tb.getcol("NAME")) == ["target"]
+
+
+def test_generic_mode_refuses_unphased_dsa110_files(two_groups, tmp_path):
+    from dsa110ms.errors import InputFileError
+    from dsa110ms.mspart import write_part
+
+    first = next(iter(discover(two_groups)))
+    with pytest.raises(InputFileError, match="unprojected"):
+        write_part(first.files[3], tmp_path / "g" / "sb03.ms", telescope="generic")
