@@ -20,12 +20,12 @@ rule all:
 
 
 onstart:
-    dsa110ms_workflow.on_start(RUN.layout)
+    dsa110ms_workflow.on_start(RUN)
 
 
 onsuccess:
-    dsa110ms_workflow.on_finish(RUN.layout, success=True)
+    dsa110ms_workflow.on_finish(RUN, success=True)
 
 
 onerror:
-    dsa110ms_workflow.on_finish(RUN.layout, success=False)
+    dsa110ms_workflow.on_finish(RUN, success=False)

@@ -22,7 +22,13 @@ class ScratchError(Dsa110msError):
 
 
 class JoinError(Dsa110msError):
-    """Joining the parts of a group failed."""
+    """Joining the parts of a group failed for a reason a retry cannot fix (a corrupt or
+    inconsistent part, an output that cannot be published). Not retried."""
+
+
+class TransientJoinError(JoinError):
+    """Joining failed in a way a fresh attempt can fix (CASA table locks, I/O races): retried
+    from a clean staging path."""
 
 
 class ValidationError(Dsa110msError):

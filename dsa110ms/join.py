@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from . import casa
-from .errors import JoinError
-from .faults import concat_fault
+from .errors import JoinError, TransientJoinError, ValidationError
+from .faults import LOCK_ERRORS, PERMANENT_ERRORS
+from .faults import active as active_faults
 from .msfix import weights_from_spectrum
 from .publish import MsSummary, publish, summarize, validate_joined
 from .scratch import remove_if_present
@@ -36,9 +38,9 @@ def concat_parts(parts: Sequence[str | os.PathLike], joined: Path) -> None:
     try:
         casa.tasks().concat(vis=[str(p) for p in parts], concatvis=str(joined))
     except Exception as exc:  # CASA raises bare RuntimeError/AssertionError for everything
-        raise JoinError(f"{joined}: casatasks.concat failed: {exc}") from exc
+        raise TransientJoinError(f"{joined}: casatasks.concat failed: {exc}") from exc
     if not joined.is_dir():
-        raise JoinError(f"{joined}: casatasks.concat returned without writing the MS")
+        raise TransientJoinError(f"{joined}: casatasks.concat returned without writing the MS")
 
 
 #: Columns with a channel axis, joined along it by the single-SPW layout.
@@ -138,55 +140,111 @@ def _join_spectral_window(parts: list[str], joined: Path) -> None:
         tb.close()
 
 
+def check_parts_consistent(parts: list[MsSummary], sources: Mapping[str, str]) -> None:
+    """The parts of one group must have the same integrations and channel count; a subband
+    that differs is named by its input file (a permanent error: retrying cannot fix it)."""
+    ref = parts[0]
+    for p in parts[1:]:
+        for what, a, b in (
+            ("number of times", ref.n_times, p.n_times),
+            ("number of rows", ref.nrows, p.nrows),
+            ("number of channels", len(ref.spw_freqs[0]), len(p.spw_freqs[0])),
+            ("time range", (ref.time_min, ref.time_max), (p.time_min, p.time_max)),
+        ):
+            if a != b:
+                raise JoinError(
+                    f"{sources.get(p.path, p.path)}: {what} {b} differs from "
+                    f"{sources.get(ref.path, ref.path)} ({a}); the group cannot be joined"
+                )
+
+
+def permanent_failure_marker(group_scratch: Path) -> Path:
+    return group_scratch / ".permanent_failure"
+
+
 def join_group(
     group: str,
     parts: Sequence[str | os.PathLike],
     final: str | os.PathLike,
     *,
     instance: str,
+    group_scratch: str | os.PathLike,
+    sources: Mapping[str, str] | None = None,
     contiguous: bool = True,
     spw_layout: str = "per_subband",
     field_per_integration: bool = False,
     attempt: int = 1,
-    fail_attempts: Collection[int] = (),
-) -> MsSummary:
-    """Join ``parts``, validate, publish at ``final``.
+) -> tuple[MsSummary, bool]:
+    """Join ``parts``, validate, publish at ``final``; returns the summary and whether this run
+    published it (False: another run already had, see :func:`dsa110ms.publish.publish`).
 
     Parts are ordered by frequency, lowest first (SPW 0). ``spw_layout``: "per_subband" (one
     SPW per part, ``casatasks.concat``) or "single" (:func:`join_single_spw`).
     ``field_per_integration``: validate one FIELD per integration (DSA-110 mode).
-
     ``contiguous``: the parts cover the band without gaps (False for an incomplete group
-    converted under ``incomplete_groups: convert``).
+    converted under ``incomplete_groups: convert``). ``sources``: part path -> input file, to
+    name the input in errors.
 
-    ``fail_attempts`` (test facility, :mod:`dsa110ms.faults`): on these attempts concat fails
-    after the staging path was prepared, as a CASA file-locking failure does.
+    Failures are classified by where they happen, not by message: reading and checking the
+    parts fails permanently (:class:`JoinError`; a marker in the group's scratch makes later
+    attempts of the same run fail at once instead of redoing the work); the join and its
+    validation fail transiently (:class:`TransientJoinError`, retried by the rule's
+    ``retries:`` from a clean staging path).
     """
     final = Path(final)
     staging = staging_path(final, instance)
+    marker = permanent_failure_marker(Path(group_scratch))
+    sources = dict(sources or {})
+    faults = active_faults()
+    if attempt == 1:
+        marker.unlink(missing_ok=True)
+    elif marker.exists():
+        raise JoinError(f"{marker.read_text().strip()} (permanent: attempt {attempt} not tried)")
     if remove_if_present(staging, final.parent):
         log.info("removed staging MS left by an earlier attempt: %s", staging)
+    injected = faults.concat_fault(group, attempt)
     try:
-        # SPW order: lowest frequency first, whatever the subband numbering
-        part_summaries = sorted((summarize(p) for p in parts), key=lambda s: s.spw_freqs[0].min())
-        parts = [s.path for s in part_summaries]
-        log.info("group %s: joining %d parts into %s (%s)", group, len(parts), staging, spw_layout)
-        injected = concat_fault(attempt, fail_attempts)
-        if injected:
-            raise JoinError(f"{staging}: casatasks.concat failed: {injected} (injected fault)")
-        if spw_layout == "single":
-            join_single_spw(parts, staging)
-        else:
-            concat_parts(parts, staging)
-        summary = validate_joined(
-            staging,
-            part_summaries,
+        try:
+            # SPW order: lowest frequency first, whatever the subband numbering
+            summaries = sorted((summarize(p) for p in parts), key=lambda s: s.spw_freqs[0].min())
+            if injected in PERMANENT_ERRORS:
+                raise ValidationError(f"{summaries[0].path}: part is corrupt (injected fault)")
+            check_parts_consistent(summaries, sources)
+        except (ValidationError, JoinError) as exc:
+            marker.write_text(f"group {group}: {exc}")
+            raise JoinError(f"group {group}: {exc}") from exc
+        ordered = [s.path for s in summaries]
+        log.info(
+            "group %s: attempt %d, joining %d parts into %s (%s)",
             group,
-            contiguous=contiguous,
-            spw_layout=spw_layout,
-            field_per_integration=field_per_integration,
+            attempt,
+            len(ordered),
+            staging,
+            spw_layout,
         )
-        publish(staging, final)
+        try:
+            if faults.concat_delay_s:
+                time.sleep(faults.concat_delay_s)
+            if injected in LOCK_ERRORS:
+                raise LOCK_ERRORS[injected](f"{staging} (injected fault)")
+            if spw_layout == "single":
+                join_single_spw(ordered, staging)
+            else:
+                concat_parts(ordered, staging)
+            summary = validate_joined(
+                staging,
+                summaries,
+                group,
+                contiguous=contiguous,
+                spw_layout=spw_layout,
+                field_per_integration=field_per_integration,
+            )
+        except (RuntimeError, OSError, ValidationError, JoinError) as exc:
+            raise TransientJoinError(
+                f"group {group}: attempt {attempt} failed, will be retried from a clean "
+                f"staging path if attempts remain: {type(exc).__name__}: {exc}"
+            ) from exc
+        published = publish(staging, final, summary)
     except BaseException:
         remove_if_present(staging, final.parent)
         raise
@@ -198,4 +256,4 @@ def join_group(
         len(summary.field_names),
         final,
     )
-    return summary
+    return summary, published

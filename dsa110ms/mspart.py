@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def write_part(
     telescope: str = "dsa110",
     keep_autocorrelations: bool = True,
     imaging_columns: str = "none",
+    crash: bool = False,
 ) -> Path:
     """Convert one subband file into an MS part at ``part_path`` (must not exist yet); its
     directory is created (or made) private, mode 0700.
@@ -45,6 +47,7 @@ def write_part(
     the meridian phase centre and per-integration UVW (see :mod:`dsa110ms.uvh5`). With
     ``imaging_columns="model_corrected"`` it also has MODEL_DATA = 0 and CORRECTED_DATA = DATA.
     Metadata pyuvdata leaves incomplete are then fixed (:mod:`dsa110ms.msfix`).
+    ``crash`` (test facility, :mod:`dsa110ms.faults`): die half-way, leaving a partial part.
     """
     if imaging_columns not in IMAGING_COLUMNS:
         raise ValueError(f"imaging_columns must be one of {IMAGING_COLUMNS}")
@@ -72,5 +75,9 @@ def write_part(
             uv.write_ms(str(part_path), **extra)
         except OSError as exc:
             raise ScratchError(f"{uvh5_path}: writing part {part_path} failed: {exc}") from exc
+    if crash:
+        shutil.rmtree(part_path / "SPECTRAL_WINDOW")  # a part missing a subtable, as if cut off
+        log.error("%s: injected crash while writing %s", uvh5_path, part_path)
+        os._exit(70)  # die like a killed process: no cleanup, no exception handling
     complete_part_metadata(part_path)
     return part_path

@@ -12,13 +12,18 @@ A joined MS is checked against what its parts promise before anyone can see it:
 - the TIME range equals the parts' TIME range;
 - UVW are finite and no longer than the array's longest baseline.
 
-Only then is it renamed, in one ``rename(2)``, from its staging name to ``<output_dir>/<group>.ms``.
+Only then is it stamped (``dsa110ms_published.json`` inside it) and renamed, in one ``rename(2)``,
+from its staging name to ``<output_dir>/<group>.ms``. Existing outputs: a stamped MS is trusted and
+kept; anything else at a final path (a partial copy, another tool's output) is set aside as
+``<group>.ms.invalid-<time>`` and converted again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +31,7 @@ import numpy as np
 
 from . import casa
 from .errors import ValidationError
+from .scratch import remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +191,46 @@ def validate_joined(
     return got
 
 
-def publish(staging: Path, final: Path) -> None:
-    """Make a validated MS visible at ``final`` in one rename; never replaces an existing one."""
+#: Written into every MS we publish (inside the MS directory, before the rename): an MS at the
+#: final path without it was not published by this workflow and is not trusted.
+STAMP_NAME = "dsa110ms_published.json"
+
+
+def is_published(ms: str | os.PathLike) -> bool:
+    return (Path(ms) / STAMP_NAME).is_file()
+
+
+def write_stamp(ms: Path, summary: MsSummary) -> None:
+    stamp = {
+        "rows": summary.nrows,
+        "spws": summary.n_spws,
+        "channels": int(sum(len(f) for f in summary.spw_freqs)),
+        "fields": len(summary.field_names),
+        "time_range_mjd_s": [summary.time_min, summary.time_max],
+        "validated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (ms / STAMP_NAME).write_text(json.dumps(stamp, indent=1))
+
+
+def set_aside(final: Path) -> Path:
+    """Rename an untrusted MS at a final path out of the way (kept for inspection)."""
+    aside = final.with_name(f"{final.name}.invalid-{time.strftime('%Y%m%dT%H%M%S')}")
+    os.rename(final, aside)
+    log.warning("%s: not published by this workflow (no %s); moved to %s", final, STAMP_NAME, aside)
+    return aside
+
+
+def publish(staging: Path, final: Path, summary: MsSummary) -> bool:
+    """Make a validated MS visible at ``final`` in one rename. Returns False if another run
+    published this group meanwhile (its MS is kept, ours dropped). An MS at ``final`` that this
+    workflow did not publish is set aside and replaced."""
+    write_stamp(staging, summary)
     if os.path.lexists(final):
-        raise ValidationError(f"{final}: already exists; not replaced by {staging}")
+        if is_published(final):
+            log.info("%s: already published by another run; keeping it", final)
+            remove_tree(staging, final.parent)
+            return False
+        set_aside(final)
     os.rename(staging, final)
     log.info("published %s", final)
+    return True

@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import faults, metrics
 from .errors import ScratchError
 
 log = logging.getLogger(__name__)
@@ -168,8 +169,9 @@ def _inside(path: Path, root: Path) -> bool:
 def remove_tree(path: str | os.PathLike, root: str | os.PathLike) -> None:
     """Remove ``path`` (a directory tree, file or symlink) inside ``root`` and verify it is gone.
 
-    Symlinks are removed, never followed. Transient failures are retried; a path that is still
-    there afterwards raises :class:`ScratchError` naming it.
+    Symlinks are removed, never followed. Failures are retried; a path that is still there
+    afterwards raises :class:`ScratchError` naming it. Every removal is counted in the metrics
+    (``cleanup`` events: retries, success).
     """
     path, root = Path(os.path.abspath(path)), Path(root)
     if path == Path(os.path.abspath(root)) or not _inside(path, root):
@@ -177,6 +179,7 @@ def remove_tree(path: str | os.PathLike, root: str | os.PathLike) -> None:
     last_error: OSError | None = None
     for attempt in range(REMOVE_ATTEMPTS):
         try:
+            faults.before_removal(str(path))
             if path.is_symlink() or not path.is_dir():
                 path.unlink(missing_ok=True)
             else:
@@ -188,7 +191,11 @@ def remove_tree(path: str | os.PathLike, root: str | os.PathLike) -> None:
             log.warning("removing %s failed (attempt %d): %s", path, attempt + 1, exc)
             time.sleep(0.1 * (attempt + 1))
         if not os.path.lexists(path):
+            metrics.emit("cleanup", path=str(path), ok=True, retries=attempt)
             return
+    metrics.emit(
+        "cleanup", path=str(path), ok=False, retries=REMOVE_ATTEMPTS - 1, error=str(last_error)
+    )
     raise ScratchError(f"{path}: could not be removed: {last_error}")
 
 

@@ -6,15 +6,19 @@ Snakefile evaluates to the same jobs and paths in every process of a run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import scratch
+from . import faults, metrics, scratch
 from .config import validate_config
 from .errors import DiscoveryError, ScratchError
 from .groups import Manifest, discover
+from .publish import is_published, set_aside
 
 log = logging.getLogger("dsa110ms")
 
@@ -91,6 +95,17 @@ class Run:
         g = self.manifest.groups[group]
         return [self.part(group, sb) for sb in g.subbands_ascending_frequency()]
 
+    def part_options(self) -> dict:
+        """How every part is written (see :func:`dsa110ms.mspart.write_part`)."""
+        return {
+            k: self.settings[k] for k in ("telescope", "keep_autocorrelations", "imaging_columns")
+        }
+
+    def part_sources(self, group: str) -> dict[str, str]:
+        """Part path -> the input file it is made from (to name inputs in join errors)."""
+        files = self.manifest.groups[group].files
+        return {self.part(group, sb): path for sb, path in files.items()}
+
     def is_complete(self, group: str) -> bool:
         return not self.manifest.groups[group].missing_subbands
 
@@ -101,28 +116,58 @@ class Run:
         return [self.final_ms(g) for g in self.groups()]
 
 
-# --- hooks: scratch ownership and verified cleanup ------------------------------------------
+# --- hooks: scratch ownership, verified cleanup, metrics -------------------------------------
 
 _owner: scratch.OwnerLock | None = None
+_started: float = 0.0
 
 
-def protect_existing_scratch(layout: scratch.ScratchLayout) -> None:
-    """At Snakefile evaluation in the main process: if this working directory's scratch exists
-    (parts left by an earlier run that Snakemake may reuse), lock it before Snakemake looks at it,
-    so no concurrent sweep can remove it. Creates nothing, so dry runs leave no trace."""
+def prepare_main_process(run: Run, workdir: str | os.PathLike = ".") -> None:
+    """At Snakefile evaluation in the main process, before Snakemake looks at any file.
+
+    If this working directory's scratch exists (parts left by an earlier run that Snakemake may
+    reuse), lock it so no concurrent sweep can remove it. If we got the lock, no run of this
+    working directory is alive, so Snakemake locks left by a killed run (SIGKILL) are stale and
+    are removed: a plain rerun then works without ``--unlock``. Outputs at final paths that this
+    workflow did not publish are set aside (:func:`dsa110ms.publish.set_aside`), so they are
+    converted again rather than trusted.
+    """
     global _owner
+    layout = run.layout
     if _owner is None and layout.lock_path.exists():
         _owner = scratch.OwnerLock.try_acquire(layout.lock_path, create=False)
+        if _owner is not None:
+            locks = Path(workdir) / ".snakemake" / "locks"
+            stale = sorted(locks.glob("*.lock")) if locks.is_dir() else []
+            for lock in stale:
+                lock.unlink(missing_ok=True)
+            if stale:
+                log.warning("removed %d Snakemake lock(s) left by a dead run", len(stale))
+    if run.manifest is not None:
+        for group in run.manifest:
+            final = Path(run.final_ms(group.id))
+            if os.path.lexists(final) and not is_published(final):
+                set_aside(final)
 
 
-def on_start(layout: scratch.ScratchLayout) -> None:
-    """Own this run's scratch (create + lock), then remove scratch of runs that are dead."""
-    global _owner
+def on_start(run: Run) -> None:
+    """Own this run's scratch (create + lock), then remove scratch of runs that are dead and
+    this instance's staging MSs left by a killed join."""
+    global _owner, _started
+    _started = time.time()
+    layout = run.layout
+    faults.activate(run.settings["faults"])
+    metrics.configure(run.settings["metrics_dir"])
     if _owner is None:
         _owner = scratch.acquire_instance(layout)
     else:
         _owner.describe_owner()
     report = scratch.sweep_stale(layout.root, keep=layout.instance)
+    output_dir = Path(run.settings["output_dir"])
+    staging = sorted(output_dir.glob(f".*.ms.{layout.instance}.staging"))
+    for path in staging:
+        scratch.remove_tree(path, output_dir)
+        log.info("removed staging MS left by a killed run: %s", path)
     log.info(
         "scratch %s (locked); stale sweep removed %d, skipped %d live",
         layout.instance_dir,
@@ -131,21 +176,58 @@ def on_start(layout: scratch.ScratchLayout) -> None:
     )
 
 
-def on_finish(layout: scratch.ScratchLayout, *, success: bool) -> None:
-    """Remove this run's whole scratch and verify it is gone; raise naming what is left."""
+def on_finish(run: Run, *, success: bool) -> None:
+    """Remove this run's whole scratch and verify it is gone; record metrics; alert if needed.
+    Raises (making the run fail) if scratch could not be removed."""
     global _owner
+    layout = run.layout
+    cleanup_error = None
     try:
         scratch.remove_if_present(layout.instance_dir, layout.root)
     except ScratchError as exc:
+        cleanup_error = exc
         left = scratch.remaining_entries(layout.instance_dir)
         log.error("scratch cleanup failed: %s; left: %s", exc, ", ".join(left) or "nothing")
-        raise
     finally:
         if _owner is not None:
             _owner.release()
             _owner = None
-    log.info(
-        "run %s: scratch %s removed and verified gone",
-        "succeeded" if success else "failed",
-        layout.instance_dir,
+    failed = [
+        g for g in (run.groups() if run.manifest else []) if not os.path.isdir(run.final_ms(g))
+    ]
+    summary = metrics.summarize_run(
+        metrics.read_events(run.settings["metrics_dir"], _started),
+        started=_started,
+        success=success and cleanup_error is None,
+        failed_groups=failed,
     )
+    metrics.write_run(run.settings["metrics_dir"], summary)
+    log.info(
+        "run %s: %d groups converted, %d failed, %d join retries, %d cleanup failures; "
+        "scratch %s %s",
+        "succeeded" if summary["success"] else "failed",
+        summary["groups_converted"],
+        summary["groups_failed"],
+        summary["join_retries"],
+        summary["cleanup_failures"],
+        layout.instance_dir,
+        "removed and verified gone" if cleanup_error is None else "NOT removed",
+    )
+    if summary["groups_failed"] or summary["cleanup_failures"]:
+        alert(run.settings["alert_command"], summary)
+    if cleanup_error is not None:
+        raise cleanup_error
+
+
+def alert(command: str | None, summary: dict) -> None:
+    """Run the configured alert command with the run summary in DSA110MS_ALERT (JSON)."""
+    if not command:
+        return
+    env = {**os.environ, "DSA110MS_ALERT": json.dumps(summary)}
+    try:
+        proc = subprocess.run(command, shell=True, env=env, timeout=60, capture_output=True)
+    except subprocess.TimeoutExpired:
+        log.error("alert command timed out after 60 s: %s", command)
+        return
+    if proc.returncode:
+        log.error("alert command failed (exit %d): %s", proc.returncode, command)

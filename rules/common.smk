@@ -12,7 +12,7 @@ dsa110ms_workflow.log_to_stderr()
 
 RUN = dsa110ms_workflow.Run.load(config, is_main_process=workflow.is_main_process)
 if workflow.is_main_process:
-    dsa110ms_workflow.protect_existing_scratch(RUN.layout)
+    dsa110ms_workflow.prepare_main_process(RUN)
 
 LOG_DIR = RUN.settings["log_dir"]
 

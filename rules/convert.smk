@@ -14,9 +14,9 @@ rule ms_part:
     resources:
         mem_mb=1000,
     params:
-        telescope=RUN.settings["telescope"],
-        keep_autocorrelations=RUN.settings["keep_autocorrelations"],
-        imaging_columns=RUN.settings["imaging_columns"],
+        options=RUN.part_options(),
+        faults=RUN.settings["faults"],
+        metrics_dir=RUN.settings["metrics_dir"],
     script:
         "../scripts/write_part.py"
 
@@ -41,6 +41,8 @@ rule concat:
         complete=lambda wc: RUN.is_complete(wc.group),
         group_scratch=lambda wc: str(RUN.layout.group_dir(wc.group)),
         scratch_root=str(RUN.layout.root),
-        fail_attempts=RUN.settings["faults"]["concat_fail_attempts"],
+        sources=lambda wc: RUN.part_sources(wc.group),
+        faults=RUN.settings["faults"],
+        metrics_dir=RUN.settings["metrics_dir"],
     script:
         "../scripts/join_group.py"

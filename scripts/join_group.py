@@ -1,20 +1,21 @@
 """Rule concat: join a group's parts, validate, publish, remove the group's scratch."""
 
-from dsa110ms.joblog import job_log
-from dsa110ms.join import join_group
-from dsa110ms.scratch import remove_if_present
+from dsa110ms.jobs import join_job
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
-with job_log(smk.log[0]):
-    join_group(
-        smk.wildcards.group,
-        smk.input.parts,
-        smk.output.ms,
-        instance=smk.params.instance,
-        contiguous=smk.params.complete,
-        spw_layout=smk.params.spw_layout,
-        field_per_integration=smk.params.telescope == "dsa110",
-        attempt=smk.resources.attempt,
-        fail_attempts=smk.params.fail_attempts,
-    )
-    remove_if_present(smk.params.group_scratch, smk.params.scratch_root)
+join_job(
+    group=smk.wildcards.group,
+    parts=list(smk.input.parts),
+    final=smk.output.ms,
+    log_path=smk.log[0],
+    instance=smk.params.instance,
+    group_scratch=smk.params.group_scratch,
+    scratch_root=smk.params.scratch_root,
+    sources=smk.params.sources,
+    contiguous=smk.params.complete,
+    spw_layout=smk.params.spw_layout,
+    field_per_integration=smk.params.telescope == "dsa110",
+    attempt=smk.resources.attempt,
+    faults_config=smk.params.faults,
+    metrics_dir=smk.params.metrics_dir,
+)

@@ -1,14 +1,15 @@
 """Rule ms_part: one subband file -> one MS part on scratch."""
 
-from dsa110ms.joblog import job_log
-from dsa110ms.mspart import write_part
+from dsa110ms.jobs import part_job
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
-with job_log(smk.log[0]):
-    write_part(
-        smk.input.uvh5,
-        smk.output.part,
-        telescope=smk.params.telescope,
-        keep_autocorrelations=smk.params.keep_autocorrelations,
-        imaging_columns=smk.params.imaging_columns,
-    )
+part_job(
+    uvh5=smk.input.uvh5,
+    part=smk.output.part,
+    group=smk.wildcards.group,
+    subband=int(smk.wildcards.subband),
+    log_path=smk.log[0],
+    options=smk.params.options,
+    faults_config=smk.params.faults,
+    metrics_dir=smk.params.metrics_dir,
+)

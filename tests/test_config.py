@@ -11,7 +11,12 @@ def test_defaults_fill_everything():
     s = validate_config({})
     assert s["scratch_root"] == "/dev/shm/dsa110ms"
     assert s["tolerance_s"] == 60
-    assert s["faults"]["concat_fail_attempts"] == []
+    assert s["faults"] == {
+        "concat": {},
+        "cleanup_permission_error": False,
+        "part_crash": [],
+        "concat_delay_s": 0,
+    }
     assert s["simulate"]["subbands"] == list(range(16))
 
 

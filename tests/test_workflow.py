@@ -104,10 +104,10 @@ def test_concat_lock_failure_is_retried_and_dead_scratch_swept(
         "scratch_root": scratch_root,
         "incomplete_groups": "convert",
         "keep_autocorrelations": False,
-        "faults": {"concat_fail_attempts": [1]},
+        "faults": {"concat": {"*": {"1": "read_write"}}},
     }
     proc = run_snakemake(tmp_path, "--cores", "2", config=config)
-    assert "cannot be opened for read/write (injected fault)" in proc.stdout
+    assert "cannot be opened for read/write" in proc.stdout and "injected fault" in proc.stdout
     (ms,) = (tmp_path / "out").iterdir()
     assert ms.name == f"{group}.ms"
     cols = read_ms(ms)
@@ -129,7 +129,7 @@ def test_permanent_failure_leaves_nothing(two_subband_group, tmp_path, scratch_r
         "scratch_root": scratch_root,
         "incomplete_groups": "convert",
         "concat_retries": 1,
-        "faults": {"concat_fail_attempts": [1, 2]},
+        "faults": {"concat": {"*": {"1": "bytes_read", "2": "errno18"}}},
     }
     proc = run_snakemake(tmp_path, "--cores", "2", config=config, check=False)
     assert proc.returncode != 0
@@ -137,7 +137,7 @@ def test_permanent_failure_leaves_nothing(two_subband_group, tmp_path, scratch_r
     log = (tmp_path / "logs" / group / "concat.log").read_text()
     assert "ERROR" in log and "injected fault" in log
     # onerror removed this run's scratch (verified by the scratch_root fixture too)
-    assert "run failed: scratch" in proc.stdout
+    assert "run failed" in proc.stdout and "removed and verified gone" in proc.stdout
 
 
 def test_bad_config_is_one_line(tmp_path, two_groups):

@@ -1,0 +1,116 @@
+"""The two job kinds as the ``script:`` files call them: logging, faults, metrics, then the work.
+
+Each function is what one Snakemake job does, given plain values (no Snakemake object), so it can
+be called and tested without Snakemake.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from . import casa, faults, metrics
+from .errors import JoinError, TransientJoinError
+from .joblog import job_log
+from .join import join_group
+from .mspart import write_part
+from .scratch import remove_if_present
+
+
+def error_class(exc: BaseException) -> str:
+    """A short class for metrics: the original exception's type, with errno name for OSError."""
+    cause = exc.__cause__ or exc
+    if isinstance(cause, OSError) and cause.errno in errno.errorcode:
+        return f"OSError.{errno.errorcode[cause.errno]}"
+    return type(cause).__name__
+
+
+def part_job(
+    *,
+    uvh5: str,
+    part: str,
+    group: str,
+    subband: int,
+    log_path: str,
+    options: Mapping,
+    faults_config: Mapping | None = None,
+    metrics_dir: str | None = None,
+) -> None:
+    """Rule ms_part: one subband file -> one MS part on scratch."""
+    with job_log(log_path):
+        active = faults.activate(faults_config)
+        metrics.configure(metrics_dir)
+        started, ok = time.time(), False
+        try:
+            write_part(uvh5, part, **options, crash=active.part_crashes(group, subband))
+            ok = True
+        finally:
+            metrics.emit(
+                "part",
+                group=group,
+                subband=subband,
+                ok=ok,
+                seconds=round(time.time() - started, 3),
+                bytes=metrics.du_bytes(part) if ok else 0,
+            )
+
+
+def join_job(
+    *,
+    group: str,
+    parts: Sequence[str],
+    final: str,
+    log_path: str,
+    instance: str,
+    group_scratch: str,
+    scratch_root: str,
+    sources: Mapping[str, str],
+    contiguous: bool,
+    spw_layout: str,
+    field_per_integration: bool,
+    attempt: int,
+    faults_config: Mapping | None = None,
+    metrics_dir: str | None = None,
+) -> None:
+    """Rule concat: join, validate, publish; then remove the group's scratch (verified)."""
+    with job_log(log_path):
+        casa.log_to(log_path)
+        faults.activate(faults_config)
+        metrics.configure(metrics_dir)
+        started = time.time()
+        event = {"group": group, "attempt": attempt}
+        try:
+            summary, published = join_group(
+                group,
+                parts,
+                final,
+                instance=instance,
+                group_scratch=group_scratch,
+                sources=sources,
+                contiguous=contiguous,
+                spw_layout=spw_layout,
+                field_per_integration=field_per_integration,
+                attempt=attempt,
+            )
+        except JoinError as exc:
+            outcome = "transient" if isinstance(exc, TransientJoinError) else "permanent"
+            metrics.emit(
+                "join",
+                **event,
+                outcome=outcome,
+                error_class=error_class(exc),
+                seconds=round(time.time() - started, 3),
+            )
+            raise
+        metrics.emit(
+            "join",
+            **event,
+            outcome="published" if published else "kept_existing",
+            error_class=None,
+            seconds=round(time.time() - started, 3),
+            bytes=metrics.du_bytes(final),
+            rows=summary.nrows,
+        )
+        remove_if_present(Path(group_scratch), scratch_root)

@@ -1,0 +1,154 @@
+"""Run metrics: job events as JSON lines, one summary per run as JSON lines and Prometheus text.
+
+Files in ``metrics_dir`` (config key, default ``logs/metrics``):
+
+- ``events.jsonl``: one line per event, appended by the jobs and hooks (``part``, ``join``,
+  ``cleanup``), each with ``ts`` (Unix seconds) and ``pid``;
+- ``runs.jsonl``: one line per finished run (the summary below);
+- ``dsa110ms.prom``: the last run's summary for node_exporter's textfile collector (replaced
+  atomically).
+
+A line is written with one ``write`` on a file opened with ``O_APPEND``, so lines from
+concurrent jobs do not interleave.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+EVENTS = "events.jsonl"
+RUNS = "runs.jsonl"
+PROMETHEUS = "dsa110ms.prom"
+
+_metrics_dir: Path | None = None
+
+
+def configure(metrics_dir: str | os.PathLike | None) -> None:
+    """Where this process writes events (None: nowhere)."""
+    global _metrics_dir
+    _metrics_dir = Path(metrics_dir) if metrics_dir else None
+
+
+def emit(kind: str, **fields) -> None:
+    """Append one event; never fails the caller (metrics must not break a conversion)."""
+    if _metrics_dir is None:
+        return
+    line = json.dumps({"ts": time.time(), "pid": os.getpid(), "kind": kind, **fields}) + "\n"
+    try:
+        _metrics_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(_metrics_dir / EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        log.warning("metrics event not written (%s): %s", exc, line.strip())
+
+
+def read_events(metrics_dir: str | os.PathLike, since: float) -> list[dict]:
+    path = Path(metrics_dir) / EVENTS
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("ts", 0) >= since:
+            events.append(event)
+    return events
+
+
+def du_bytes(path: str | os.PathLike) -> int:
+    """Bytes in the files under ``path`` (an MS directory)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def summarize_run(
+    events: list[dict], *, started: float, success: bool, failed_groups: list[str]
+) -> dict:
+    """The run's record: groups converted/failed, join attempts and retries by error class,
+    cleanup retries and failures, bytes written, durations (seconds)."""
+    joins = [e for e in events if e["kind"] == "join"]
+    parts = [e for e in events if e["kind"] == "part"]
+    cleanups = [e for e in events if e["kind"] == "cleanup"]
+    failures = Counter(
+        e["error_class"] for e in joins if e["outcome"] in ("transient", "permanent")
+    )
+    return {
+        "started": started,
+        "finished": time.time(),
+        "duration_s": round(time.time() - started, 3),
+        "success": success,
+        "groups_converted": sum(e["outcome"] == "published" for e in joins),
+        "groups_failed": len(failed_groups),
+        "failed_groups": failed_groups,
+        "parts_written": sum(e["ok"] for e in parts),
+        "parts_failed": sum(not e["ok"] for e in parts),
+        "join_attempts": len(joins),
+        "join_retries": sum(e["attempt"] > 1 for e in joins),
+        "join_failures_by_class": dict(failures),
+        "cleanup_retries": sum(e.get("retries", 0) for e in cleanups),
+        "cleanup_failures": sum(not e["ok"] for e in cleanups),
+        "bytes_written": sum(e.get("bytes", 0) for e in joins if e["outcome"] == "published"),
+        "part_seconds": round(sum(e.get("seconds", 0) for e in parts), 3),
+        "join_seconds": round(sum(e.get("seconds", 0) for e in joins), 3),
+    }
+
+
+def prometheus_text(summary: dict) -> str:
+    """The summary in Prometheus exposition format (gauges of the last run)."""
+    gauges = {
+        "groups_converted": "Groups published by the last run",
+        "groups_failed": "Groups of the last run without a published MS",
+        "parts_written": "MS parts written by the last run",
+        "parts_failed": "Part jobs that failed in the last run",
+        "join_attempts": "Join (concat) attempts in the last run",
+        "join_retries": "Join attempts after the first, last run",
+        "cleanup_retries": "Scratch removals that needed a retry, last run",
+        "cleanup_failures": "Scratch removals that failed, last run",
+        "bytes_written": "Bytes of MS published by the last run",
+        "duration_s": "Wall time of the last run in seconds",
+    }
+    lines = []
+    for key, help_text in gauges.items():
+        name = f"dsa110ms_last_run_{key}"
+        lines += [f"# HELP {name} {help_text}.", f"# TYPE {name} gauge", f"{name} {summary[key]}"]
+    name = "dsa110ms_last_run_join_failures"
+    lines += [f"# HELP {name} Failed join attempts by error class.", f"# TYPE {name} gauge"]
+    for error_class, count in sorted(summary["join_failures_by_class"].items()):
+        lines.append(f'{name}{{error_class="{error_class}"}} {count}')
+    lines += [
+        "# HELP dsa110ms_last_run_success 1 if the last run succeeded.",
+        "# TYPE dsa110ms_last_run_success gauge",
+        f"dsa110ms_last_run_success {int(summary['success'])}",
+        "# HELP dsa110ms_last_run_finished_timestamp_seconds When the last run finished.",
+        "# TYPE dsa110ms_last_run_finished_timestamp_seconds gauge",
+        f"dsa110ms_last_run_finished_timestamp_seconds {summary['finished']:.3f}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_run(metrics_dir: str | os.PathLike, summary: dict) -> None:
+    """Append the run record and replace the Prometheus file atomically."""
+    d = Path(metrics_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / RUNS, "a") as f:
+        f.write(json.dumps(summary) + "\n")
+    tmp = d / f".{PROMETHEUS}.{os.getpid()}"
+    tmp.write_text(prometheus_text(summary))
+    os.replace(tmp, d / PROMETHEUS)
