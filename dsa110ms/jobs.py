@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from . import casa, faults, metrics
+from .config import validate_config
 from .errors import JoinError, TransientJoinError
 from .joblog import job_log
 from .join import join_group
@@ -27,6 +28,15 @@ def error_class(exc: BaseException) -> str:
     return type(cause).__name__
 
 
+def _activate(config: Mapping | None) -> faults.Faults:
+    """Faults and metrics of this job process, from the run's configuration. They are read from
+    the configuration rather than passed as rule params, so that changing them (a test turning
+    faults off) does not make Snakemake rerun finished jobs."""
+    settings = validate_config(config or {})
+    metrics.configure(settings["metrics_dir"])
+    return faults.activate(settings["faults"])
+
+
 def part_job(
     *,
     uvh5: str,
@@ -35,13 +45,12 @@ def part_job(
     subband: int,
     log_path: str,
     options: Mapping,
-    faults_config: Mapping | None = None,
-    metrics_dir: str | None = None,
+    config: Mapping | None = None,
 ) -> None:
-    """Rule ms_part: one subband file -> one MS part on scratch."""
+    """Rule ms_part: one subband file -> one MS part on scratch. ``config``: the run's
+    configuration (for the test-facility faults and the metrics directory)."""
     with job_log(log_path):
-        active = faults.activate(faults_config)
-        metrics.configure(metrics_dir)
+        active = _activate(config)
         started, ok = time.time(), False
         try:
             write_part(uvh5, part, **options, crash=active.part_crashes(group, subband))
@@ -71,14 +80,12 @@ def join_job(
     spw_layout: str,
     field_per_integration: bool,
     attempt: int,
-    faults_config: Mapping | None = None,
-    metrics_dir: str | None = None,
+    config: Mapping | None = None,
 ) -> None:
     """Rule concat: join, validate, publish; then remove the group's scratch (verified)."""
     with job_log(log_path):
         casa.log_to(log_path)
-        faults.activate(faults_config)
-        metrics.configure(metrics_dir)
+        _activate(config)
         started = time.time()
         event = {"group": group, "attempt": attempt}
         try:

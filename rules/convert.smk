@@ -15,8 +15,6 @@ rule ms_part:
         mem_mb=1000,
     params:
         options=RUN.part_options(),
-        faults=RUN.settings["faults"],
-        metrics_dir=RUN.settings["metrics_dir"],
     script:
         "../scripts/write_part.py"
 
@@ -42,7 +40,5 @@ rule concat:
         group_scratch=lambda wc: str(RUN.layout.group_dir(wc.group)),
         scratch_root=str(RUN.layout.root),
         sources=lambda wc: RUN.part_sources(wc.group),
-        faults=RUN.settings["faults"],
-        metrics_dir=RUN.settings["metrics_dir"],
     script:
         "../scripts/join_group.py"

@@ -16,6 +16,5 @@ join_job(
     spw_layout=smk.params.spw_layout,
     field_per_integration=smk.params.telescope == "dsa110",
     attempt=smk.resources.attempt,
-    faults_config=smk.params.faults,
-    metrics_dir=smk.params.metrics_dir,
+    config=smk.config,
 )

@@ -10,6 +10,5 @@ part_job(
     subband=int(smk.wildcards.subband),
     log_path=smk.log[0],
     options=smk.params.options,
-    faults_config=smk.params.faults,
-    metrics_dir=smk.params.metrics_dir,
+    config=smk.config,
 )

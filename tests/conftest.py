@@ -29,9 +29,8 @@ def scratch_root():
     assert not left, f"scratch left behind: {left}"
 
 
-def run_snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True):
-    """Run the real Snakemake CLI on this repository's workflow in ``workdir``; its whole output
-    (Snakemake writes to stdout or stderr depending on the terminal) is in ``.stdout``."""
+def snakemake_command(workdir: Path, *args: str, config: dict | None = None) -> list[str]:
+    """The Snakemake CLI command for this repository's workflow in ``workdir``."""
     cmd = [
         str(SNAKEMAKE),
         *args,  # first: --configfile takes every word after it
@@ -46,6 +45,13 @@ def run_snakemake(workdir: Path, *args: str, config: dict | None = None, check: 
         override = workdir / f"test-config-{uuid.uuid4().hex[:6]}.yaml"
         override.write_text(yaml.safe_dump({k: _plain(v) for k, v in config.items()}))
         cmd.append(str(override))
+    return cmd
+
+
+def run_snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True):
+    """Run the real Snakemake CLI on this repository's workflow in ``workdir``; its whole output
+    (Snakemake writes to stdout or stderr depending on the terminal) is in ``.stdout``."""
+    cmd = snakemake_command(workdir, *args, config=config)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(
