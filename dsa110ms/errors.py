@@ -17,6 +17,10 @@ class InputFileError(Dsa110msError):
     """A subband file cannot be read or is not a DSA-110 / UVH5 file as expected."""
 
 
+class OutputError(Dsa110msError):
+    """The output directory cannot be written."""
+
+
 class ScratchError(Dsa110msError):
     """Scratch space cannot be created, locked or removed."""
 

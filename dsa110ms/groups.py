@@ -162,6 +162,12 @@ def scan(input_dir: str | os.PathLike) -> tuple[list[SubbandFile], list[str]]:
     return files, notes
 
 
+def unreadable(paths) -> list[str]:
+    """Paths this process may not read (Snakemake itself fails on them, so they never reach a
+    job: their group is skipped with this reason)."""
+    return [p for p in paths if not os.access(p, os.R_OK)]
+
+
 def _cluster(files: list[SubbandFile], tolerance: dt.timedelta) -> tuple[list[list], list]:
     """Clusters anchored on sb00 files (sb00 files within tolerance of each other merge).
 
@@ -260,6 +266,12 @@ def discover(
             manifest.skipped.append(chosen)
             continue
         group = Group(gid, chosen)
+        denied = unreadable(chosen.values())
+        if denied:
+            manifest.skipped.append(
+                f"{denied[0]}: not readable (permission denied); group {gid} not converted"
+            )
+            continue
         if group.missing_subbands:
             gaps = ", ".join(f"sb{sb:02d}" for sb in group.missing_subbands)
             if incomplete_groups == "fail":

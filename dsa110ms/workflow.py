@@ -10,13 +10,14 @@ import json
 import logging
 import os
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import faults, metrics, scratch
 from .config import validate_config
-from .errors import DiscoveryError, ScratchError
+from .errors import DiscoveryError, OutputError, ScratchError
 from .groups import Manifest, discover
 from .publish import is_published, set_aside
 
@@ -156,6 +157,7 @@ def on_start(run: Run) -> None:
     global _owner, _started
     _started = time.time()
     layout = run.layout
+    check_writable(Path(run.settings["output_dir"]))
     faults.activate(run.settings["faults"])
     metrics.configure(run.settings["metrics_dir"])
     if _owner is None:
@@ -174,6 +176,17 @@ def on_start(run: Run) -> None:
         len(report.removed),
         len(report.live),
     )
+
+
+def check_writable(directory: Path) -> None:
+    """Fail before any job runs if ``directory`` cannot be created or written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".dsa110ms-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"output_dir {directory} is not writable: {exc}") from None
 
 
 def on_finish(run: Run, *, success: bool) -> None:

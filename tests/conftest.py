@@ -26,7 +26,7 @@ def scratch_root():
     yield root
     left = sorted(str(p) for p in root.rglob("*")) if root.exists() else []
     shutil.rmtree(root, ignore_errors=True)
-    assert not left, f"scratch left behind: {left}"
+    assert not left, f"scratch left behind ({len(left)} entries): {left[:5]}"
 
 
 def snakemake_command(workdir: Path, *args: str, config: dict | None = None) -> list[str]:
@@ -48,10 +48,21 @@ def snakemake_command(workdir: Path, *args: str, config: dict | None = None) -> 
     return cmd
 
 
-def run_snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True):
+#: Run a command as root without the capabilities that bypass file permissions, so that
+#: unreadable inputs and unwritable outputs behave for the test as for any user.
+WITHOUT_DAC_OVERRIDE = [
+    "setpriv",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+]
+
+
+def run_snakemake(
+    workdir: Path, *args: str, config: dict | None = None, check: bool = True, prefix=()
+):
     """Run the real Snakemake CLI on this repository's workflow in ``workdir``; its whole output
     (Snakemake writes to stdout or stderr depending on the terminal) is in ``.stdout``."""
-    cmd = snakemake_command(workdir, *args, config=config)
+    cmd = [*prefix, *snakemake_command(workdir, *args, config=config)]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -105,4 +116,4 @@ def converted(two_groups, tmp_path_factory):
     yield work, config, proc
     left = leftovers(root)
     shutil.rmtree(root, ignore_errors=True)
-    assert not left, f"scratch left behind: {left}"
+    assert not left, f"scratch left behind ({len(left)} entries): {left[:5]}"

@@ -127,3 +127,28 @@ def test_every_process_of_a_run_sees_the_main_process_manifest(tmp_path):
         main.groups()[0]
     )
     assert job.layout == main.layout
+
+
+def test_unreadable_file_skips_its_group_with_the_reason(tmp_path):
+    touch_group(tmp_path, T0)
+    bad = sorted(tmp_path.glob("*_sb05.hdf5"))[0]
+    bad.chmod(0)
+    code = (
+        "from dsa110ms.groups import discover; import sys; m = discover(sys.argv[1]); "
+        "print(len(m)); print(m.skipped[0])"
+    )
+    import subprocess
+    import sys
+
+    from .conftest import WITHOUT_DAC_OVERRIDE
+
+    out = subprocess.run(
+        [*WITHOUT_DAC_OVERRIDE, sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert out == [
+        "0",
+        f"{bad}: not readable (permission denied); group 2026-03-01T12:00:00 not converted",
+    ]

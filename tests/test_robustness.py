@@ -14,7 +14,7 @@ from dsa110ms.groups import discover
 from dsa110ms.publish import is_published
 from dsa110ms.simulate import SimulationSpec, simulate
 
-from .conftest import run_snakemake
+from .conftest import WITHOUT_DAC_OVERRIDE, run_snakemake
 from .msdata import expected_ms_data, read_ms, read_uvh5_raw
 
 LOCK_KINDS = ("read_write", "bytes_read", "errno18", "errno39")
@@ -100,3 +100,76 @@ def test_injected_faults_are_retried_or_fail_cleanly(six_groups, tmp_path, scrat
     for gid in ids[4:]:
         assert_matches_input(out / f"{gid}.ms", input_dir, gid)
     assert last_run(tmp_path)["groups_converted"] == 2
+
+
+def test_bad_inputs_fail_with_one_line_reasons_and_others_convert(tmp_path, scratch_root):
+    """Truncated file, non-HDF5 file, a subband with fewer integrations, an unreadable file:
+    each group fails with a reason naming the file; the good group converts; an untrusted MS at
+    a final path is set aside and replaced."""
+    d = tmp_path / "in"
+    ids = small_groups(d, 5, start="2026-04-01T00:00:00")
+    groups = {g.id: g for g in discover(d, incomplete_groups="convert")}
+    truncated = Path(groups[ids[0]].files[0])
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    not_hdf5 = Path(groups[ids[1]].files[15])
+    not_hdf5.write_text("this is not an HDF5 file\n")
+    fewer_times = Path(groups[ids[2]].files[15])
+    fewer_times.unlink()
+    other = tmp_path / "other"
+    simulate(
+        SimulationSpec(subbands=(15,), n_integrations=2, start=f"{ids[2]}", max_jitter_s=0), other
+    )
+    (other / fewer_times.name.replace(fewer_times.name[:19], ids[2])).rename(fewer_times)
+    unreadable = Path(groups[ids[3]].files[0])
+    unreadable.chmod(0)
+    out = tmp_path / "out"
+    (out / f"{ids[4]}.ms").mkdir(parents=True)  # e.g. a copy that was cut off
+    (out / f"{ids[4]}.ms" / "table.dat").write_text("partial")
+
+    config = {
+        "input_dir": d,
+        "output_dir": out,
+        "scratch_root": scratch_root,
+        "incomplete_groups": "convert",
+    }
+    proc = run_snakemake(
+        tmp_path, "--cores", "2", config=config, check=False, prefix=WITHOUT_DAC_OVERRIDE
+    )
+    assert proc.returncode != 0
+    assert_matches_input(out / f"{ids[4]}.ms", d, ids[4])
+    assert len(list(out.glob(f"{ids[4]}.ms.invalid-*"))) == 1
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(ids[4])) == []
+
+    def reason(group, log):
+        lines = (tmp_path / "logs" / group / log).read_text().splitlines()
+        (line,) = [x for x in lines if " ERROR " in x]
+        return line
+
+    assert str(truncated) in reason(ids[0], "part_sb00.log")
+    assert str(not_hdf5) in reason(ids[1], "part_sb15.log")
+    line = reason(ids[2], "concat.log")
+    assert str(fewer_times) in line and "number of times" in line
+    # unreadable: found by discovery (Snakemake itself cannot record jobs on unreadable inputs)
+    assert f"{unreadable}: not readable (permission denied); group {ids[3]} not converted" in (
+        proc.stdout
+    )
+
+
+def test_unwritable_output_dir_fails_before_any_job(tmp_path, scratch_root):
+    d = tmp_path / "in"
+    small_groups(d, 1)
+    out = tmp_path / "readonly"
+    out.mkdir(mode=0o555)
+    config = {
+        "input_dir": d,
+        "output_dir": out,
+        "scratch_root": scratch_root,
+        "incomplete_groups": "convert",
+    }
+    proc = run_snakemake(
+        tmp_path, "--cores", "2", config=config, check=False, prefix=WITHOUT_DAC_OVERRIDE
+    )
+    assert proc.returncode != 0
+    assert f"output_dir {out} is not writable" in proc.stdout
+    assert "Finished jobid" not in proc.stdout, "no job ran"
+    assert list(out.iterdir()) == []
