@@ -29,6 +29,20 @@ EXPECTED_WARNINGS = (
 
 
 IMAGING_COLUMNS = ("none", "model_corrected")
+#: An MS part takes about as much space as its UVH5 file (same visibilities, flags and weights)
+#: plus subtables; this much more is asked for before writing.
+SPACE_MARGIN_BYTES = 2_000_000
+
+
+def check_free_space(uvh5_path: str, part_path: Path) -> None:
+    """Refuse to start a part that cannot fit on scratch, with the needed and available sizes."""
+    needed = int(os.path.getsize(uvh5_path) * 1.1) + SPACE_MARGIN_BYTES
+    free = shutil.disk_usage(part_path.parent).free
+    if free < needed:
+        raise ScratchError(
+            f"{part_path.parent}: not enough space for the part of {uvh5_path}: needs "
+            f"{needed / 1e6:.1f} MB, {free / 1e6:.1f} MB available"
+        )
 
 
 def write_part(
@@ -53,6 +67,7 @@ def write_part(
         raise ValueError(f"imaging_columns must be one of {IMAGING_COLUMNS}")
     uvh5_path, part_path = str(uvh5_path), Path(part_path)
     make_private_dir(part_path.parent)  # the group's scratch directory, mode 0700
+    check_free_space(uvh5_path, part_path)
     with warnings.catch_warnings():
         for message in EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
@@ -73,8 +88,14 @@ def write_part(
             extra = {"model_data": np.zeros_like(uv.data_array), "corrected_data": uv.data_array}
         try:
             uv.write_ms(str(part_path), **extra)
-        except OSError as exc:
-            raise ScratchError(f"{uvh5_path}: writing part {part_path} failed: {exc}") from exc
+        except Exception as exc:
+            free = shutil.disk_usage(part_path.parent).free
+            if free < SPACE_MARGIN_BYTES:
+                raise ScratchError(
+                    f"{part_path.parent}: no space left writing the part of {uvh5_path} "
+                    f"({free / 1e6:.1f} MB free): {exc}"
+                ) from exc
+            raise
     if crash:
         shutil.rmtree(part_path / "SPECTRAL_WINDOW")  # a part missing a subtable, as if cut off
         log.error("%s: injected crash while writing %s", uvh5_path, part_path)

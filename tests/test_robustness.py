@@ -5,6 +5,10 @@ scratch is empty."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,7 @@ from dsa110ms.groups import discover
 from dsa110ms.publish import is_published
 from dsa110ms.simulate import SimulationSpec, simulate
 
-from .conftest import WITHOUT_DAC_OVERRIDE, run_snakemake
+from .conftest import WITHOUT_DAC_OVERRIDE, leftovers, run_snakemake, snakemake_command
 from .msdata import expected_ms_data, read_ms, read_uvh5_raw
 
 LOCK_KINDS = ("read_write", "bytes_read", "errno18", "errno39")
@@ -173,3 +177,95 @@ def test_unwritable_output_dir_fails_before_any_job(tmp_path, scratch_root):
     assert f"output_dir {out} is not writable" in proc.stdout
     assert "Finished jobid" not in proc.stdout, "no job ran"
     assert list(out.iterdir()) == []
+
+
+def wait_for(predicate, timeout=120.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize(
+    "sig, phase",
+    [
+        (signal.SIGINT, "parts"),
+        (signal.SIGKILL, "parts"),
+        (signal.SIGTERM, "concat"),
+        (signal.SIGKILL, "concat"),
+    ],
+    ids=["sigint-parts", "sigkill-parts", "sigterm-concat", "sigkill-concat"],
+)
+def test_interrupted_run_then_plain_rerun(sig, phase, tmp_path, scratch_root):
+    """Ctrl-C / SIGTERM / SIGKILL of the whole run (its process group) while parts are written
+    or while a group is joined; then the documented plain command, `snakemake --cores 2`,
+    completes with correct output and no stale scratch."""
+    d = tmp_path / "in"
+    ids = small_groups(d, 2, start="2026-05-01T00:00:00")
+    config = {
+        "input_dir": d,
+        "output_dir": tmp_path / "out",
+        "scratch_root": scratch_root,
+        "incomplete_groups": "convert",
+        "faults": {"concat_delay_s": 60 if phase == "concat" else 0},
+    }
+    cmd = snakemake_command(tmp_path, "--cores", "2", config=config)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    logs = tmp_path / "logs"
+    if phase == "parts":
+        wait_for(lambda: any(logs.glob("*/part_sb*.log")), what="a part job")
+    else:
+        wait_for(
+            lambda: any("joining" in p.read_text() for p in logs.glob("*/concat.log")),
+            what="a join",
+        )
+    os.killpg(proc.pid, sig)
+    proc.wait(timeout=120)
+    out = tmp_path / "out"
+    for ms in out.glob("*.ms") if out.exists() else []:
+        assert is_published(ms), f"{ms} visible but not published"
+
+    config.pop("faults")
+    run_snakemake(tmp_path, "--cores", "2", config=config)
+    for gid in ids:
+        assert_matches_input(out / f"{gid}.ms", d, gid)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{g}.ms" for g in ids)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 3 MB tmpfs mounted for the test (needs root, as CI runs)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)]).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    left = leftovers(mount / "dsa110ms")
+    subprocess.run(["umount", str(mount)], check=True)
+    assert not left, f"left on the small tmpfs: {left[:5]}"
+
+
+def test_full_scratch_refuses_early_and_leaves_nothing(tmp_path, tiny_tmpfs):
+    d = tmp_path / "in"
+    (gid,) = small_groups(d, 1, n_antennas=24)  # ~1.8 MB files: one part fits, not two
+    config = {
+        "input_dir": d,
+        "output_dir": tmp_path / "out",
+        "scratch_root": tiny_tmpfs / "dsa110ms",
+        "incomplete_groups": "convert",
+    }
+    proc = run_snakemake(tmp_path, "--cores", "1", config=config, check=False)
+    assert proc.returncode != 0
+    reasons = [
+        line
+        for log in (tmp_path / "logs" / gid).glob("part_sb*.log")
+        for line in log.read_text().splitlines()
+        if " ERROR " in line
+    ]
+    assert reasons and all("MB available" in r or "no space left" in r for r in reasons)
+    assert leftovers(tmp_path / "out") == []
+    assert leftovers(tiny_tmpfs / "dsa110ms") == []
