@@ -269,3 +269,31 @@ def test_full_scratch_refuses_early_and_leaves_nothing(tmp_path, tiny_tmpfs):
     assert reasons and all("MB available" in r or "no space left" in r for r in reasons)
     assert leftovers(tmp_path / "out") == []
     assert leftovers(tiny_tmpfs / "dsa110ms") == []
+
+
+def test_two_runs_at_once_on_the_same_scratch_root_and_groups(tmp_path, scratch_root):
+    """Two instances in different working directories, same scratch root, same input and
+    output: neither touches the other's live scratch, both complete, every MS is valid."""
+    d = tmp_path / "in"
+    ids = small_groups(d, 2, start="2026-06-01T00:00:00")
+    procs = []
+    for name in ("a", "b"):
+        work = tmp_path / name
+        work.mkdir()
+        config = {
+            "input_dir": d,
+            "output_dir": tmp_path / "out",
+            "scratch_root": scratch_root,
+            "incomplete_groups": "convert",
+        }
+        cmd = snakemake_command(work, "--cores", "1", config=config)
+        procs.append(
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, text in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, text[-3000:]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{g}.ms" for g in ids)
+    for gid in ids:
+        assert_matches_input(out / f"{gid}.ms", d, gid)
