@@ -30,6 +30,17 @@ def small_groups(d: Path, n: int, start="2026-03-01T00:00:00", subbands=(0, 15),
     return [g.id for g in discover(d, incomplete_groups="convert")]
 
 
+def small_config(input_dir, output_dir, scratch_root, **extra) -> dict:
+    """Workflow config for groups made by :func:`small_groups`."""
+    return {
+        "input_dir": input_dir,
+        "output_dir": output_dir,
+        "scratch_root": scratch_root,
+        "incomplete_groups": "convert",
+        **extra,
+    }
+
+
 def assert_matches_input(ms: Path, input_dir: Path, group_id: str):
     """Every SPW of the published MS equals its input file (the documented convention)."""
     (group,) = [g for g in discover(input_dir, incomplete_groups="convert") if g.id == group_id]
@@ -65,14 +76,13 @@ def test_injected_faults_are_retried_or_fail_cleanly(six_groups, tmp_path, scrat
         "cleanup_permission_error": True,
     }
     alert = tmp_path / "alert.json"
-    config = {
-        "input_dir": input_dir,
-        "output_dir": tmp_path / "out",
-        "scratch_root": scratch_root,
-        "incomplete_groups": "convert",
-        "faults": faults,
-        "alert_command": f'echo "$DSA110MS_ALERT" > {alert}',
-    }
+    config = small_config(
+        input_dir,
+        tmp_path / "out",
+        scratch_root,
+        faults=faults,
+        alert_command=f'echo "$DSA110MS_ALERT" > {alert}',
+    )
     proc = run_snakemake(tmp_path, "--cores", "2", config=config, check=False)
     assert proc.returncode != 0
     out = tmp_path / "out"
@@ -130,12 +140,7 @@ def test_bad_inputs_fail_with_one_line_reasons_and_others_convert(tmp_path, scra
     (out / f"{ids[4]}.ms").mkdir(parents=True)  # e.g. a copy that was cut off
     (out / f"{ids[4]}.ms" / "table.dat").write_text("partial")
 
-    config = {
-        "input_dir": d,
-        "output_dir": out,
-        "scratch_root": scratch_root,
-        "incomplete_groups": "convert",
-    }
+    config = small_config(d, out, scratch_root)
     proc = run_snakemake(
         tmp_path, "--cores", "2", config=config, check=False, prefix=WITHOUT_DAC_OVERRIDE
     )
@@ -164,12 +169,7 @@ def test_unwritable_output_dir_fails_before_any_job(tmp_path, scratch_root):
     small_groups(d, 1)
     out = tmp_path / "readonly"
     out.mkdir(mode=0o555)
-    config = {
-        "input_dir": d,
-        "output_dir": out,
-        "scratch_root": scratch_root,
-        "incomplete_groups": "convert",
-    }
+    config = small_config(d, out, scratch_root)
     proc = run_snakemake(
         tmp_path, "--cores", "2", config=config, check=False, prefix=WITHOUT_DAC_OVERRIDE
     )
@@ -204,13 +204,9 @@ def test_interrupted_run_then_plain_rerun(sig, phase, tmp_path, scratch_root):
     completes with correct output and no stale scratch."""
     d = tmp_path / "in"
     ids = small_groups(d, 2, start="2026-05-01T00:00:00")
-    config = {
-        "input_dir": d,
-        "output_dir": tmp_path / "out",
-        "scratch_root": scratch_root,
-        "incomplete_groups": "convert",
-        "faults": {"concat_delay_s": 60 if phase == "concat" else 0},
-    }
+    config = small_config(
+        d, tmp_path / "out", scratch_root, faults={"concat_delay_s": 60 if phase == "concat" else 0}
+    )
     cmd = snakemake_command(tmp_path, "--cores", "2", config=config)
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -252,12 +248,7 @@ def tiny_tmpfs(tmp_path):
 def test_full_scratch_refuses_early_and_leaves_nothing(tmp_path, tiny_tmpfs):
     d = tmp_path / "in"
     (gid,) = small_groups(d, 1, n_antennas=24)  # ~1.8 MB files: one part fits, not two
-    config = {
-        "input_dir": d,
-        "output_dir": tmp_path / "out",
-        "scratch_root": tiny_tmpfs / "dsa110ms",
-        "incomplete_groups": "convert",
-    }
+    config = small_config(d, tmp_path / "out", tiny_tmpfs / "dsa110ms")
     proc = run_snakemake(tmp_path, "--cores", "1", config=config, check=False)
     assert proc.returncode != 0
     reasons = [
@@ -280,12 +271,7 @@ def test_two_runs_at_once_on_the_same_scratch_root_and_groups(tmp_path, scratch_
     for name in ("a", "b"):
         work = tmp_path / name
         work.mkdir()
-        config = {
-            "input_dir": d,
-            "output_dir": tmp_path / "out",
-            "scratch_root": scratch_root,
-            "incomplete_groups": "convert",
-        }
+        config = small_config(d, tmp_path / "out", scratch_root)
         cmd = snakemake_command(work, "--cores", "1", config=config)
         procs.append(
             subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

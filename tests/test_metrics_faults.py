@@ -1,0 +1,52 @@
+"""Metrics records and the fault plan, without Snakemake."""
+
+import json
+
+import pytest
+
+from dsa110ms import faults, metrics
+
+
+def test_run_summary_and_prometheus_file(tmp_path):
+    metrics.configure(tmp_path)
+    metrics.emit("part", group="g1", subband=0, ok=True, seconds=1.5, bytes=100)
+    metrics.emit("part", group="g2", subband=0, ok=False, seconds=0.5, bytes=0)
+    metrics.emit("join", group="g1", attempt=1, outcome="transient", error_class="OSError.EXDEV")
+    metrics.emit("join", group="g1", attempt=2, outcome="published", error_class=None, bytes=7)
+    metrics.emit("cleanup", path="/x", ok=True, retries=1)
+    metrics.emit("cleanup", path="/y", ok=False, retries=2, error="EACCES")
+    events = metrics.read_events(tmp_path, since=0)
+    assert len(events) == 6 and all("ts" in e and "pid" in e for e in events)
+    summary = metrics.summarize_run(events, started=0.0, success=False, failed_groups=["g2"])
+    assert summary["groups_converted"] == 1 and summary["groups_failed"] == 1
+    assert summary["join_attempts"] == 2 and summary["join_retries"] == 1
+    assert summary["join_failures_by_class"] == {"OSError.EXDEV": 1}
+    assert summary["cleanup_retries"] == 3 and summary["cleanup_failures"] == 1
+    assert summary["bytes_written"] == 7 and summary["parts_failed"] == 1
+    metrics.write_run(tmp_path, summary)
+    assert json.loads((tmp_path / "runs.jsonl").read_text())["groups_failed"] == 1
+    prom = (tmp_path / "dsa110ms.prom").read_text()
+    assert "dsa110ms_last_run_groups_converted 1" in prom
+    assert 'dsa110ms_last_run_join_failures{error_class="OSError.EXDEV"} 1' in prom
+    assert "dsa110ms_last_run_success 0" in prom
+    metrics.configure(None)
+
+
+def test_fault_plan_lookup():
+    f = faults.Faults.from_config(
+        {"concat": {"*": {"2": "errno39"}, "g1": {"1": "read_write"}}, "part_crash": ["*/sb03"]}
+    )
+    assert f.concat_fault("g1", 1) == "read_write"
+    assert f.concat_fault("g2", 2) == "errno39" and f.concat_fault("g2", 1) is None
+    assert f.part_crashes("any", 3) and not f.part_crashes("any", 4)
+
+
+def test_cleanup_permission_fault_fails_each_path_once():
+    faults.activate({"cleanup_permission_error": True})
+    with pytest.raises(PermissionError):
+        faults.before_removal("/a")
+    faults.before_removal("/a")
+    with pytest.raises(PermissionError):
+        faults.before_removal("/b")
+    faults.activate(None)
+    faults.before_removal("/c")
