@@ -30,14 +30,14 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check dsa110ms scripts tests
-	$(BIN)/ruff format --check dsa110ms scripts tests
+	$(BIN)/ruff check dsa110ms scripts tests bench
+	$(BIN)/ruff format --check dsa110ms scripts tests bench
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint
 
 format: $(STAMP)
-	$(BIN)/ruff format dsa110ms scripts tests
-	$(BIN)/ruff check --fix dsa110ms scripts tests
+	$(BIN)/ruff format dsa110ms scripts tests bench
+	$(BIN)/ruff check --fix dsa110ms scripts tests bench
 	$(BIN)/snakefmt Snakefile rules
 
 clean-demo:

@@ -14,8 +14,8 @@ BIN = Path(sys.executable).parent
 @pytest.mark.parametrize(
     "cmd",
     [
-        [BIN / "ruff", "check", "dsa110ms", "scripts", "tests"],
-        [BIN / "ruff", "format", "--check", "dsa110ms", "scripts", "tests"],
+        [BIN / "ruff", "check", "dsa110ms", "scripts", "tests", "bench"],
+        [BIN / "ruff", "format", "--check", "dsa110ms", "scripts", "tests", "bench"],
         [BIN / "snakefmt", "--check", "Snakefile", "rules"],
         [SNAKEMAKE, "--lint"],
     ],
