@@ -78,6 +78,7 @@ def join_job(
     sources: Mapping[str, str],
     contiguous: bool,
     spw_layout: str,
+    join_method: str,
     field_per_integration: bool,
     attempt: int,
     config: Mapping | None = None,
@@ -98,6 +99,7 @@ def join_job(
                 sources=sources,
                 contiguous=contiguous,
                 spw_layout=spw_layout,
+                join_method=join_method,
                 field_per_integration=field_per_integration,
                 attempt=attempt,
             )

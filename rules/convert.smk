@@ -35,6 +35,7 @@ rule concat:
     params:
         instance=RUN.layout.instance,
         spw_layout=RUN.settings["spw_layout"],
+        join_method=RUN.settings["join_method"],
         telescope=RUN.settings["telescope"],
         complete=lambda wc: RUN.is_complete(wc.group),
         group_scratch=lambda wc: str(RUN.layout.group_dir(wc.group)),

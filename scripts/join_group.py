@@ -14,6 +14,7 @@ join_job(
     sources=smk.params.sources,
     contiguous=smk.params.complete,
     spw_layout=smk.params.spw_layout,
+    join_method=smk.params.join_method,
     field_per_integration=smk.params.telescope == "dsa110",
     attempt=smk.resources.attempt,
     config=smk.config,
