@@ -30,11 +30,6 @@ LOCK_ERRORS = {
     "errno39": lambda where: OSError(errno.ENOTEMPTY, os.strerror(errno.ENOTEMPTY), where),
 }
 PERMANENT_ERRORS = ("corrupt",)
-KINDS = (*LOCK_ERRORS, *PERMANENT_ERRORS)
-
-
-class InjectedCrash(Exception):
-    """Raised where a part job is made to die; the job then exits without cleaning up."""
 
 
 @dataclass
