@@ -50,3 +50,11 @@ def test_cleanup_permission_fault_fails_each_path_once():
         faults.before_removal("/b")
     faults.activate(None)
     faults.before_removal("/c")
+
+
+def test_schema_lists_exactly_the_fault_kinds():
+    from dsa110ms.config import load_schema
+
+    concat = load_schema()["properties"]["faults"]["properties"]["concat"]
+    kinds = concat["additionalProperties"]["additionalProperties"]["enum"]
+    assert sorted(kinds) == sorted([*faults.LOCK_ERRORS, *faults.PERMANENT_ERRORS])
