@@ -15,8 +15,6 @@ from . import casa, faults, metrics
 from .config import validate_config
 from .errors import JoinError, TransientJoinError
 from .joblog import job_log
-from .join import join_group
-from .mspart import write_part
 from .scratch import remove_if_present
 
 
@@ -49,6 +47,8 @@ def part_job(
 ) -> None:
     """Rule ms_part: one subband file -> one MS part on scratch. ``config``: the run's
     configuration (for the test-facility faults and the metrics directory)."""
+    from .mspart import write_part
+
     with job_log(log_path):
         active = _activate(config)
         started, ok = time.time(), False
@@ -66,9 +66,23 @@ def part_job(
             )
 
 
+def template_job(
+    *, uvh5: str, template: str, group: str, log_path: str, options: Mapping, config=None
+) -> None:
+    """Rule ms_template: the group's template MS from one of its files (pyuvdata)."""
+    from .template import write_template
+
+    with job_log(log_path):
+        _activate(config)
+        started = time.time()
+        write_template(uvh5, template, **options)
+        metrics.emit("template", group=group, seconds=round(time.time() - started, 3))
+
+
 def join_job(
     *,
     group: str,
+    template: str,
     parts: Sequence[str],
     final: str,
     log_path: str,
@@ -79,11 +93,14 @@ def join_job(
     contiguous: bool,
     spw_layout: str,
     join_method: str,
+    imaging_columns: str,
     field_per_integration: bool,
     attempt: int,
     config: Mapping | None = None,
 ) -> None:
     """Rule concat: join, validate, publish; then remove the group's scratch (verified)."""
+    from .join import join_group
+
     with job_log(log_path):
         casa.log_to(log_path)
         _activate(config)
@@ -92,6 +109,7 @@ def join_job(
         try:
             summary, published = join_group(
                 group,
+                template,
                 parts,
                 final,
                 instance=instance,
@@ -100,6 +118,7 @@ def join_job(
                 contiguous=contiguous,
                 spw_layout=spw_layout,
                 join_method=join_method,
+                imaging_columns=imaging_columns,
                 field_per_integration=field_per_integration,
                 attempt=attempt,
             )

@@ -23,8 +23,11 @@ from .errors import JoinError, TransientJoinError, ValidationError
 from .faults import LOCK_ERRORS, PERMANENT_ERRORS
 from .faults import active as active_faults
 from .msfix import weights_from_spectrum
-from .publish import MsSummary, publish, summarize, validate_joined
+from .mspart import ROW_ARRAYS, Part, open_part
+from .mstables import fixed_array_columns
+from .publish import MsSummary, publish, validate_joined
 from .scratch import remove_if_present
+from .template import DIGEST_KEYWORD, SOURCE_KEYWORD
 
 log = logging.getLogger(__name__)
 
@@ -43,198 +46,225 @@ def concat_parts(parts: Sequence[str | os.PathLike], joined: Path) -> None:
         raise TransientJoinError(f"{joined}: casatasks.concat returned without writing the MS")
 
 
-#: Columns with a channel axis, joined along it by the single-SPW layout.
-SPECTRAL_COLUMNS = ("DATA", "MODEL_DATA", "CORRECTED_DATA", "FLAG", "WEIGHT_SPECTRUM")
-#: Per-channel columns of the SPECTRAL_WINDOW table.
-CHANNEL_COLUMNS = ("CHAN_FREQ", "CHAN_WIDTH", "EFFECTIVE_BW", "RESOLUTION")
+#: Per-channel columns of the SPECTRAL_WINDOW table (RESOLUTION and EFFECTIVE_BW are the
+#: channel width, as pyuvdata writes them).
+WIDTH_COLUMNS = ("CHAN_WIDTH", "EFFECTIVE_BW", "RESOLUTION")
 #: Rows copied at a time by the single-SPW join (bounds its memory: ~100 MB of DATA at 768 chans).
-ROWS_PER_CHUNK = 8192
+ROWS_PER_CHUNK = 16384
+#: Columns of the template's main table the join replaces with the parts' (fixed-shape) columns.
+REPLACED_COLUMNS = ("DATA", "FLAG", "WEIGHT_SPECTRUM", "WEIGHT", "SIGMA")
+#: MODEL_DATA and CORRECTED_DATA are described like DATA, with the MS definition's comments.
+IMAGING_COLUMN_COMMENTS = {
+    "MODEL_DATA": "The model data column",
+    "CORRECTED_DATA": "The corrected data column",
+}
+#: Columns of the template's main table that hold no values (pyuvdata never fills them).
+EMPTY_COLUMNS = ("FLAG_CATEGORY",)
 
 
-def _row_keys(part: str) -> tuple[np.ndarray, ...]:
-    with casa.table(part) as tb:
-        return tuple(tb.getcol(c) for c in ("TIME", "ANTENNA1", "ANTENNA2", "FIELD_ID"))
+def assemble(
+    template: str | os.PathLike,
+    parts: Sequence[str | os.PathLike],
+    joined: str | os.PathLike,
+    *,
+    spw_layout: str = "per_subband",
+    imaging_columns: str = "none",
+) -> None:
+    """Write the MS of a group at ``joined`` from its template and its parts (lowest frequency
+    first), in one pass over the data.
 
+    ``spw_layout="per_subband"``: the template's rows repeated once per part, part k's spectral
+    columns in the k-th block with DATA_DESC_ID = k; one SPECTRAL_WINDOW and DATA_DESCRIPTION row
+    per part and the FEED rows repeated for every SPW. This is exactly what ``casatasks.concat``
+    makes of the parts written as MSs by pyuvdata (tested; only HISTORY differs).
+    ``"single"``: the template's rows once, each row's spectra joined along the channel axis,
+    one SPW holding every channel; WEIGHT, SIGMA and FLAG_ROW summarize the whole row.
+    ``imaging_columns="model_corrected"`` adds MODEL_DATA = 0 and CORRECTED_DATA = DATA.
 
-def join_single_spw(parts: Sequence[str | os.PathLike], joined: Path) -> None:
-    """One SPW holding every channel of the parts (ascending frequency), no regridding.
-
-    The parts must have the same rows in the same order (same times, baselines and fields:
-    true of the subbands of one group); each row's spectra are joined along the channel axis.
-    The lowest-frequency part is copied as the template (subtables included); its spectral
-    columns are re-created so no storage of the old shape remains.
+    The parts must be the template's rows (checked by the caller, :func:`check_parts`).
     """
-    parts = [str(p) for p in parts]
-    keys = _row_keys(parts[0])
-    for p in parts[1:]:
-        other = _row_keys(p)
-        if any(len(a) != len(b) or np.any(a != b) for a, b in zip(keys, other, strict=True)):
-            raise JoinError(
-                f"{p}: rows differ from {parts[0]} (times, baselines or fields); "
-                "spw_layout=single needs subbands with identical rows"
-            )
-    copy_template(parts[0], joined)
-    sources = [casa.tools().table() for _ in parts]
-    out = casa.tools().table()
-    try:
-        for src, p in zip(sources, parts, strict=True):
-            src.open(p)
-        out.open(str(joined), nomodify=False)
-        columns = [c for c in SPECTRAL_COLUMNS if c in out.colnames()]
-        _recreate_columns(out, columns)
+    from casacore import tables
+
+    parts, joined = [open_part(p) for p in parts], str(joined)
+    single = spw_layout == "single"
+    with tables.table(str(template), ack=False) as tmpl:
+        tmpl.copy(joined, deep=True, valuecopy=False)
+    chan_freqs = [p.chan_freq for p in parts]
+    chan_widths = [np.asarray(p.array("CHAN_WIDTH")) for p in parts]
+    npol = parts[0].manifest["polarizations"]
+    nchan = sum(len(f) for f in chan_freqs) if single else len(chan_freqs[0])
+    with tables.table(joined, readonly=False, ack=False) as out:
         nrow = out.nrows()
-        for start in range(0, nrow, ROWS_PER_CHUNK):
-            n = min(ROWS_PER_CHUNK, nrow - start)
-            for c in columns:
-                # casatools shape: (npol, nchan, nrow); channels are axis 1
-                cells = np.concatenate([s.getcol(c, start, n) for s in sources], axis=1)
-                out.putcol(c, cells, start, n)
-                if c == "FLAG":
-                    flag = cells
-                elif c == "WEIGHT_SPECTRUM":
-                    spectrum = cells
-            weight, sigma = weights_from_spectrum(
-                spectrum.transpose(2, 1, 0), flag.transpose(2, 1, 0)
-            )
-            out.putcol("WEIGHT", weight.T, start, n)
-            out.putcol("SIGMA", sigma.T, start, n)
-            out.putcol("FLAG_ROW", flag.all(axis=(0, 1)), start, n)
-    finally:
-        out.close()
-        for src in sources:
-            src.close()
-    _join_spectral_window(parts, joined)
+        spectral = ["DATA", "FLAG", "WEIGHT_SPECTRUM"]
+        if imaging_columns == "model_corrected":
+            spectral += ["MODEL_DATA", "CORRECTED_DATA"]
+        _replace_array_columns(out, spectral, (nchan, npol), npol)
+        if single:
+            _fill_single_spw(out, parts, spectral)
+        else:
+            _fill_per_subband(out, parts, spectral)
+    _write_spectral_windows(template, joined, chan_freqs, chan_widths, single=single)
+    log.info("assembled %s from %d parts: %d x %d rows", joined, len(parts), nrow, len(parts))
 
 
-def copy_template(part: str, joined: Path) -> None:
-    """Deep-copy a part (main table and subtables) to ``joined``."""
-    tb = casa.tools().table()
-    tb.open(part)
-    try:
-        tb.copy(str(joined), deep=True, valuecopy=True, returnobject=False)
-    finally:
-        tb.close()
+def _replace_array_columns(out, spectral: list[str], cell: tuple[int, int], npol: int) -> None:
+    """Drop the template's variable-shape array columns; add fixed-shape ones
+    (:mod:`dsa110ms.mstables`), keeping the template's descriptions (comments, units)."""
+    from casacore import tables
+
+    descs = {c: out.getcoldesc(c) for c in REPLACED_COLUMNS}
+    for c, what in IMAGING_COLUMN_COMMENTS.items():
+        if c in spectral:
+            descs[c] = dict(descs["DATA"], comment=what, keywords={})
+    out.removecols([c for c in REPLACED_COLUMNS if c in out.colnames()])
+    shapes = {c: cell for c in spectral} | {"WEIGHT": (npol,), "SIGMA": (npol,)}
+    fixed, dminfo = fixed_array_columns(descs, shapes)
+    for dm in dminfo:
+        name = str(dm["COLUMNS"][0])
+        out.addcols(tables.maketabdesc({"name": name, "desc": fixed[name]}), dm)
 
 
-def join_rows(parts: Sequence[str | os.PathLike], joined: Path) -> None:
-    """The per-subband join without casatasks.concat: one pass, rows appended part by part.
-
-    The result matches ``casatasks.concat`` of the same parts (tested): the rows of part k, in
-    order, with DATA_DESC_ID = k; SPECTRAL_WINDOW and DATA_DESCRIPTION with one row per part;
-    FEED repeated for every SPW; the other subtables (FIELD, SOURCE, ANTENNA, OBSERVATION,
-    STATE, POLARIZATION) once, as the parts share them. Only HISTORY differs (concat adds its
-    own entries). Parts whose FIELD tables differ are refused (concat would merge them).
-    """
-    parts = [str(p) for p in parts]
-    for p in parts[1:]:
-        if _field_directions(p) != _field_directions(parts[0]):
-            raise JoinError(f"{p}: fields differ from {parts[0]}; cannot join rows directly")
-    copy_template(parts[0], joined)
-    out = casa.tools().table()
-    src = casa.tools().table()
-    out.open(str(joined), nomodify=False)
-    try:
-        columns = [c for c in out.colnames() if c != "FLAG_CATEGORY"]
-        for k, p in enumerate(parts[1:], start=1):
-            src.open(p)
-            try:
-                nrow, offset = src.nrows(), out.nrows()
-                out.addrows(nrow)
-                for start in range(0, nrow, ROWS_PER_CHUNK):
-                    n = min(ROWS_PER_CHUNK, nrow - start)
-                    for c in columns:
-                        out.putcol(c, src.getcol(c, start, n), offset + start, n)
-                out.putcol("DATA_DESC_ID", np.full(nrow, k, dtype=np.int32), offset, nrow)
-            finally:
-                src.close()
-    finally:
-        out.close()
-    _append_spectral_windows(parts, joined)
-
-
-def _field_directions(ms: str) -> tuple:
-    with casa.table(f"{ms}/FIELD") as tb:
-        return tuple(tb.getcol("NAME")), tb.getcol("PHASE_DIR").tobytes()
-
-
-def _append_spectral_windows(parts: list[str], joined: Path) -> None:
-    """SPECTRAL_WINDOW rows of parts 1.., one DATA_DESCRIPTION row and FEED rows per SPW."""
-    tb = casa.tools().table()
-    for p in parts[1:]:
-        tb.open(f"{p}/SPECTRAL_WINDOW")
-        try:
-            tb.copyrows(f"{joined}/SPECTRAL_WINDOW")
-        finally:
-            tb.close()
-    n = len(parts)
-    tb.open(f"{joined}/DATA_DESCRIPTION", nomodify=False)
-    try:
-        tb.addrows(n - 1)
-        tb.putcol("SPECTRAL_WINDOW_ID", np.arange(n, dtype=np.int32))
-        tb.putcol("POLARIZATION_ID", np.zeros(n, dtype=np.int32))
-        tb.putcol("FLAG_ROW", np.zeros(n, dtype=bool))
-    finally:
-        tb.close()
-    tb.open(f"{joined}/FEED", nomodify=False)
-    try:
-        nfeed = tb.nrows()
-        rows = {c: tb.getcol(c) for c in tb.colnames()}
-        for k in range(1, n):
-            tb.addrows(nfeed)
+def _fill_per_subband(out, parts: list[Part], spectral: list[str]) -> None:
+    nrow = out.nrows()
+    filled = (*spectral, *EMPTY_COLUMNS, "WEIGHT", "SIGMA", "FLAG_ROW")
+    rows = {c: out.getcol(c) for c in out.colnames() if c not in filled}
+    out.addrows(nrow * (len(parts) - 1))
+    for k, p in enumerate(parts):
+        start = k * nrow
+        if k:
             for c, values in rows.items():
-                tb.putcol(c, values, k * nfeed, nfeed)
-            tb.putcol("SPECTRAL_WINDOW_ID", np.full(nfeed, k, dtype=np.int32), k * nfeed, nfeed)
-    finally:
-        tb.close()
+                out.putcol(c, values, start, nrow)
+        out.putcol("DATA_DESC_ID", np.full(nrow, k, dtype=np.int32), start, nrow)
+        for c in ROW_ARRAYS:
+            out.putcol(c, p.array(c), start, nrow)
+        if "MODEL_DATA" in spectral:
+            out.putcol("MODEL_DATA", np.zeros(p.array("DATA").shape, np.complex64), start, nrow)
+            out.putcol("CORRECTED_DATA", p.array("DATA"), start, nrow)
 
 
-def _recreate_columns(tb, columns: list[str]) -> None:
-    """Drop and re-add variable-shape tiled columns (same descriptions, fresh storage)."""
-    descs = {c: tb.getcoldesc(c) for c in columns}
-    groups: dict[str, list[str]] = {}
-    for c, d in descs.items():
-        groups.setdefault(d["dataManagerGroup"], []).append(c)
-    tb.removecols(columns)
-    for group, cols in groups.items():
-        dminfo = {"TYPE": "TiledShapeStMan", "NAME": group, "SPEC": {}}
-        tb.addcols({c: descs[c] for c in cols}, dminfo)
+def _fill_single_spw(out, parts: list[Part], spectral: list[str]) -> None:
+    sources = {c: [p.array(c) for p in parts] for c in ("DATA", "FLAG", "WEIGHT_SPECTRUM")}
+    nrow = out.nrows()
+    for start in range(0, nrow, ROWS_PER_CHUNK):
+        rows = slice(start, min(start + ROWS_PER_CHUNK, nrow))
+        n = rows.stop - start
+        cells = {
+            c: np.concatenate([a[rows] for a in arrays], axis=1) for c, arrays in sources.items()
+        }
+        for c, values in cells.items():
+            out.putcol(c, values, start, n)
+        if "MODEL_DATA" in spectral:
+            out.putcol("MODEL_DATA", np.zeros_like(cells["DATA"]), start, n)
+            out.putcol("CORRECTED_DATA", cells["DATA"], start, n)
+        weight, sigma = weights_from_spectrum(cells["WEIGHT_SPECTRUM"], cells["FLAG"])
+        out.putcol("WEIGHT", weight, start, n)
+        out.putcol("SIGMA", sigma, start, n)
+        out.putcol("FLAG_ROW", cells["FLAG"].all(axis=(1, 2)), start, n)
 
 
-def _join_spectral_window(parts: list[str], joined: Path) -> None:
-    """SPW 0 of ``joined`` gets every part's channels in order; totals follow."""
-    per_part = []
-    for p in parts:
-        with casa.table(f"{p}/SPECTRAL_WINDOW") as tb:
-            per_part.append({c: tb.getcell(c, 0) for c in CHANNEL_COLUMNS})
-    tb = casa.tools().table()
-    tb.open(f"{joined}/SPECTRAL_WINDOW", nomodify=False)
-    try:
-        for c in CHANNEL_COLUMNS:
-            tb.putcell(c, 0, np.concatenate([pp[c] for pp in per_part]))
-        freqs = tb.getcell("CHAN_FREQ", 0)
-        tb.putcell("NUM_CHAN", 0, len(freqs))
-        tb.putcell("TOTAL_BANDWIDTH", 0, float(np.sum(tb.getcell("CHAN_WIDTH", 0))))
-        tb.putcell("REF_FREQUENCY", 0, float(freqs[0]))  # as pyuvdata writes it: first channel
-    finally:
-        tb.close()
+def _write_spectral_windows(template, joined: str, chan_freqs, chan_widths, *, single: bool):
+    """SPECTRAL_WINDOW rows (the template's row with each SPW's channels), one DATA_DESCRIPTION
+    row per SPW, and the FEED rows repeated for every SPW beyond the first (as concat does)."""
+    from casacore import tables
+
+    if single:
+        chan_freqs, chan_widths = [np.concatenate(chan_freqs)], [np.concatenate(chan_widths)]
+    n = len(chan_freqs)
+    with (
+        tables.table(f"{template}/SPECTRAL_WINDOW", ack=False) as src,
+        tables.table(f"{joined}/SPECTRAL_WINDOW", readonly=False, ack=False) as spw,
+    ):
+        for _ in range(n - 1):
+            src.copyrows(spw)
+        for k, (freqs, widths) in enumerate(zip(chan_freqs, chan_widths, strict=True)):
+            spw.putcell("CHAN_FREQ", k, freqs)
+            for c in WIDTH_COLUMNS:
+                spw.putcell(c, k, widths)
+            spw.putcell("NUM_CHAN", k, len(freqs))
+            spw.putcell("TOTAL_BANDWIDTH", k, float(np.sum(widths)))
+            spw.putcell("REF_FREQUENCY", k, float(freqs[0]))  # as pyuvdata: first channel
+    if n == 1:
+        return
+    with tables.table(f"{joined}/DATA_DESCRIPTION", readonly=False, ack=False) as dd:
+        dd.addrows(n - 1)
+        dd.putcol("SPECTRAL_WINDOW_ID", np.arange(n, dtype=np.int32))
+        dd.putcol("POLARIZATION_ID", np.zeros(n, dtype=np.int32))
+        dd.putcol("FLAG_ROW", np.zeros(n, dtype=bool))
+    with tables.table(f"{joined}/FEED", readonly=False, ack=False) as feed:
+        nfeed = feed.nrows()
+        rows = {c: feed.getcol(c) for c in feed.colnames()}
+        for k in range(1, n):
+            feed.addrows(nfeed)
+            for c, values in rows.items():
+                feed.putcol(c, values, k * nfeed, nfeed)
+            feed.putcol("SPECTRAL_WINDOW_ID", np.full(nfeed, k, dtype=np.int32), k * nfeed, nfeed)
 
 
-def check_parts_consistent(parts: list[MsSummary], sources: Mapping[str, str]) -> None:
-    """The parts of one group must have the same integrations and channel count; a subband
-    that differs is named by its input file (a permanent error: retrying cannot fix it)."""
-    ref = parts[0]
-    for p in parts[1:]:
-        for what, a, b in (
-            ("number of times", ref.n_times, p.n_times),
-            ("number of rows", ref.nrows, p.nrows),
-            ("number of channels", len(ref.spw_freqs[0]), len(p.spw_freqs[0])),
-            ("time range", (ref.time_min, ref.time_max), (p.time_min, p.time_max)),
+def concat_reference(
+    template: str | os.PathLike,
+    parts: Sequence[str | os.PathLike],
+    joined: Path,
+    workdir: Path,
+    *,
+    imaging_columns: str = "none",
+) -> None:
+    """The reference join: each part completed into a one-SPW MS (template + part, in
+    ``workdir``), then ``casatasks.concat`` of those, in SPW order."""
+    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    singles = []
+    for k, p in enumerate(parts):
+        singles.append(workdir / f"spw{k:02d}.ms")
+        assemble(template, [p], singles[-1], imaging_columns=imaging_columns)
+    concat_parts(singles, joined)
+
+
+def check_parts(
+    template: str | os.PathLike, parts: Sequence[str | os.PathLike], sources: Mapping[str, str]
+) -> list[MsSummary]:
+    """Check every part against the group's template; returns what each part promises the
+    joined MS (as one SPW), lowest frequency first. A subband that differs (integrations, rows,
+    channels, or any header item of the geometry) is named by its input file: a permanent
+    error, retrying cannot fix it."""
+    from casacore import tables
+
+    template = str(template)
+    with tables.table(template, ack=False) as tb:
+        digest, reference = tb.getkeyword(DIGEST_KEYWORD), tb.getkeyword(SOURCE_KEYWORD)
+        times = tb.getcol("TIME")
+        antennas = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
+    with tables.table(f"{template}/FIELD", ack=False) as tb:
+        fields = tuple(str(n) for n in tb.getcol("NAME")) if tb.nrows() else ()
+    summaries = []
+    for p in map(open_part, parts):
+        m = p.manifest
+        n_chan = len(summaries[0].spw_freqs[0]) if summaries else m["channels"]
+        for what, want, got in (
+            ("number of times", len(np.unique(times)), m["times"]),
+            ("number of rows", len(times), m["rows"]),
+            ("number of channels", n_chan, m["channels"]),
+            ("geometry (times, baselines, antennas or pointing)", digest, m["geometry_digest"]),
         ):
-            if a != b:
+            if want != got:
                 raise JoinError(
-                    f"{sources.get(p.path, p.path)}: {what} {b} differs from "
-                    f"{sources.get(ref.path, ref.path)} ({a}); the group cannot be joined"
+                    f"{sources.get(str(p.path), m['source_file'])}: {what} {got} differs from "
+                    f"{reference} ({want}); the group cannot be joined"
                 )
+        got = p.array("ANTENNA1"), p.array("ANTENNA2")
+        if any(np.any(g != a) for g, a in zip(got, antennas, strict=True)):
+            raise JoinError(f"{p.path}: baselines are not in the template's row order")
+        summaries.append(
+            MsSummary(
+                str(p.path),
+                len(times),
+                (p.chan_freq,),
+                fields,
+                times.min(),
+                times.max(),
+                m["times"],
+            )
+        )
+    # SPW order: lowest frequency first, whatever the subband numbering
+    return sorted(summaries, key=lambda s: s.spw_freqs[0].min())
 
 
 def permanent_failure_marker(group_scratch: Path) -> Path:
@@ -243,6 +273,7 @@ def permanent_failure_marker(group_scratch: Path) -> Path:
 
 def join_group(
     group: str,
+    template: str | os.PathLike,
     parts: Sequence[str | os.PathLike],
     final: str | os.PathLike,
     *,
@@ -252,16 +283,18 @@ def join_group(
     contiguous: bool = True,
     spw_layout: str = "per_subband",
     join_method: str = "direct",
+    imaging_columns: str = "none",
     field_per_integration: bool = False,
     attempt: int = 1,
 ) -> tuple[MsSummary, bool]:
-    """Join ``parts``, validate, publish at ``final``; returns the summary and whether this run
-    published it (False: another run already had, see :func:`dsa110ms.publish.publish`).
+    """Join the group's ``template`` and ``parts``, validate, publish at ``final``; returns the
+    summary and whether this run published it (False: another run already had, see
+    :func:`dsa110ms.publish.publish`).
 
     Parts are ordered by frequency, lowest first (SPW 0). ``spw_layout``: "per_subband" (one
-    SPW per part) or "single" (:func:`join_single_spw`). ``join_method`` for "per_subband":
-    "direct" (:func:`join_rows`, one pass) or "concat" (``casatasks.concat``, the reference;
-    same content).
+    SPW per part) or "single" (one SPW with every channel), see :func:`assemble`.
+    ``join_method`` for "per_subband": "direct" (:func:`assemble`, one pass) or "concat"
+    (:func:`concat_reference`, ``casatasks.concat``: the reference; same content).
     ``field_per_integration``: validate one FIELD per integration (DSA-110 mode).
     ``contiguous``: the parts cover the band without gaps (False for an incomplete group
     converted under ``incomplete_groups: convert``). ``sources``: part path -> input file, to
@@ -287,11 +320,9 @@ def join_group(
     injected = faults.concat_fault(group, attempt)
     try:
         try:
-            # SPW order: lowest frequency first, whatever the subband numbering
-            summaries = sorted((summarize(p) for p in parts), key=lambda s: s.spw_freqs[0].min())
             if injected in PERMANENT_ERRORS:
-                raise ValidationError(f"{summaries[0].path}: part is corrupt (injected fault)")
-            check_parts_consistent(summaries, sources)
+                raise ValidationError(f"{parts[0]}: part is corrupt (injected fault)")
+            summaries = check_parts(template, parts, sources)
         except (ValidationError, JoinError) as exc:
             marker.write_text(f"group {group}: {exc}")
             raise JoinError(f"group {group}: {exc}") from exc
@@ -309,12 +340,20 @@ def join_group(
                 time.sleep(faults.concat_delay_s)
             if injected in LOCK_ERRORS:
                 raise LOCK_ERRORS[injected](f"{staging} (injected fault)")
-            if spw_layout == "single":
-                join_single_spw(ordered, staging)
-            elif join_method == "concat":
-                concat_parts(ordered, staging)
+            if join_method == "concat" and spw_layout == "per_subband":
+                workdir = Path(group_scratch) / f"concat_inputs.{attempt}"
+                concat_reference(
+                    template, ordered, staging, workdir, imaging_columns=imaging_columns
+                )
+                remove_if_present(workdir, group_scratch)
             else:
-                join_rows(ordered, staging)
+                assemble(
+                    template,
+                    ordered,
+                    staging,
+                    spw_layout=spw_layout,
+                    imaging_columns=imaging_columns,
+                )
             summary = validate_joined(
                 staging,
                 summaries,

@@ -6,7 +6,8 @@ same in every process of a run and in the next run from the same working directo
     <scratch_root>/                       mode 0700
       <instance>/                         one per working directory: "<dirname>-<hash>", 0700
         .owner.lock                       flock held by the live Snakemake main process
-        <group>/sbNN.ms                   MS parts of one group
+        <group>/template.ms               the group's template MS (what its subbands share)
+        <group>/sbNN.part                 MS parts of one group (one per subband)
 
 Ownership: the main Snakemake process of a run holds an exclusive ``flock`` on its instance's
 ``.owner.lock`` for its whole life. The kernel drops the lock when the process dies, however it
@@ -76,7 +77,10 @@ class ScratchLayout:
     def part(self, group: str, subband: int | str) -> Path:
         """Path of a part; ``subband`` is a number or a two-digit string (or a wildcard)."""
         sb = f"{subband:02d}" if isinstance(subband, int) else subband
-        return self.group_dir(group) / f"sb{sb}.ms"
+        return self.group_dir(group) / f"sb{sb}.part"
+
+    def template(self, group: str) -> Path:
+        return self.group_dir(group) / "template.ms"
 
 
 def make_private_dir(path: Path) -> None:

@@ -39,8 +39,9 @@ def enable_numba_cache() -> None:
             obj.enable_caching()
 
 
-def read_subband(path: str) -> UVData:  # noqa: F821 - pyuvdata is imported lazily
-    """Read one UVH5 subband file; errors name the file and the reason.
+def read_subband(path: str, *, freq_chans=None) -> UVData:  # noqa: F821 - imported lazily
+    """Read one UVH5 subband file (only channels ``freq_chans``, file order, if given); errors
+    name the file and the reason.
 
     The correlator stores UVW as float32, which pyuvdata's check rejects: the check runs after
     casting them to float64.
@@ -49,7 +50,7 @@ def read_subband(path: str) -> UVData:  # noqa: F821 - pyuvdata is imported lazi
 
     enable_numba_cache()
     try:
-        uv = UVData.from_file(path, file_type="uvh5", run_check=False)
+        uv = UVData.from_file(path, file_type="uvh5", freq_chans=freq_chans, run_check=False)
         uv.uvw_array = uv.uvw_array.astype(np.float64)
         uv.check()
     except (OSError, KeyError, ValueError, TypeError) as exc:

@@ -96,11 +96,18 @@ class Run:
         g = self.manifest.groups[group]
         return [self.part(group, sb) for sb in g.subbands_ascending_frequency()]
 
+    def template(self, group: str) -> str:
+        return str(self.layout.template(group))
+
+    def template_source(self, group: str) -> str:
+        """The file a group's template is made from: its lowest-numbered subband."""
+        files = self.manifest.groups[group].files
+        return files[min(files)]
+
     def part_options(self) -> dict:
-        """How every part is written (see :func:`dsa110ms.mspart.write_part`)."""
-        return {
-            k: self.settings[k] for k in ("telescope", "keep_autocorrelations", "imaging_columns")
-        }
+        """How every part and the template are written (:func:`dsa110ms.mspart.write_part`,
+        :func:`dsa110ms.template.write_template`)."""
+        return {k: self.settings[k] for k in ("telescope", "keep_autocorrelations")}
 
     def part_sources(self, group: str) -> dict[str, str]:
         """Part path -> the input file it is made from (to name inputs in join errors)."""

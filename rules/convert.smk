@@ -1,5 +1,25 @@
-# One job per subband file writes an MS part on scratch; one job per group joins, validates and
-# publishes it.
+# Per group: one template job (what the 16 subbands share, computed once), one job per subband
+# file writing a part on scratch, and one job joining them into the MS, validating and
+# publishing it.
+
+
+rule ms_template:
+    input:
+        uvh5=lambda wc: RUN.template_source(wc.group),
+    output:
+        template=temp(directory(RUN.template("{group}"))),
+    log:
+        f"{LOG_DIR}/{{group}}/template.log",
+    conda:
+        "../envs/dsa110ms.yaml"
+    # the group's longest single job: started first, while the parts fill the other cores
+    priority: 1
+    resources:
+        mem_mb=1000,
+    params:
+        options=RUN.part_options(),
+    script:
+        "../scripts/write_template.py"
 
 
 rule ms_part:
@@ -21,6 +41,7 @@ rule ms_part:
 
 rule concat:
     input:
+        template=RUN.template("{group}"),
         parts=lambda wc: RUN.parts_ascending_frequency(wc.group),
     output:
         ms=directory(RUN.final_ms("{group}")),
@@ -36,6 +57,7 @@ rule concat:
         instance=RUN.layout.instance,
         spw_layout=RUN.settings["spw_layout"],
         join_method=RUN.settings["join_method"],
+        imaging_columns=RUN.settings["imaging_columns"],
         telescope=RUN.settings["telescope"],
         complete=lambda wc: RUN.is_complete(wc.group),
         group_scratch=lambda wc: str(RUN.layout.group_dir(wc.group)),

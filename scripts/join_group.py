@@ -5,6 +5,7 @@ from dsa110ms.jobs import join_job
 smk = snakemake  # noqa: F821 - injected by Snakemake
 join_job(
     group=smk.wildcards.group,
+    template=smk.input.template,
     parts=list(smk.input.parts),
     final=smk.output.ms,
     log_path=smk.log[0],
@@ -15,6 +16,7 @@ join_job(
     contiguous=smk.params.complete,
     spw_layout=smk.params.spw_layout,
     join_method=smk.params.join_method,
+    imaging_columns=smk.params.imaging_columns,
     field_per_integration=smk.params.telescope == "dsa110",
     attempt=smk.resources.attempt,
     config=smk.config,

@@ -15,7 +15,7 @@ from dsa110ms.groups import discover, subband_file_name
 from dsa110ms.msfix import ON_SOURCE
 
 from .conftest import SCRATCH_PARENT, run_snakemake
-from .msdata import read_ms
+from .msdata import assert_same_ms, read_ms
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -233,34 +233,53 @@ def test_generic_mode_equals_pyuvdata_write_ms_of_unsplit_object(generic_input, 
 
 def test_generic_mode_refuses_unphased_dsa110_files(two_groups, tmp_path):
     from dsa110ms.errors import InputFileError
-    from dsa110ms.mspart import write_part
+    from dsa110ms.template import write_template
 
     first = next(iter(discover(two_groups)))
     with pytest.raises(InputFileError, match="unprojected"):
-        write_part(first.files[3], tmp_path / "g" / "sb03.ms", telescope="generic")
+        write_template(first.files[3], tmp_path / "g" / "template.ms", telescope="generic")
 
 
-def test_direct_join_equals_casatasks_concat(two_groups, tmp_path):
-    """The default one-pass join and casatasks.concat (the reference) give the same MS: every
-    main-table column and every subtable but HISTORY, cell by cell."""
-    from dsa110ms.join import concat_parts, join_rows
+def fast_path(group, work: Path, **options) -> tuple[Path, list[str]]:
+    """The group's template and parts, as the workflow's jobs write them."""
     from dsa110ms.mspart import write_part
+    from dsa110ms.template import write_template
 
-    group = next(iter(discover(two_groups)))
+    keep = options.get("keep_autocorrelations", True)
+    template = write_template(group.files[0], work / "template.ms", keep_autocorrelations=keep)
     parts = [
-        str(write_part(group.files[sb], tmp_path / "parts" / f"sb{sb:02d}.ms"))
+        str(write_part(group.files[sb], work / f"sb{sb:02d}.part", keep_autocorrelations=keep))
         for sb in group.subbands_ascending_frequency()
     ]
-    join_rows(parts, tmp_path / "direct.ms")
-    concat_parts(parts, tmp_path / "concat.ms")
-    for sub in ("", "ANTENNA", "DATA_DESCRIPTION", "FEED", "FIELD", "OBSERVATION",
-                "POLARIZATION", "SOURCE", "SPECTRAL_WINDOW", "STATE"):  # fmt: skip
-        with (
-            casa.table(tmp_path / "direct.ms" / sub) as a,
-            casa.table(tmp_path / "concat.ms" / sub) as b,
-        ):
-            assert sorted(a.colnames()) == sorted(b.colnames()), sub
-            assert a.nrows() == b.nrows(), sub
-            for c in a.colnames():
-                if a.nrows() and a.iscelldefined(c, 0) and a.coldatatype(c) != "record":
-                    np.testing.assert_array_equal(a.getcol(c), b.getcol(c), err_msg=f"{sub} {c}")
+    return template, parts
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"keep_autocorrelations": False, "imaging_columns": "model_corrected"}],
+    ids=["default", "cross_only_imaging_columns"],
+)
+def test_fast_path_equals_pyuvdata_parts_joined_by_casatasks_concat(two_groups, tmp_path, options):
+    """The reference is the straightforward design: every subband written as an MS by pyuvdata's
+    write_ms (plus dsa110ms.msfix), the 16 MSs joined by casatasks.concat. The fast path
+    (template + NumPy parts + one-pass join) and the selectable concat method give the same MS:
+    every main-table column and every subtable but HISTORY, cell by cell."""
+    from dsa110ms.join import assemble, check_parts, concat_parts, concat_reference
+    from dsa110ms.template import write_pyuvdata_ms
+
+    group = next(iter(discover(two_groups)))
+    reference_parts = [
+        str(write_pyuvdata_ms(group.files[sb], tmp_path / "ref" / f"sb{sb:02d}.ms", **options))
+        for sb in group.subbands_ascending_frequency()
+    ]
+    concat_parts(reference_parts, tmp_path / "reference.ms")
+    template, parts = fast_path(group, tmp_path / "scratch", **options)
+    ordered = [s.path for s in check_parts(template, parts, {})]
+    assert ordered == parts
+    imaging = options.get("imaging_columns", "none")
+    assemble(template, parts, tmp_path / "direct.ms", imaging_columns=imaging)
+    assert_same_ms(tmp_path / "direct.ms", tmp_path / "reference.ms")
+    concat_reference(
+        template, parts, tmp_path / "concat.ms", tmp_path / "concat_inputs", imaging_columns=imaging
+    )
+    assert_same_ms(tmp_path / "concat.ms", tmp_path / "reference.ms")

@@ -1,0 +1,108 @@
+"""A group's template MS, and pyuvdata's MS of a whole subband (the reference writer).
+
+The 16 subbands of a group share their rows (times, baselines), fields, UVW, antennas and every
+subtable; only the spectral columns and the SPECTRAL_WINDOW row differ. The *template* holds what
+they share, computed once per group with pyuvdata from one subband read at a single channel: the
+main table's row columns (TIME, ANTENNA1/2, UVW, FIELD_ID, ...) and all subtables, as
+``write_ms`` writes them, completed by :mod:`dsa110ms.msfix`. The join fills in the spectral
+columns from the parts (:mod:`dsa110ms.mspart`) and one SPECTRAL_WINDOW row per part.
+
+:func:`write_pyuvdata_ms` of a whole subband is what the previous design wrote as a part; tests
+use it as the reference the fast path must equal, and the benchmark as the seed's design.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .msfix import complete_part_metadata
+from .rawuvh5 import file_geometry_digest
+from .scratch import make_private_dir
+from .uvh5 import prepare, read_subband
+
+log = logging.getLogger(__name__)
+
+#: pyuvdata warnings that are expected for every DSA-110 file and say nothing about this one.
+EXPECTED_WARNINGS = (
+    # Files store meridian UVW for "drift" data; we replace them.
+    "The uvw_array does not match the expected values",
+    # The correlator lists baselines in its own order; pyuvdata writes ant1 < ant2 rows.
+    "UVData object contains a mix of baseline conjugation states",
+    # Correlator data are uncalibrated.
+    "Writing in the MS file that the units of the data are uncalib",
+)
+IMAGING_COLUMNS = ("none", "model_corrected")
+#: Main-table keywords of a template: the file it was made from and that file's geometry digest
+#: (:func:`dsa110ms.rawuvh5.geometry_digest`), which every part of the group must share.
+SOURCE_KEYWORD = "dsa110ms_template_source"
+DIGEST_KEYWORD = "dsa110ms_geometry_digest"
+
+
+def write_pyuvdata_ms(
+    uvh5_path: str | os.PathLike,
+    ms_path: str | os.PathLike,
+    *,
+    telescope: str = "dsa110",
+    keep_autocorrelations: bool = True,
+    imaging_columns: str = "none",
+    freq_chans=None,
+) -> Path:
+    """One subband file (or the channels ``freq_chans`` of it) as an MS at ``ms_path``, by
+    pyuvdata: read, DSA-110 fix-ups (:mod:`dsa110ms.uvh5`), ``write_ms``, then
+    :func:`dsa110ms.msfix.complete_part_metadata`.
+
+    One SPW with ascending channels; in DSA-110 mode one FIELD per integration at the meridian
+    and per-integration UVW. ``imaging_columns="model_corrected"`` adds MODEL_DATA = 0 and
+    CORRECTED_DATA = DATA.
+    """
+    if imaging_columns not in IMAGING_COLUMNS:
+        raise ValueError(f"imaging_columns must be one of {IMAGING_COLUMNS}")
+    uvh5_path, ms_path = str(uvh5_path), Path(ms_path)
+    ms_path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        for message in EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        uv = read_subband(uvh5_path, freq_chans=freq_chans)
+        prepare(uv, uvh5_path, telescope=telescope, keep_autocorrelations=keep_autocorrelations)
+        extra = {}
+        if imaging_columns == "model_corrected":
+            extra = {"model_data": np.zeros_like(uv.data_array), "corrected_data": uv.data_array}
+        uv.write_ms(str(ms_path), **extra)
+    complete_part_metadata(ms_path)
+    return ms_path
+
+
+def write_template(
+    uvh5_path: str | os.PathLike,
+    template_path: str | os.PathLike,
+    *,
+    telescope: str = "dsa110",
+    keep_autocorrelations: bool = True,
+) -> Path:
+    """The group's template MS from one of its subband files (module docstring), at
+    ``template_path`` (must not exist; its directory is made private, mode 0700)."""
+    from casacore import tables
+
+    template_path = Path(template_path)
+    make_private_dir(template_path.parent)
+    staging = template_path.with_name(f".{template_path.name}.writing")
+    shutil.rmtree(staging, ignore_errors=True)  # a crashed attempt's leftover, ours
+    write_pyuvdata_ms(
+        uvh5_path,
+        staging,
+        telescope=telescope,
+        keep_autocorrelations=keep_autocorrelations,
+        freq_chans=[0],
+    )
+    digest = file_geometry_digest(str(uvh5_path), telescope=telescope)
+    with tables.table(str(staging), readonly=False, ack=False) as tb:
+        tb.putkeywords({SOURCE_KEYWORD: str(uvh5_path), DIGEST_KEYWORD: digest})
+        log.info("%s: template of %d rows -> %s", uvh5_path, tb.nrows(), template_path)
+    os.rename(staging, template_path)
+    return template_path

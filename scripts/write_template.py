@@ -1,0 +1,13 @@
+"""Rule ms_template: one subband file -> the group's template MS on scratch."""
+
+from dsa110ms.jobs import template_job
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+template_job(
+    uvh5=smk.input.uvh5,
+    template=smk.output.template,
+    group=smk.wildcards.group,
+    log_path=smk.log[0],
+    options=smk.params.options,
+    config=smk.config,
+)
