@@ -22,7 +22,7 @@ from dsa110ms.join import concat_parts
 
 
 def write_one(args: tuple[str, str]) -> str:
-    from dsa110ms.mspart import write_part
+    from dsa110ms.template import write_pyuvdata_ms as write_part
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -18,26 +18,38 @@ def configure_environment(environ=os.environ) -> None:
     environ.setdefault("CASASITECONFIG", str(SITE_CONFIG.resolve()))
 
 
+_log_path: str | None = None
+#: module name -> log path already given to it
+_logging_to: dict[str, str] = {}
+
+
 def tools():
     """The casatools module, configured for offline use."""
     configure_environment()
     import casatools
 
+    if _log_path and _logging_to.get("casatools") != _log_path:
+        casatools.logsink().setlogfile(_log_path)
+        _logging_to["casatools"] = _log_path
     return casatools
 
 
 def tasks():
     """The casatasks module, configured for offline use."""
-    configure_environment()
+    tools()
     import casatasks
 
+    if _log_path and _logging_to.get("casatasks") != _log_path:
+        casatasks.casalog.setlogfile(_log_path)
+        _logging_to["casatasks"] = _log_path
     return casatasks
 
 
 def log_to(path: str | os.PathLike) -> None:
-    """Send CASA's log messages to ``path`` (e.g. the job's log file)."""
-    tools().logsink().setlogfile(str(path))
-    tasks().casalog.setlogfile(str(path))
+    """Send CASA's log messages to ``path`` (e.g. the job's log file) once CASA is used;
+    importing CASA costs ~2 s, which a job that never calls it does not pay."""
+    global _log_path
+    _log_path = str(path)
 
 
 @contextmanager

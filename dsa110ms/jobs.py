@@ -7,12 +7,13 @@ be called and tested without Snakemake.
 from __future__ import annotations
 
 import errno
+import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from . import casa, faults, metrics
-from .config import validate_config
 from .errors import JoinError, TransientJoinError
 from .joblog import job_log
 from .scratch import remove_if_present
@@ -26,13 +27,26 @@ def error_class(exc: BaseException) -> str:
     return type(cause).__name__
 
 
-def _activate(config: Mapping | None) -> faults.Faults:
-    """Faults and metrics of this job process, from the run's configuration. They are read from
-    the configuration rather than passed as rule params, so that changing them (a test turning
-    faults off) does not make Snakemake rerun finished jobs."""
-    settings = validate_config(config or {})
-    metrics.configure(settings["metrics_dir"])
-    return faults.activate(settings["faults"])
+#: The run's settings that jobs need (metrics directory, test faults), exported as JSON by the
+#: Snakefile in every process. Not rule params, so that changing them (a test turning faults off)
+#: does not make Snakemake rerun finished jobs; not the config, so that a part job need not
+#: import the schema validator (jsonschema, ~0.15 s of its ~0.8 s).
+SETTINGS_ENV = "DSA110MS_JOB_SETTINGS"
+
+
+def export_settings(settings: Mapping, environ=os.environ) -> None:
+    """Make the validated run settings the jobs need visible to every job process."""
+    environ[SETTINGS_ENV] = json.dumps(
+        {"metrics_dir": settings["metrics_dir"], "faults": settings["faults"]}
+    )
+
+
+def _activate(settings: Mapping | None) -> faults.Faults:
+    """Faults and metrics of this job process, from ``settings`` or the exported ones."""
+    if settings is None:
+        settings = json.loads(os.environ.get(SETTINGS_ENV, "{}"))
+    metrics.configure(settings.get("metrics_dir"))
+    return faults.activate(settings.get("faults"))
 
 
 def part_job(
@@ -43,14 +57,14 @@ def part_job(
     subband: int,
     log_path: str,
     options: Mapping,
-    config: Mapping | None = None,
+    settings: Mapping | None = None,
 ) -> None:
-    """Rule ms_part: one subband file -> one MS part on scratch. ``config``: the run's
-    configuration (for the test-facility faults and the metrics directory)."""
+    """Rule ms_part: one subband file -> one MS part on scratch. ``settings``: metrics_dir and
+    faults (default: those exported by the Snakefile, :func:`export_settings`)."""
     from .mspart import write_part
 
     with job_log(log_path):
-        active = _activate(config)
+        active = _activate(settings)
         started, ok = time.time(), False
         try:
             write_part(uvh5, part, **options, crash=active.part_crashes(group, subband))
@@ -67,13 +81,13 @@ def part_job(
 
 
 def template_job(
-    *, uvh5: str, template: str, group: str, log_path: str, options: Mapping, config=None
+    *, uvh5: str, template: str, group: str, log_path: str, options: Mapping, settings=None
 ) -> None:
     """Rule ms_template: the group's template MS from one of its files (pyuvdata)."""
     from .template import write_template
 
     with job_log(log_path):
-        _activate(config)
+        _activate(settings)
         started = time.time()
         write_template(uvh5, template, **options)
         metrics.emit("template", group=group, seconds=round(time.time() - started, 3))
@@ -96,14 +110,14 @@ def join_job(
     imaging_columns: str,
     field_per_integration: bool,
     attempt: int,
-    config: Mapping | None = None,
+    settings: Mapping | None = None,
 ) -> None:
     """Rule concat: join, validate, publish; then remove the group's scratch (verified)."""
     from .join import join_group
 
     with job_log(log_path):
         casa.log_to(log_path)
-        _activate(config)
+        _activate(settings)
         started = time.time()
         event = {"group": group, "attempt": attempt}
         try:

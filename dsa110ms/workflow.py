@@ -34,6 +34,13 @@ def export_package_path(basedir: str) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
 
 
+def export_job_settings(run: Run) -> None:
+    """The settings job processes read (:func:`dsa110ms.jobs.export_settings`)."""
+    from .jobs import export_settings
+
+    export_settings(run.settings)
+
+
 def log_to_stderr() -> None:
     """Show the package's messages (discovery warnings, cleanup) beside Snakemake's own."""
     if not log.handlers:

@@ -11,6 +11,7 @@ dsa110ms_workflow.export_package_path(workflow.basedir)
 dsa110ms_workflow.log_to_stderr()
 
 RUN = dsa110ms_workflow.Run.load(config, is_main_process=workflow.is_main_process)
+dsa110ms_workflow.export_job_settings(RUN)
 if workflow.is_main_process:
     dsa110ms_workflow.prepare_main_process(RUN)
 

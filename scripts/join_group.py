@@ -19,5 +19,4 @@ join_job(
     imaging_columns=smk.params.imaging_columns,
     field_per_integration=smk.params.telescope == "dsa110",
     attempt=smk.resources.attempt,
-    config=smk.config,
 )

@@ -10,5 +10,4 @@ part_job(
     subband=int(smk.wildcards.subband),
     log_path=smk.log[0],
     options=smk.params.options,
-    config=smk.config,
 )

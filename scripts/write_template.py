@@ -9,5 +9,4 @@ template_job(
     group=smk.wildcards.group,
     log_path=smk.log[0],
     options=smk.params.options,
-    config=smk.config,
 )
