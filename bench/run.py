@@ -1,18 +1,23 @@
-"""Benchmark one full-size DSA-110 group three ways, side by side, in one invocation.
+"""Benchmark full-size DSA-110 groups, every way side by side, in one invocation.
 
-    .venv/bin/python -m bench.run                 # ours, the seed's design, monolithic pyuvdata
-    .venv/bin/python -m bench.run --only ours     # one of them
+    .venv/bin/python -m bench.run                 # everything below (about 10 minutes)
+    .venv/bin/python -m bench.run --only ours --only seed
 
-- **ours**: ``snakemake --cores 2`` of this workflow (16 part jobs on /dev/shm, one join job);
+Methods, each on the same cached full-size group (16 files x 144.6 MB: 96 antennas,
+24 integrations, 48 channels, 2 pols) from a warm page cache, after ``sync``:
+
+- **ours**: ``snakemake --cores 2`` of this workflow (template job + 16 part jobs on /dev/shm,
+  one join job); also with ``spw_layout: single`` (**ours-single**), with the reference join
+  ``join_method: concat`` (**ours-concat**), and on **4 groups** (**ours-4groups**);
 - **seed**: the design of the pipeline we replace: pyuvdata read -> phase centres/UVW ->
   ``write_ms`` per subband in 2 reused worker processes, parts on /dev/shm, then
   ``casatasks.concat``;
-- **monolithic**: pyuvdata reads all 16 files joined in frequency, one ``write_ms``.
+- **monolithic**: pyuvdata reads all 16 files joined in frequency, one ``write_ms``;
+- **dryrun-1000**: ``snakemake -n`` over 1,000 groups of placeholder files (discovery + DAG).
 
-The full-size group (16 files x 144.6 MB: 96 antennas, 24 integrations, 48 channels, 2 pols) is
-simulated once into ``bench/cache/`` and reused. Each method is timed from a warm page cache;
-peak RSS is sampled (psutil, every 0.1 s) for every process of the method's process tree. Results
-are printed as a table and written to ``bench/cache/results.json``.
+Peak RSS is sampled (psutil, every 0.1 s) for every process of a method's process tree. Full-size
+groups are simulated once into ``bench/cache/``. Results are printed as a table with the ratios
+and written to ``bench/cache/results.json``.
 """
 
 from __future__ import annotations
@@ -35,14 +40,14 @@ SHM = Path("/dev/shm/dsa110ms-bench")
 PYTHON = sys.executable
 
 
-def full_size_group() -> Path:
-    """The cached full-size input group (simulated on first use)."""
+def full_size_group(n_groups: int = 1) -> Path:
+    """A cached input directory of ``n_groups`` full-size groups (simulated on first use)."""
     from dsa110ms.simulate import FULL_SIZE, SimulationSpec, simulate
 
-    d = CACHE / "full" / "in"
-    if len(list(d.glob("*.hdf5"))) != 16:
+    d = CACHE / ("full" if n_groups == 1 else f"full{n_groups}") / "in"
+    if len(list(d.glob("*.hdf5"))) != 16 * n_groups:
         shutil.rmtree(d, ignore_errors=True)
-        simulate(SimulationSpec(**FULL_SIZE), d)
+        simulate(SimulationSpec(**FULL_SIZE, n_groups=n_groups), d)
     for f in d.glob("*.hdf5"):  # warm the page cache
         with open(f, "rb") as fh:
             while fh.read(1 << 24):
@@ -110,30 +115,67 @@ def run_timed(cmd: list[str], cwd: Path, env=None) -> tuple[float, RssSampler, s
     return wall, sampler, output
 
 
-def bench_ours(input_dir: Path) -> dict:
-    work = CACHE / "work-ours"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    out = work / "out"
-    cmd = [
+def snakemake_command(work: Path, input_dir: Path, *extra: str, **config) -> list[str]:
+    settings = {"input_dir": input_dir, "output_dir": work / "out", "scratch_root": SHM, **config}
+    return [
         str(Path(PYTHON).parent / "snakemake"),
         "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(work),
         "--configfile", str(REPO / "config" / "config.yaml"),
         "--cores", "2",
-        "--config", f"input_dir={input_dir}", f"output_dir={out}", f"scratch_root={SHM}",
+        *extra,
+        "--config", *(f"{k}={v}" for k, v in settings.items()),
     ]  # fmt: skip
-    wall, sampler, _ = run_timed(cmd, work)
+
+
+def bench_ours(input_dir: Path, label: str = "ours", **config) -> dict:
+    work = CACHE / f"work-{label}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    os.sync()  # every method starts with no dirty pages in flight
+    wall, sampler, _ = run_timed(snakemake_command(work, input_dir, **config), work)
     run = json.loads((work / "logs/metrics/runs.jsonl").read_text().splitlines()[-1])
-    size = du_bytes(out)
+    size = du_bytes(work / "out")
+    shutil.rmtree(work / "out")
     return {
-        "method": "ours (snakemake --cores 2)",
+        "method": f"{label} (snakemake --cores 2)",
         "wall_s": round(wall, 1),
-        "parts_s": round(run["part_seconds"] / 2, 1),  # 16 jobs on 2 cores
+        # template and part jobs run on 2 cores: their job time per core
+        "parts_s": round((run["part_seconds"] + run["template_seconds"]) / 2, 1),
         "join_s": round(run["join_seconds"], 1),
         "peak_rss_job_mb": sampler.max_rss_mb(exclude_root=True),
         "output_mb": round(size / 1e6, 1),
         "join_mb_s": round(size / 1e6 / run["join_seconds"], 1),
+        "groups": run["groups_converted"],
+    }
+
+
+def bench_dry_run(n_groups: int = 1000) -> dict:
+    """``snakemake -n`` over ``n_groups`` groups of 16 placeholder files (discovery reads names
+    and permissions only)."""
+    import datetime as dt
+
+    from dsa110ms.groups import subband_file_name
+
+    input_dir = CACHE / f"placeholders-{n_groups}"
+    if len(list(input_dir.glob("*.hdf5"))) != 16 * n_groups:
+        shutil.rmtree(input_dir, ignore_errors=True)
+        input_dir.mkdir(parents=True)
+        start = dt.datetime(2026, 1, 1)
+        for g in range(n_groups):
+            t = start + dt.timedelta(seconds=309 * g)
+            for sb in range(16):
+                jitter = dt.timedelta(seconds=sb % 3)
+                (input_dir / subband_file_name(t + jitter, sb)).touch()
+    work = CACHE / "work-dryrun"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    wall, sampler, output = run_timed(snakemake_command(work, input_dir, "-n", "-q"), work)
+    jobs = 18 * n_groups + 1
+    return {
+        "method": f"dry run, {n_groups} groups ({jobs} jobs)",
+        "wall_s": round(wall, 1),
+        "peak_rss_job_mb": sampler.max_rss_mb(),
     }
 
 
@@ -141,10 +183,12 @@ def bench_script(name: str, label: str, input_dir: Path) -> dict:
     """Run bench/<name>.py in its own process; it prints a JSON line of stage times."""
     out = CACHE / f"out-{name}"
     shutil.rmtree(out, ignore_errors=True)
+    os.sync()
     cmd = [PYTHON, "-m", f"bench.{name}", str(input_dir), str(out), str(SHM / name)]
     wall, sampler, output = run_timed(cmd, REPO)
     stages = json.loads(output.strip().splitlines()[-1])
     size = du_bytes(out)
+    shutil.rmtree(out)
     return {
         "method": label,
         "wall_s": round(wall, 1),
@@ -157,24 +201,45 @@ def bench_script(name: str, label: str, input_dir: Path) -> dict:
 
 
 METHODS = {
-    "ours": bench_ours,
-    "seed": lambda d: bench_script("seed_design", "seed design (2 workers + concat)", d),
-    "monolithic": lambda d: bench_script("monolithic", "pyuvdata monolithic", d),
+    "ours": lambda: bench_ours(full_size_group()),
+    "ours-single": lambda: bench_ours(full_size_group(), "ours-single", spw_layout="single"),
+    "ours-concat": lambda: bench_ours(full_size_group(), "ours-concat", join_method="concat"),
+    "ours-4groups": lambda: bench_ours(full_size_group(4), "ours-4groups"),
+    "seed": lambda: bench_script(
+        "seed_design", "seed design (2 workers + concat)", full_size_group()
+    ),
+    "monolithic": lambda: bench_script("monolithic", "pyuvdata monolithic", full_size_group()),
+    "dryrun-1000": bench_dry_run,
 }
 
 
+def ratios(results: list[dict]) -> dict:
+    """The goals of issue 5 as measured ratios."""
+    by = {r["method"].split(" ")[0]: r for r in results}
+    out = {}
+    if "ours" in by:
+        ours = by["ours"]["wall_s"]
+        for key, name in (("seed", "seed_over_ours"), ("pyuvdata", "monolithic_over_ours")):
+            if key in by:
+                out[name] = round(by[key]["wall_s"] / ours, 2)
+        if "ours-single" in by:
+            out["single_over_per_subband"] = round(by["ours-single"]["wall_s"] / ours, 2)
+        if "ours-4groups" in by:
+            out["four_groups_over_one"] = round(by["ours-4groups"]["wall_s"] / ours, 2)
+    return out
+
+
 def table(results: list[dict]) -> str:
-    ours = next((r for r in results if r["method"].startswith("ours")), None)
-    head = f"{'method':36} {'wall s':>7} {'parts s':>8} {'join s':>7} {'peak RSS MB':>12} " \
-           f"{'out MB':>8} {'join MB/s':>9} {'vs ours':>8}"  # fmt: skip
+    head = f"{'method':40} {'wall s':>7} {'parts s':>8} {'join s':>7} {'peak RSS MB':>12} " \
+           f"{'out MB':>8} {'join MB/s':>9}"  # fmt: skip
     lines = [head, "-" * len(head)]
     for r in results:
-        ratio = f"{r['wall_s'] / ours['wall_s']:.2f}x" if ours else ""
         lines.append(
-            f"{r['method']:36} {r['wall_s']:7.1f} {r['parts_s'] or 0:8.1f} {r['join_s'] or 0:7.1f} "
-            f"{r['peak_rss_job_mb']:12.1f} {r['output_mb']:8.1f} {r['join_mb_s'] or 0:9.1f} "
-            f"{ratio:>8}"
+            f"{r['method']:40} {r['wall_s']:7.1f} {r.get('parts_s') or 0:8.1f} "
+            f"{r.get('join_s') or 0:7.1f} {r['peak_rss_job_mb']:12.1f} "
+            f"{r.get('output_mb') or 0:8.1f} {r.get('join_mb_s') or 0:9.1f}"
         )
+    lines += [f"{k}: {v}" for k, v in ratios(results).items()]
     return "\n".join(lines)
 
 
@@ -183,14 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=sorted(METHODS), action="append")
     a = p.parse_args(argv)
     os.environ.setdefault("PYTHONPATH", str(REPO))
-    input_dir = full_size_group()
     results = []
     for name in a.only or list(METHODS):
         shutil.rmtree(SHM, ignore_errors=True)
-        results.append(METHODS[name](input_dir))
+        results.append(METHODS[name]())
         print(json.dumps(results[-1]), flush=True)
     shutil.rmtree(SHM, ignore_errors=True)
-    (CACHE / "results.json").write_text(json.dumps(results, indent=1))
+    record = {"results": results, "ratios": ratios(results)}
+    (CACHE / "results.json").write_text(json.dumps(record, indent=1))
     print(table(results))
     return 0
 

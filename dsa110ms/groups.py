@@ -20,6 +20,7 @@ every other process of the run, so all of them see the same groups.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import logging
@@ -179,9 +180,12 @@ def _cluster(files: list[SubbandFile], tolerance: dt.timedelta) -> tuple[list[li
             anchors[-1].append(f)  # a second sb00 of the same observation: a duplicate
         else:
             anchors.append([f])
+    starts = [c[0].time for c in anchors]  # ascending
     orphans = []
     for f in sorted(x for x in files if x.subband != 0):
-        nearest = min(anchors, key=lambda c: abs(f.time - c[0].time), default=None)
+        i = bisect.bisect_left(starts, f.time)  # the nearest anchor is at i - 1 or i
+        near = anchors[max(i - 1, 0) : i + 1]
+        nearest = min(near, key=lambda c: abs(f.time - c[0].time), default=None)
         if nearest is not None and abs(f.time - nearest[0].time) <= tolerance:
             nearest.append(f)
         else:

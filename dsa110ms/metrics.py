@@ -85,6 +85,7 @@ def summarize_run(
     cleanup retries and failures, bytes written, durations (seconds)."""
     joins = [e for e in events if e["kind"] == "join"]
     parts = [e for e in events if e["kind"] == "part"]
+    templates = [e for e in events if e["kind"] == "template"]
     cleanups = [e for e in events if e["kind"] == "cleanup"]
     failures = Counter(
         e["error_class"] for e in joins if e["outcome"] in ("transient", "permanent")
@@ -106,6 +107,7 @@ def summarize_run(
         "cleanup_failures": sum(not e["ok"] for e in cleanups),
         "bytes_written": sum(e.get("bytes", 0) for e in joins if e["outcome"] == "published"),
         "part_seconds": round(sum(e.get("seconds", 0) for e in parts), 3),
+        "template_seconds": round(sum(e.get("seconds", 0) for e in templates), 3),
         "join_seconds": round(sum(e.get("seconds", 0) for e in joins), 3),
     }
 

@@ -27,6 +27,7 @@ join, naming the file.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,10 +139,12 @@ def _is_data(obj) -> bool:
 
 
 def _dataset_bytes(ds) -> bytes:
-    value = ds[()]
-    if isinstance(value, bytes | str):
-        return value.encode() if isinstance(value, str) else value
-    return np.ascontiguousarray(value).tobytes() + str(np.asarray(value).dtype).encode()
+    if ds.shape is None:  # an empty (null dataspace) dataset, e.g. an unset catalog entry
+        return b"<empty>" + str(ds.dtype).encode()
+    value = np.asarray(ds[()])
+    if value.dtype.kind == "O":  # variable-length strings: their values, not object pointers
+        return repr(value.tolist()).encode()
+    return np.ascontiguousarray(value).tobytes() + str(value.dtype).encode()
 
 
 def geometry_digest(header, *, telescope: str) -> str:
@@ -158,9 +161,36 @@ def file_geometry_digest(path: str, *, telescope: str) -> str:
         return geometry_digest(f["Header"], telescope=telescope)
 
 
+def _read(ds) -> np.ndarray:
+    """A whole dataset. Uncompressed chunked datasets (the correlator's) are read chunk by chunk,
+    raw: ~2x faster than HDF5's own selection machinery with the correlator's small chunks
+    (a few hundred kB, ~1000 per dataset)."""
+    chunks = ds.chunks
+    if chunks is None or ds.id.get_create_plist().get_nfilters() or ds.dtype.names:
+        return ds[()]
+    try:
+        return _read_chunks(ds, chunks)
+    except (OSError, KeyError, ValueError, RuntimeError):  # a chunk never written: HDF5 fills it
+        return ds[()]
+
+
+def _read_chunks(ds, chunks: tuple[int, ...]) -> np.ndarray:
+    out = np.empty(ds.shape, ds.dtype)
+    for offset in itertools.product(
+        *(range(0, n, c) for n, c in zip(ds.shape, chunks, strict=True))
+    ):
+        _, raw = ds.id.read_direct_chunk(offset)
+        block = np.frombuffer(raw, dtype=ds.dtype).reshape(chunks)
+        where = tuple(
+            slice(o, min(o + c, n)) for o, c, n in zip(offset, chunks, ds.shape, strict=True)
+        )
+        out[where] = block[tuple(slice(0, w.stop - w.start) for w in where)]
+    return out
+
+
 def _spectral(ds, path: str, shape: tuple[int, int, int]) -> np.ndarray:
     """A (Nblts, [1,] Nfreqs, Npols) dataset as (Nblts, Nfreqs, Npols)."""
-    value = ds[()]
+    value = _read(ds)
     if value.dtype.names:  # integer-compound visibilities ("r", "i")
         value = value["r"] + 1j * value["i"]
     if value.size != np.prod(shape):

@@ -10,10 +10,10 @@ rule ms_template:
         template=temp(directory(RUN.template("{group}"))),
     log:
         f"{LOG_DIR}/{{group}}/template.log",
-    conda:
-        "../envs/dsa110ms.yaml"
     # the group's longest single job: started first, while the parts fill the other cores
     priority: 1
+    conda:
+        "../envs/dsa110ms.yaml"
     resources:
         mem_mb=1000,
     params:

@@ -92,7 +92,7 @@ def hold_lock(root, workdir):
         layout = scratch.ScratchLayout.for_workdir({str(root)!r}, {str(workdir)!r})
         lock = scratch.acquire_instance(layout)
         (layout.group_dir("g")).mkdir()
-        (layout.group_dir("g") / "sb00.ms").mkdir()
+        (layout.group_dir("g") / "sb00.part").mkdir()
         print("locked", flush=True)
         time.sleep(600)
         """

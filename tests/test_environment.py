@@ -52,16 +52,16 @@ def test_casa_starts_offline_without_touching_home(tmp_path):
 
 
 def test_python_casacore_and_casatools_in_one_process(two_groups, tmp_path):
-    """pyuvdata writes with python-casacore; casatools reads it back in the same process."""
-    from dsa110ms.mspart import write_part
+    """pyuvdata writes with python-casacore; casatools reads it back in the same process (as
+    the join job writes with python-casacore and validates with casatools)."""
     from dsa110ms.publish import check_opens, summarize
+    from dsa110ms.template import write_pyuvdata_ms
 
     f = next(x for x in scan(two_groups)[0] if x.subband == 15)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        part = write_part(f.path, tmp_path / "group" / "sb15.ms")
-    assert oct((tmp_path / "group").stat().st_mode & 0o777) == "0o700"
-    check_opens(str(part))
-    s = summarize(part)
+        ms = write_pyuvdata_ms(f.path, tmp_path / "group" / "sb15.ms")
+    check_opens(str(ms))
+    s = summarize(ms)
     assert s.nrows == 3 * 36 and s.n_spws == 1 and len(s.field_names) == 3
     assert s.spw_freqs[0][0] < s.spw_freqs[0][-1]

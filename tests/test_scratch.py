@@ -17,7 +17,7 @@ def test_layout_is_deterministic_and_private(scratch_root, tmp_path):
     b = scratch.ScratchLayout.for_workdir(scratch_root, str(tmp_path) + "/")
     assert a == b
     assert a.instance.startswith(tmp_path.name[:20])
-    assert a.part("2026-01-01T00:00:00", 3).name == "sb03.ms"
+    assert a.part("2026-01-01T00:00:00", 3).name == "sb03.part"
     lock = scratch.acquire_instance(a)
     try:
         assert oct(a.instance_dir.stat().st_mode & 0o777) == "0o700"
@@ -40,7 +40,7 @@ def test_sweep_spares_live_runs_and_removes_dead_ones(scratch_root, tmp_path):
         report = scratch.sweep_stale(scratch_root)
         assert report.removed == [str(dead_dir)]
         assert report.live == [str(live_dir)]
-        assert (live_dir / "g" / "sb00.ms").is_dir()
+        assert (live_dir / "g" / "sb00.part").is_dir()
         assert not dead_dir.exists()
     finally:
         live.kill()

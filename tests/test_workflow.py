@@ -70,7 +70,7 @@ def test_dry_run_lists_jobs_and_creates_no_scratch(two_groups, tmp_path, scratch
     config = {"input_dir": two_groups, "output_dir": tmp_path / "out", "scratch_root": scratch_root}
     proc = run_snakemake(tmp_path, "-n", config=config)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    assert counts == {"ms_part": "32", "concat": "2", "all": "1", "total": "35"}
+    assert counts == {"ms_template": "2", "ms_part": "32", "concat": "2", "all": "1", "total": "37"}
     for flag in ("--dag", "--rulegraph", "--summary"):
         proc = run_snakemake(tmp_path, flag, config=config)
         assert proc.stdout.strip()
@@ -115,7 +115,7 @@ def test_concat_lock_failure_is_retried_and_dead_scratch_swept(
     assert not np.any(cols.ant1 == cols.ant2), "keep_autocorrelations: false drops autos"
     assert "attempt" in proc.stdout.lower() or "restart" in proc.stdout.lower()
     assert not dead_dir.exists()
-    assert (live_dir / "g" / "sb00.ms").is_dir(), "a live run's scratch is never swept"
+    assert (live_dir / "g" / "sb00.part").is_dir(), "a live run's scratch is never swept"
     live.kill()
     live.wait()
     shutil.rmtree(live_dir)
