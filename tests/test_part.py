@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -94,7 +95,7 @@ def test_geometry_digest_shared_by_a_group_and_changed_by_times(two_groups, tmp_
     digests = {rawuvh5.file_geometry_digest(f, telescope="dsa110") for f in group.files.values()}
     assert len(digests) == 1
     other = tmp_path / "other.hdf5"
-    other.write_bytes(open(group.files[3], "rb").read())
+    shutil.copyfile(group.files[3], other)
     with h5py.File(other, "r+") as f:
         f["Header/time_array"][0] += 1e-6
     assert rawuvh5.file_geometry_digest(other, telescope="dsa110") not in digests
