@@ -41,7 +41,7 @@ rule ms_part:
 
 rule concat:
     input:
-        template=RUN.template("{group}"),
+        template=lambda wc: RUN.template(wc.group),
         parts=lambda wc: RUN.parts_ascending_frequency(wc.group),
     output:
         ms=directory(RUN.final_ms("{group}")),
