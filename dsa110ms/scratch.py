@@ -7,7 +7,7 @@ same in every process of a run and in the next run from the same working directo
       <instance>/                         one per working directory: "<dirname>-<hash>", 0700
         .owner.lock                       flock held by the live Snakemake main process
         <group>/template.ms               the group's template MS (what its subbands share)
-        <group>/sbNN.part                 MS parts of one group (one per subband)
+        <group>/<time>_sbNN.part          MS parts of one group, named after their input files
 
 Ownership: the main Snakemake process of a run holds an exclusive ``flock`` on its instance's
 ``.owner.lock`` for its whole life. The kernel drops the lock when the process dies, however it
@@ -74,10 +74,9 @@ class ScratchLayout:
     def group_dir(self, group: str) -> Path:
         return self.instance_dir / group
 
-    def part(self, group: str, subband: int | str) -> Path:
-        """Path of a part; ``subband`` is a number or a two-digit string (or a wildcard)."""
-        sb = f"{subband:02d}" if isinstance(subband, int) else subband
-        return self.group_dir(group) / f"sb{sb}.part"
+    def part(self, group: str, source_stem: str) -> Path:
+        """Path of a part, named after its input file (``<time>_sbNN``, or wildcards)."""
+        return self.group_dir(group) / f"{source_stem}.part"
 
     def template(self, group: str) -> Path:
         return self.group_dir(group) / "template.ms"

@@ -20,4 +20,5 @@ LOG_DIR = RUN.settings["log_dir"]
 
 wildcard_constraints:
     group=r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}",
+    filetime=r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}",
     subband=r"\d{2}",

@@ -24,19 +24,24 @@ rule ms_template:
 
 rule ms_part:
     input:
-        uvh5=lambda wc: RUN.input_file(wc.group, wc.subband),
+        uvh5=RUN.input_pattern(),
     output:
-        part=temp(directory(RUN.part("{group}", "{subband}"))),
+        part=temp(directory(RUN.part_pattern())),
     log:
-        f"{LOG_DIR}/{{group}}/part_sb{{subband}}.log",
+        f"{LOG_DIR}/{{group}}/part_sb{{subband}}_{{filetime}}.log",
     conda:
         "../envs/dsa110ms.yaml"
     resources:
         mem_mb=1000,
     params:
-        options=RUN.part_options(),
-    script:
-        "../scripts/write_part.py"
+        script=f"{workflow.basedir}/scripts/write_part.py",
+        telescope=RUN.settings["telescope"],
+        autocorrelations="keep" if RUN.settings["keep_autocorrelations"] else "drop",
+    # shell:, not script: - see scripts/write_part.py
+    shell:
+        "python {params.script:q} --uvh5 {input.uvh5:q} --part {output.part:q}"
+        " --group {wildcards.group} --subband {wildcards.subband} --log {log:q}"
+        " --telescope {params.telescope} --autocorrelations {params.autocorrelations}"
 
 
 rule concat:
