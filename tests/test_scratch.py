@@ -17,7 +17,8 @@ def test_layout_is_deterministic_and_private(scratch_root, tmp_path):
     b = scratch.ScratchLayout.for_workdir(scratch_root, str(tmp_path) + "/")
     assert a == b
     assert a.instance.startswith(tmp_path.name[:20])
-    assert a.part("2026-01-01T00:00:00", "2026-01-01T00:00:02_sb03").name == "2026-01-01T00:00:02_sb03.part"
+    part = a.part("2026-01-01T00:00:00", "2026-01-01T00:00:02_sb03")
+    assert part.name == "2026-01-01T00:00:02_sb03.part"
     lock = scratch.acquire_instance(a)
     try:
         assert oct(a.instance_dir.stat().st_mode & 0o777) == "0o700"
