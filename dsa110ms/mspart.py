@@ -115,6 +115,12 @@ def write_part(
     return part_path
 
 
+HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
 @dataclass(frozen=True)
 class Part:
     """A part opened for reading: its manifest and memory-mapped arrays."""
@@ -123,7 +129,24 @@ class Part:
     manifest: dict
 
     def array(self, name: str) -> np.ndarray:
+        """A whole array, memory-mapped (its pages count in RSS once read)."""
         return np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+
+    def rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of an array, read into memory (bounded RSS for a reader that
+        walks all parts at once)."""
+        with open(self.path / f"{name}.npy", "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = HEADER_READERS.get(version)
+            if read_header is None:
+                raise ValidationError(f"{self.path}/{name}.npy: .npy version {version}")
+            shape, fortran, dtype = read_header(f)
+            if fortran:
+                raise ValidationError(f"{self.path}/{name}.npy: not in C order")
+            per_row = int(np.prod(shape[1:]))
+            f.seek(start * per_row * dtype.itemsize, os.SEEK_CUR)
+            n = min(stop, shape[0]) - start
+            return np.fromfile(f, dtype=dtype, count=n * per_row).reshape(n, *shape[1:])
 
     @property
     def chan_freq(self) -> np.ndarray:

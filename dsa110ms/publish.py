@@ -57,17 +57,19 @@ class MsSummary:
 
 
 def summarize(ms_path: str | os.PathLike) -> MsSummary:
-    """Read the summary of an MS with casatools' table tool."""
+    """Read the summary of an MS (python-casacore: the join already has it loaded)."""
+    from casacore import tables
+
     path = str(ms_path)
     try:
-        with casa.table(path) as tb:
+        with tables.table(path, ack=False) as tb:
             nrows = tb.nrows()
             times = tb.getcol("TIME") if nrows else np.zeros(1)
-        with casa.table(f"{path}/SPECTRAL_WINDOW") as tb:
+        with tables.table(f"{path}/SPECTRAL_WINDOW", ack=False) as tb:
             freqs = tuple(
                 np.asarray(tb.getcell("CHAN_FREQ", i), dtype=float) for i in range(tb.nrows())
             )
-        with casa.table(f"{path}/FIELD") as tb:
+        with tables.table(f"{path}/FIELD", ack=False) as tb:
             names = tuple(str(n) for n in tb.getcol("NAME")) if tb.nrows() else ()
     except RuntimeError as exc:
         raise ValidationError(f"{path}: cannot be read as a Measurement Set: {exc}") from exc
@@ -77,18 +79,20 @@ def summarize(ms_path: str | os.PathLike) -> MsSummary:
 
 
 def check_opens(ms_path: str) -> None:
-    """The ms and msmetadata tools open it and every referenced subtable exists and opens."""
-    tools = casa.tools()
+    """Every referenced subtable exists and opens; CASA's ms and msmetadata tools open it."""
+    from casacore import tables
+
     try:
-        with casa.table(ms_path) as tb:
+        with tables.table(ms_path, ack=False) as tb:
             keywords = tb.getkeywords()
         for name, value in keywords.items():
             if isinstance(value, str) and value.startswith("Table: "):
                 sub = value.removeprefix("Table: ")
                 if not os.path.isdir(sub):
                     raise ValidationError(f"{ms_path}: subtable {name} missing ({sub})")
-                with casa.table(sub):
+                with tables.table(sub, ack=False):
                     pass
+        tools = casa.tools()
         ms = tools.ms()
         ms.open(ms_path)
         ms.close()
@@ -125,14 +129,16 @@ def check_frequencies(
 
 def check_uvw(ms_path: str, where: str) -> None:
     """UVW finite and no longer than the longest baseline of the array (plus 1 m)."""
-    with casa.table(ms_path) as tb:
-        uvw = tb.getcol("UVW")
-    with casa.table(f"{ms_path}/ANTENNA") as tb:
-        pos = tb.getcol("POSITION").T
+    from casacore import tables
+
+    with tables.table(ms_path, ack=False) as tb:
+        uvw = tb.getcol("UVW")  # (nrow, 3)
+    with tables.table(f"{ms_path}/ANTENNA", ack=False) as tb:
+        pos = tb.getcol("POSITION")  # (nant, 3)
     if not np.all(np.isfinite(uvw)):
         raise ValidationError(f"{where}: UVW has non-finite values")
     longest = max(np.linalg.norm(pos - p, axis=1).max() for p in pos)
-    got = np.linalg.norm(uvw, axis=0).max() if uvw.size else 0.0
+    got = np.linalg.norm(uvw, axis=1).max() if uvw.size else 0.0
     if got > longest + 1.0:
         raise ValidationError(
             f"{where}: |UVW| up to {got:.1f} m, longer than the longest baseline ({longest:.1f} m)"
