@@ -127,6 +127,7 @@ def _replace_array_columns(out, spectral: list[str], cell: tuple[int, int], npol
 
 def _fill_per_subband(out, parts: list[Part], spectral: list[str]) -> None:
     nrow = out.nrows()
+    buffers: dict[str, np.ndarray] = {}  # one part's columns at a time, reused
     filled = (*spectral, *EMPTY_COLUMNS, "WEIGHT", "SIGMA", "FLAG_ROW")
     rows = {c: out.getcol(c) for c in out.colnames() if c not in filled}
     out.addrows(nrow * (len(parts) - 1))
@@ -137,10 +138,12 @@ def _fill_per_subband(out, parts: list[Part], spectral: list[str]) -> None:
                 out.putcol(c, values, start, nrow)
         out.putcol("DATA_DESC_ID", np.full(nrow, k, dtype=np.int32), start, nrow)
         for c in ROW_ARRAYS:
-            out.putcol(c, p.array(c), start, nrow)
+            buffers[c] = p.read_into(c, buffers.get(c))
+            out.putcol(c, buffers[c], start, nrow)
         if "MODEL_DATA" in spectral:
-            out.putcol("MODEL_DATA", np.zeros(p.array("DATA").shape, np.complex64), start, nrow)
-            out.putcol("CORRECTED_DATA", p.array("DATA"), start, nrow)
+            zeros = buffers.setdefault("MODEL_DATA", np.zeros_like(buffers["DATA"]))
+            out.putcol("MODEL_DATA", zeros, start, nrow)
+            out.putcol("CORRECTED_DATA", buffers["DATA"], start, nrow)
 
 
 def _fill_single_spw(out, parts: list[Part], spectral: list[str]) -> None:

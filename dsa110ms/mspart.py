@@ -121,6 +121,18 @@ HEADER_READERS = {
 }
 
 
+def _read_header(f, path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a C-order .npy file; leaves ``f`` at the start of the data."""
+    version = np.lib.format.read_magic(f)
+    read_header = HEADER_READERS.get(version)
+    if read_header is None:
+        raise ValidationError(f"{path}: .npy version {version}")
+    shape, fortran, dtype = read_header(f)
+    if fortran:
+        raise ValidationError(f"{path}: not in C order")
+    return shape, dtype
+
+
 @dataclass(frozen=True)
 class Part:
     """A part opened for reading: its manifest and memory-mapped arrays."""
@@ -132,17 +144,21 @@ class Part:
         """A whole array, memory-mapped (its pages count in RSS once read)."""
         return np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
 
+    def read_into(self, name: str, out: np.ndarray | None = None) -> np.ndarray:
+        """A whole array read into ``out`` (reused across parts: no fresh pages to fault in,
+        unlike a memory map) or a new array."""
+        with open(self.path / f"{name}.npy", "rb") as f:
+            shape, dtype = _read_header(f, self.path / f"{name}.npy")
+            if out is None or out.shape != shape or out.dtype != dtype:
+                out = np.empty(shape, dtype)
+            f.readinto(memoryview(out).cast("B"))
+        return out
+
     def rows(self, name: str, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) of an array, read into memory (bounded RSS for a reader that
         walks all parts at once)."""
         with open(self.path / f"{name}.npy", "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = HEADER_READERS.get(version)
-            if read_header is None:
-                raise ValidationError(f"{self.path}/{name}.npy: .npy version {version}")
-            shape, fortran, dtype = read_header(f)
-            if fortran:
-                raise ValidationError(f"{self.path}/{name}.npy: not in C order")
+            shape, dtype = _read_header(f, self.path / f"{name}.npy")
             per_row = int(np.prod(shape[1:]))
             f.seek(start * per_row * dtype.itemsize, os.SEEK_CUR)
             n = min(stop, shape[0]) - start
