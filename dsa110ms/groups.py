@@ -48,7 +48,9 @@ def format_timestamp(t: dt.datetime) -> str:
 
 
 def parse_timestamp(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, TIMESTAMP_FORMAT)
+    """A ``TIMESTAMP_PATTERN`` string as a datetime (fromisoformat: ~10x faster than strptime,
+    which matters for a backlog of 16,000 files)."""
+    return dt.datetime.fromisoformat(text)
 
 
 def subband_file_name(t: dt.datetime, subband: int) -> str:

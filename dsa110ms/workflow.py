@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import faults, metrics, scratch
@@ -64,6 +64,7 @@ class Run:
     manifest: Manifest | None
     discovery_error: str | None
     layout: scratch.ScratchLayout
+    _part_cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, config: dict, *, is_main_process: bool, workdir: str | os.PathLike = ".") -> Run:
@@ -101,8 +102,19 @@ class Run:
         return self.manifest.groups[group].files[int(subband)]
 
     def part(self, group: str, subband: str | int) -> str:
-        stem = Path(self.input_file(group, subband)).name.removesuffix(".hdf5")
-        return str(self.layout.part(group, stem))
+        return self._parts_of(group)[int(subband)]
+
+    def _parts_of(self, group: str) -> dict[int, str]:
+        """Subband -> part path, computed once per group (Snakemake asks for it per job)."""
+        parts = self._part_cache.get(group)
+        if parts is None:
+            files = self.manifest.groups[group].files
+            parts = {
+                sb: str(self.layout.part(group, os.path.basename(path).removesuffix(".hdf5")))
+                for sb, path in files.items()
+            }
+            self._part_cache[group] = parts
+        return parts
 
     # A part's path names its input file, so that the part rule's input is a pattern, not a
     # function: Snakemake inspects the signature of every input function for every job
