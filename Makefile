@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 DEMO := demo
 
-.PHONY: run test lint format venv clean-demo
+.PHONY: run test lint format venv clean-demo rulegraph
 
 venv: $(STAMP)
 
@@ -25,6 +25,12 @@ run: $(STAMP)
 	$(BIN)/snakemake simulate --cores $(CORES) $(DEMO_CONFIG)
 	$(BIN)/snakemake --cores $(CORES) $(DEMO_CONFIG)
 	@$(BIN)/python -m dsa110ms.summary $(DEMO)/output
+
+# The rule graph in the docs (needs graphviz's dot: apt-get install graphviz).
+rulegraph: $(STAMP)
+	$(BIN)/snakemake simulate --cores 1 --quiet $(DEMO_CONFIG)
+	$(BIN)/snakemake --rulegraph $(DEMO_CONFIG) | dot -Tsvg > docs/rulegraph.svg
+	$(BIN)/snakemake --rulegraph $(DEMO_CONFIG) | dot -Tpng > docs/rulegraph.png
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

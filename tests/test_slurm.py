@@ -1,0 +1,77 @@
+"""The workflow through the SLURM profile, on a real single-node SLURM started for the test
+(tests/slurm/cluster.sh: installs slurm-wlm and munge if missing, starts munged, slurmctld and
+slurmd, and stops them afterwards)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, run_snakemake
+from .test_robustness import assert_matches_input, small_config, small_groups
+
+CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A running single-node SLURM; skipped, with the reason, where this machine cannot run it."""
+    check = subprocess.run([CLUSTER, "check"], capture_output=True, text=True)
+    if check.returncode:
+        pytest.skip(f"cannot run SLURM on this machine: {check.stdout.strip()}")
+    start = subprocess.run([CLUSTER, "start"], capture_output=True, text=True)
+    assert start.returncode == 0, start.stderr
+    try:
+        yield
+    finally:
+        stop = subprocess.run([CLUSTER, "stop"], capture_output=True, text=True)
+        assert stop.returncode == 0, stop.stderr
+
+
+def slurm_jobs(ids: list[str]) -> list[dict]:
+    """State and node of SLURM jobs, finished ones included (MinJobAge keeps them listed)."""
+    out = subprocess.run(
+        ["squeue", "-t", "all", "-h", "-j", ",".join(ids), "-o", "%i|%T|%N"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [
+        dict(zip(("id", "state", "node"), line.split("|"), strict=True)) for line in out.split()
+    ]
+
+
+def test_slurm_profile_one_job_per_group_retry_and_clean_node(slurm, tmp_path, scratch_root):
+    """Two groups through profiles/slurm: one SLURM job per group, on one node; the injected
+    concat failure of one group is retried within its job and the group completes; outputs are
+    correct and the node's scratch is empty."""
+    ids = small_groups(tmp_path / "in", 2)
+    config = small_config(
+        tmp_path / "in",
+        tmp_path / "out",
+        scratch_root,
+        faults={"concat": {ids[1]: {1: "read_write"}}},
+    )
+    proc = run_snakemake(tmp_path, "--profile", str(REPO / "profiles" / "slurm"), config=config)
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", proc.stdout)
+    assert len(submitted) == 2, proc.stdout[-3000:]
+    jobs = slurm_jobs(submitted)
+    assert [j["state"] for j in jobs] == ["COMPLETED", "COMPLETED"], jobs
+    for gid in ids:
+        assert_matches_input(tmp_path / "out" / f"{gid}.ms", tmp_path / "in", gid)
+    events = [
+        json.loads(line)
+        for line in (tmp_path / "logs" / "metrics" / "events.jsonl").read_text().splitlines()
+    ]
+    joins = {gid: [e for e in events if e["kind"] == "join" and e["group"] == gid] for gid in ids}
+    assert [e["outcome"] for e in joins[ids[0]]] == ["published"]
+    assert [(e["attempt"], e["outcome"]) for e in joins[ids[1]]] == [
+        (1, "transient"),
+        (2, "published"),
+    ]
+    # the jobs removed their groups' node-local scratch themselves (the scratch_root fixture
+    # checks that the whole root is empty after the run)
+    assert not any(Path(scratch_root).rglob("*.part"))
