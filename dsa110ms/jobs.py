@@ -37,14 +37,18 @@ SETTINGS_ENV = "DSA110MS_JOB_SETTINGS"
 def export_settings(settings: Mapping, environ=os.environ) -> None:
     """Make the validated run settings the jobs need visible to every job process."""
     environ[SETTINGS_ENV] = json.dumps(
-        {"metrics_dir": settings["metrics_dir"], "faults": settings["faults"]}
+        {k: settings[k] for k in ("metrics_dir", "faults", "concat_retries")}
     )
+
+
+def _settings(settings: Mapping | None) -> Mapping:
+    """``settings``, or the ones the Snakefile exported."""
+    return settings if settings is not None else json.loads(os.environ.get(SETTINGS_ENV, "{}"))
 
 
 def _activate(settings: Mapping | None) -> faults.Faults:
     """Faults and metrics of this job process, from ``settings`` or the exported ones."""
-    if settings is None:
-        settings = json.loads(os.environ.get(SETTINGS_ENV, "{}"))
+    settings = _settings(settings)
     metrics.configure(settings.get("metrics_dir"))
     return faults.activate(settings.get("faults"))
 
@@ -112,9 +116,13 @@ def join_job(
     attempt: int,
     settings: Mapping | None = None,
 ) -> None:
-    """Rule concat: join, validate, publish; then remove the group's scratch (verified)."""
+    """Rule concat: join, validate, publish; then remove the group's scratch (verified).
+
+    The last attempt removes the group's scratch whatever the outcome: the job itself cleans the
+    node it runs on (on a cluster, Snakemake's hooks run only on the submitting host)."""
     from .join import join_group
 
+    last_attempt = attempt > _settings(settings).get("concat_retries", 0)
     with job_log(log_path):
         casa.log_to(log_path)
         _activate(settings)
@@ -136,15 +144,17 @@ def join_job(
                 field_per_integration=field_per_integration,
                 attempt=attempt,
             )
-        except JoinError as exc:
-            outcome = "transient" if isinstance(exc, TransientJoinError) else "permanent"
-            metrics.emit(
-                "join",
-                **event,
-                outcome=outcome,
-                error_class=error_class(exc),
-                seconds=round(time.time() - started, 3),
-            )
+        except BaseException as exc:
+            if isinstance(exc, JoinError):
+                metrics.emit(
+                    "join",
+                    **event,
+                    outcome="transient" if isinstance(exc, TransientJoinError) else "permanent",
+                    error_class=error_class(exc),
+                    seconds=round(time.time() - started, 3),
+                )
+            if last_attempt:
+                remove_if_present(Path(group_scratch), scratch_root)
             raise
         metrics.emit(
             "join",

@@ -75,3 +75,29 @@ def test_slurm_profile_one_job_per_group_retry_and_clean_node(slurm, tmp_path, s
     # the jobs removed their groups' node-local scratch themselves (the scratch_root fixture
     # checks that the whole root is empty after the run)
     assert not any(Path(scratch_root).rglob("*.part"))
+
+
+def test_slurm_failed_group_is_cleaned_on_the_node_by_its_job(slurm, tmp_path, scratch_root):
+    """A group whose join fails for good: its concat job, on its last attempt, removes the
+    group's node-local scratch itself (the hooks run only on the submitting host)."""
+    (gid,) = small_groups(tmp_path / "in", 1, start="2026-05-01T00:00:00")
+    config = small_config(
+        tmp_path / "in",
+        tmp_path / "out",
+        scratch_root,
+        concat_retries=0,
+        faults={"concat": {gid: {1: "corrupt"}}},
+    )
+    proc = run_snakemake(
+        tmp_path, "--profile", str(REPO / "profiles" / "slurm"), config=config, check=False
+    )
+    assert proc.returncode != 0
+    assert not (tmp_path / "out" / f"{gid}.ms").exists()
+    events = [
+        json.loads(line)
+        for line in (tmp_path / "logs" / "metrics" / "events.jsonl").read_text().splitlines()
+    ]
+    (join,) = [e for e in events if e["kind"] == "join"]
+    assert join["outcome"] == "permanent"
+    by_job = [e for e in events if e["kind"] == "cleanup" and e["path"].endswith(f"/{gid}")]
+    assert [(e["pid"], e["ok"]) for e in by_job] == [(join["pid"], True)], events
