@@ -82,6 +82,11 @@ class ScratchLayout:
         return self.group_dir(group) / "template.ms"
 
 
+def scratch_root_of(group_dir: Path) -> Path:
+    """The scratch root of a group's directory (``<root>/<instance>/<group>``)."""
+    return Path(group_dir).parent.parent
+
+
 def make_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) with mode 0700; an existing one must be ours and a dir."""
     try:

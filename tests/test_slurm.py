@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from dsa110ms.groups import discover
+
 from .conftest import REPO, run_snakemake
 from .test_robustness import assert_matches_input, small_config, small_groups
 
@@ -77,27 +79,38 @@ def test_slurm_profile_one_job_per_group_retry_and_clean_node(slurm, tmp_path, s
     assert not any(Path(scratch_root).rglob("*.part"))
 
 
-def test_slurm_failed_group_is_cleaned_on_the_node_by_its_job(slurm, tmp_path, scratch_root):
-    """A group whose join fails for good: its concat job, on its last attempt, removes the
-    group's node-local scratch itself (the hooks run only on the submitting host)."""
-    (gid,) = small_groups(tmp_path / "in", 1, start="2026-05-01T00:00:00")
+def test_slurm_failed_groups_are_cleaned_on_the_node_by_their_jobs(slurm, tmp_path, scratch_root):
+    """Two groups that fail, one in its join (for good), one in a part job (a truncated file):
+    in each, the jobs themselves remove the group's node-local scratch (the hooks run only on
+    the submitting host; their cleanup is of the run's whole scratch directory)."""
+    failed_join, failed_part = small_groups(tmp_path / "in", 2, start="2026-05-01T00:00:00")
+    (group,) = [g for g in discover(tmp_path / "in", incomplete_groups="convert")
+                if g.id == failed_part]  # fmt: skip
+    truncated = Path(group.files[15])
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
     config = small_config(
         tmp_path / "in",
         tmp_path / "out",
         scratch_root,
         concat_retries=0,
-        faults={"concat": {gid: {1: "corrupt"}}},
+        faults={"concat": {failed_join: {1: "corrupt"}}},
     )
     proc = run_snakemake(
         tmp_path, "--profile", str(REPO / "profiles" / "slurm"), config=config, check=False
     )
     assert proc.returncode != 0
-    assert not (tmp_path / "out" / f"{gid}.ms").exists()
+    assert not list((tmp_path / "out").glob("*.ms"))
     events = [
         json.loads(line)
         for line in (tmp_path / "logs" / "metrics" / "events.jsonl").read_text().splitlines()
     ]
     (join,) = [e for e in events if e["kind"] == "join"]
-    assert join["outcome"] == "permanent"
-    by_job = [e for e in events if e["kind"] == "cleanup" and e["path"].endswith(f"/{gid}")]
-    assert [(e["pid"], e["ok"]) for e in by_job] == [(join["pid"], True)], events
+    assert (join["group"], join["outcome"]) == (failed_join, "permanent")
+    jobs = {e["pid"] for e in events if e["kind"] in ("join", "part", "template")}
+    for gid in (failed_join, failed_part):
+        by_jobs = [
+            e
+            for e in events
+            if e["kind"] == "cleanup" and e["path"].endswith(f"/{gid}") and e["pid"] in jobs
+        ]
+        assert by_jobs and all(e["ok"] for e in by_jobs), (gid, events)
