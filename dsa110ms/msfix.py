@@ -1,7 +1,8 @@
-"""Completing what pyuvdata's ``write_ms`` leaves empty or inconsistent in an MS part.
+"""Completing what pyuvdata's ``write_ms`` leaves empty or inconsistent in an MS.
 
-Done on each part (with python-casacore, which pyuvdata already loaded), so every join method
-inherits it:
+:func:`complete_part_metadata` is applied to every MS pyuvdata writes here (a group's template,
+the reference MSs of the tests); part jobs compute WEIGHT, SIGMA and FLAG_ROW with
+:func:`weights_from_spectrum`, the same function, so every join method gives the same values:
 
 - ``FLAG_ROW`` = all channels and polarizations flagged (pyuvdata never sets it);
 - ``WEIGHT`` = mean of ``WEIGHT_SPECTRUM`` over unflagged channels, per polarization (0 where all

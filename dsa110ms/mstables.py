@@ -71,11 +71,3 @@ def fixed_array_columns(
             }
         )
     return descs, dminfo
-
-
-def dminfo_record(dminfo: list[dict]) -> dict:
-    """python-casacore's data manager record form: {"*1": ..., "*2": ...} with sequence numbers."""
-    out = {}
-    for i, dm in enumerate(dminfo, start=1):
-        out[f"*{i}"] = dict(dm, SEQNR=i - 1)
-    return out
