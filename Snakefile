@@ -21,6 +21,7 @@ rule all:
 
 onstart:
     dsa110ms_workflow.on_start(RUN)
+    dsa110ms_workflow.retry_inside_cluster_jobs(workflow)
 
 
 onsuccess:

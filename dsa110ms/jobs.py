@@ -11,13 +11,12 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 from . import casa, faults, metrics
 from .errors import JoinError, TransientJoinError
 from .joblog import job_log
-from .scratch import remove_if_present, scratch_root_of
+from .scratch import claim_group, remove_if_present
 
 
 def error_class(exc: BaseException) -> str:
@@ -54,30 +53,6 @@ def _activate(settings: Mapping | None) -> faults.Faults:
     return faults.activate(settings.get("faults"))
 
 
-@contextmanager
-def cleans_node_on_failure(log_path: str, group_scratch: Path):
-    """On a SLURM node, a failed template or part job means its group's concat will not run in
-    this SLURM job, and nothing else cleans the node (hooks run on the submitting host). So the
-    failing job removes the group's scratch and leaves a marker, keyed by the SLURM job, in the
-    group's log directory (shared, unlike the node's tmpfs); every job of the group that ends
-    later removes the group's scratch too, so the last one leaves the node clean. Outside SLURM
-    the run's hooks clean up and this does nothing."""
-    slurm_job = os.environ.get("SLURM_JOB_ID")
-    if not slurm_job:
-        yield
-        return
-    marker = Path(log_path).parent / f".failed-in-slurm-job-{slurm_job}"
-    root = scratch_root_of(group_scratch)
-    try:
-        yield
-    except BaseException:
-        marker.write_text(f"{log_path}\n")
-        remove_if_present(group_scratch, root)
-        raise
-    if marker.exists():
-        remove_if_present(group_scratch, root)
-
-
 def part_job(
     *,
     uvh5: str,
@@ -92,7 +67,8 @@ def part_job(
     faults (default: those exported by the Snakefile, :func:`export_settings`)."""
     from .mspart import write_part
 
-    with job_log(log_path), cleans_node_on_failure(log_path, Path(part).parent):
+    with job_log(log_path):
+        claim_group(Path(part).parent)
         active = _activate(settings)
         started, ok = time.time(), False
         try:
@@ -115,7 +91,8 @@ def template_job(
     """Rule ms_template: the group's template MS from one of its files (pyuvdata)."""
     from .template import write_template
 
-    with job_log(log_path), cleans_node_on_failure(log_path, Path(template).parent):
+    with job_log(log_path):
+        claim_group(Path(template).parent)
         _activate(settings)
         started = time.time()
         write_template(uvh5, template, **options)

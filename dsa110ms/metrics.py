@@ -22,6 +22,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from .cluster import cluster_job_id
+
 log = logging.getLogger(__name__)
 
 EVENTS = "events.jsonl"
@@ -41,7 +43,10 @@ def emit(kind: str, **fields) -> None:
     """Append one event; never fails the caller (metrics must not break a conversion)."""
     if _metrics_dir is None:
         return
-    line = json.dumps({"ts": time.time(), "pid": os.getpid(), "kind": kind, **fields}) + "\n"
+    where = {"pid": os.getpid()}
+    if job := cluster_job_id():
+        where["cluster_job"] = job
+    line = json.dumps({"ts": time.time(), **where, "kind": kind, **fields}) + "\n"
     try:
         _metrics_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(_metrics_dir / EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -15,6 +15,13 @@ dies (even SIGKILL), so "lock can be taken" means "no live owner", whatever the 
 The stale sweep removes only instance directories whose lock it can take, and removes them while
 holding that lock.
 
+On a cluster node the run's main process is elsewhere, so each cluster job (one timestamp group)
+owns its groups on the node instead: the Snakemake process running the job holds a flock on
+``<instance>/.cluster-job-<id>.lock`` for its whole life, its template and part jobs mark their
+group directory with ``.cluster-job-<id>``, and when it exits it removes its groups (see
+:class:`NodeJob`). One killed outright is cleaned by the next cluster job of the instance on that
+node, whose lock it can then take.
+
 Every removal of scratch goes through :func:`remove_tree`: it refuses paths outside the scratch
 root, never follows symlinks, retries, and checks that the path is gone.
 """
@@ -34,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import faults, metrics
+from .cluster import cluster_job_id
 from .errors import ScratchError
 
 log = logging.getLogger(__name__)
@@ -215,6 +223,92 @@ def remove_if_present(path: str | os.PathLike, root: str | os.PathLike) -> bool:
     return True
 
 
+JOB_LOCK_PREFIX = ".cluster-job-"
+
+
+def claim_group(group_dir: Path, environ=os.environ) -> None:
+    """Inside a cluster job: mark ``group_dir`` as this job's (created 0700 if needed), so that
+    the job's :class:`NodeJob` removes it when the job ends. Nothing outside a cluster job."""
+    job = cluster_job_id(environ)
+    if job:
+        make_private_dir(group_dir)
+        (group_dir / f"{JOB_LOCK_PREFIX}{job}").touch()
+
+
+def _job_lock(instance_dir: Path, job: str) -> Path:
+    return instance_dir / f"{JOB_LOCK_PREFIX}{job}.lock"
+
+
+def _remove_groups_of_job(instance_dir: Path, job: str) -> list[str]:
+    """Remove every group directory marked by cluster job ``job``; the paths removed."""
+    removed = []
+    for group_dir in sorted(instance_dir.iterdir()):
+        if (group_dir / f"{JOB_LOCK_PREFIX}{job}").exists():
+            remove_tree(group_dir, instance_dir.parent)
+            removed.append(str(group_dir))
+    return removed
+
+
+@dataclass
+class NodeJob:
+    """The Snakemake process that runs one cluster job on a node: it owns, for its life, the
+    scratch its jobs claim (:func:`claim_group`), and removes it when it exits.
+
+    Retries run inside the cluster job (the submitting process never resubmits one, see
+    :func:`dsa110ms.workflow.retry_inside_cluster_jobs`), so nothing on the node is worth keeping
+    after it: :meth:`finish` removes the job's groups whatever the outcome, including groups whose
+    part job was killed outright (SIGKILL, OOM killer). A job killed outright itself is cleaned
+    by the next :meth:`start` in the same instance on that node."""
+
+    layout: ScratchLayout
+    job: str
+    lock: OwnerLock
+
+    @classmethod
+    def start(cls, layout: ScratchLayout, job: str) -> NodeJob | None:
+        """Own the job's scratch on this node; None if a process of the same cluster job owns
+        it already (the plugin runs each rule of a group job through a nested Snakemake, under
+        the group's own: the outermost one, which lives longest, is the owner)."""
+        make_private_dir(layout.root)
+        make_private_dir(layout.instance_dir)
+        lock = OwnerLock.try_acquire(_job_lock(layout.instance_dir, job), create=True)
+        if lock is None:
+            return None
+        lock.describe_owner()
+        node_job = cls(layout, job, lock)
+        node_job.sweep_dead_jobs()
+        return node_job
+
+    def sweep_dead_jobs(self) -> list[str]:
+        """Remove the groups of this instance's cluster jobs on this node that died without
+        cleaning up (their lock is free); the paths removed."""
+        removed = []
+        prefix, suffix = JOB_LOCK_PREFIX, ".lock"
+        for lock_path in sorted(self.layout.instance_dir.glob(f"{prefix}*{suffix}")):
+            job = lock_path.name[len(prefix) : -len(suffix)]
+            if job == self.job:
+                continue
+            dead = OwnerLock.try_acquire(lock_path, create=False)
+            if dead is None:
+                continue
+            try:
+                removed += _remove_groups_of_job(self.layout.instance_dir, job)
+                lock_path.unlink(missing_ok=True)
+            finally:
+                dead.release()
+        for path in removed:
+            log.info("removed scratch of a cluster job that died on this node: %s", path)
+        return removed
+
+    def finish(self) -> None:
+        """Remove this job's groups (verified) and its lock."""
+        try:
+            _remove_groups_of_job(self.layout.instance_dir, self.job)
+        finally:
+            self.lock.path.unlink(missing_ok=True)
+            self.lock.release()
+
+
 @dataclass
 class SweepReport:
     removed: list[str]
@@ -222,11 +316,21 @@ class SweepReport:
     failed: list[str]  # "path: reason"
 
 
+def _is_held(lock_path: Path) -> bool:
+    """True if a live process holds the lock at ``lock_path``."""
+    lock = OwnerLock.try_acquire(lock_path, create=False)
+    if lock is None:
+        return lock_path.exists()
+    lock.release()
+    return False
+
+
 def sweep_stale(root: str | os.PathLike, *, keep: str | None = None) -> SweepReport:
     """Remove instance directories under ``root`` whose owner is dead (lock free).
 
-    ``keep`` is the caller's own instance (whose lock it holds). Directories without a lock file
-    are removed only when older than :data:`UNLOCKED_GRACE_S`.
+    ``keep`` is the caller's own instance (whose lock it holds). A directory is live while any
+    of its locks is held: the run's owner lock or a cluster job's (:class:`NodeJob`).
+    Directories without any lock file are removed only when older than :data:`UNLOCKED_GRACE_S`.
     """
     root = Path(root)
     report = SweepReport([], [], [])
@@ -238,13 +342,17 @@ def sweep_stale(root: str | os.PathLike, *, keep: str | None = None) -> SweepRep
         if entry.is_symlink() or not entry.is_dir():
             report.failed.append(f"{entry}: not a directory, left alone")
             continue
+        job_locks = list(entry.glob(f"{JOB_LOCK_PREFIX}*.lock"))
+        if any(_is_held(path) for path in job_locks):
+            report.live.append(str(entry))  # a cluster job is running in it on this node
+            continue
         lock = OwnerLock.try_acquire(entry / LOCK_NAME, create=False)
         if lock is None:
             if (entry / LOCK_NAME).exists():
                 report.live.append(str(entry))
                 continue
             age = time.time() - entry.lstat().st_mtime
-            if age < UNLOCKED_GRACE_S:
+            if not job_locks and age < UNLOCKED_GRACE_S:
                 report.live.append(str(entry))
                 continue
         try:

@@ -6,6 +6,7 @@ Snakefile evaluates to the same jobs and paths in every process of a run.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import faults, metrics, scratch
+from .cluster import cluster_job_id
 from .config import validate_config
 from .errors import DiscoveryError, OutputError, ScratchError
 from .groups import Manifest, discover
@@ -217,6 +219,36 @@ def on_start(run: Run) -> None:
         len(report.removed),
         len(report.live),
     )
+
+
+def start_cluster_job(run: Run) -> None:
+    """In the Snakemake process that runs a cluster job on its node: own the scratch the job's
+    groups use there and remove it when this process exits, whatever the outcome
+    (:class:`dsa110ms.scratch.NodeJob`; Snakemake's hooks run only on the submitting host)."""
+    job = cluster_job_id()
+    if not job:
+        return
+    faults.activate(run.settings["faults"])
+    metrics.configure(run.settings["metrics_dir"])
+    owner = scratch.NodeJob.start(run.layout, job)
+    if owner is not None:
+        atexit.register(owner.finish)
+
+
+def retry_inside_cluster_jobs(snakemake_workflow) -> None:
+    """Under a cluster executor, retries run only inside the group's job, never as resubmissions.
+
+    The job on the node re-reads the Snakefile and retries a failed concat there (up to
+    ``concat_retries``), where the group's parts are. Were the submitting process to retry the
+    failed group job as well, each resubmission would start again from ``--attempt n`` and retry
+    inside itself too: measured with ``concat_retries: 2`` and a join that always fails, 10 joins
+    over 3 SLURM jobs instead of 3 joins in 1. So the submitting process sets every rule's retries
+    to 0 once it knows its executor (which it does not yet know when the Snakefile is read).
+    A failing concat therefore runs ``concat_retries + 1`` times, in one SLURM job, on one node.
+    """
+    if snakemake_workflow.non_local_exec:
+        for rule in snakemake_workflow.rules:
+            rule.restart_times = 0
 
 
 def check_writable(directory: Path) -> None:

@@ -14,6 +14,8 @@ RUN = dsa110ms_workflow.Run.load(config, is_main_process=workflow.is_main_proces
 dsa110ms_workflow.export_job_settings(RUN)
 if workflow.is_main_process:
     dsa110ms_workflow.prepare_main_process(RUN)
+if workflow.remote_exec:
+    dsa110ms_workflow.start_cluster_job(RUN)
 
 LOG_DIR = RUN.settings["log_dir"]
 

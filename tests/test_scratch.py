@@ -2,6 +2,9 @@
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -76,3 +79,51 @@ def test_remove_tree_stays_inside_root_and_never_follows_symlinks(scratch_root, 
     scratch.remove_tree(scratch_root / "inst", scratch_root)
     assert not (scratch_root / "inst").exists()
     assert (outside / "data").read_text() == "keep me"
+
+
+def node_job_process(root, workdir, job: str, group: str):
+    """A separate live process running cluster job ``job`` on this node, with ``group`` claimed
+    (like the Snakemake process of a SLURM job whose part jobs have started)."""
+    code = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from dsa110ms import scratch
+        layout = scratch.ScratchLayout.for_workdir({str(root)!r}, {str(workdir)!r})
+        scratch.NodeJob.start(layout, {job!r})
+        scratch.claim_group(layout.group_dir({group!r}), {{"SLURM_JOB_ID": {job!r}}})
+        (layout.group_dir({group!r}) / "t_sb00.part").mkdir()
+        print("started", flush=True)
+        time.sleep(600)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "started"
+    return proc
+
+
+def test_cluster_jobs_remove_their_groups_and_those_of_jobs_killed_on_the_node(
+    scratch_root, tmp_path
+):
+    layout = scratch.ScratchLayout.for_workdir(scratch_root, tmp_path)
+    killed = node_job_process(scratch_root, tmp_path, "101", "g1")
+    live = node_job_process(scratch_root, tmp_path, "102", "g2")
+    try:
+        os.kill(killed.pid, signal.SIGKILL)  # the job's Snakemake dies without any cleanup
+        killed.wait()
+        # no main process owns this instance on the node, but a cluster job runs in it
+        assert scratch.sweep_stale(scratch_root).live == [str(layout.instance_dir)]
+        mine = scratch.NodeJob.start(layout, "103")  # the next job here sweeps the dead one's
+        assert not layout.group_dir("g1").exists()
+        assert (layout.group_dir("g2") / "t_sb00.part").is_dir()
+        scratch.claim_group(layout.group_dir("g3"), {"SLURM_JOB_ID": "103"})
+        (layout.group_dir("g3") / "t_sb01.part").mkdir()
+        mine.finish()  # whatever the outcome: its groups and its lock are gone
+        assert sorted(p.name for p in layout.instance_dir.iterdir()) == [
+            ".cluster-job-102.lock",
+            "g2",
+        ]
+    finally:
+        live.kill()
+        live.wait()
+    assert scratch.sweep_stale(scratch_root).removed == [str(layout.instance_dir)]

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from dsa110ms.groups import discover
-
 from .conftest import REPO, run_snakemake
 from .test_robustness import assert_matches_input, small_config, small_groups
 
@@ -80,37 +78,39 @@ def test_slurm_profile_one_job_per_group_retry_and_clean_node(slurm, tmp_path, s
 
 
 def test_slurm_failed_groups_are_cleaned_on_the_node_by_their_jobs(slurm, tmp_path, scratch_root):
-    """Two groups that fail, one in its join (for good), one in a part job (a truncated file):
-    in each, the jobs themselves remove the group's node-local scratch (the hooks run only on
-    the submitting host; their cleanup is of the run's whole scratch directory)."""
-    failed_join, failed_part = small_groups(tmp_path / "in", 2, start="2026-05-01T00:00:00")
-    (group,) = [g for g in discover(tmp_path / "in", incomplete_groups="convert")
-                if g.id == failed_part]  # fmt: skip
-    truncated = Path(group.files[15])
-    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    """Two groups that fail: one in every attempt of its join, one whose part job is killed
+    outright (it exits at once, running no cleanup code, like SIGKILL or the OOM killer). Each
+    is one SLURM job, never resubmitted; the failing join runs concat_retries + 1 times inside
+    its job; each group's node-local scratch is removed by its own SLURM job (the hooks run
+    only on the submitting host; their cleanup is of the run's whole scratch directory)."""
+    failed_join, killed_part = small_groups(tmp_path / "in", 2, start="2026-05-01T00:00:00")
     config = small_config(
         tmp_path / "in",
         tmp_path / "out",
         scratch_root,
-        concat_retries=0,
-        faults={"concat": {failed_join: {1: "corrupt"}}},
+        concat_retries=2,
+        faults={
+            "concat": {failed_join: {1: "read_write", 2: "errno39", 3: "read_write"}},
+            "part_crash": [f"{killed_part}/sb15"],
+        },
     )
     proc = run_snakemake(
         tmp_path, "--profile", str(REPO / "profiles" / "slurm"), config=config, check=False
     )
     assert proc.returncode != 0
     assert not list((tmp_path / "out").glob("*.ms"))
+    # retries happen inside the group's SLURM job only: one SLURM job per group, none resubmitted
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", proc.stdout)
+    assert len(submitted) == 2, proc.stdout[-3000:]
     events = [
         json.loads(line)
         for line in (tmp_path / "logs" / "metrics" / "events.jsonl").read_text().splitlines()
     ]
-    (join,) = [e for e in events if e["kind"] == "join"]
-    assert (join["group"], join["outcome"]) == (failed_join, "permanent")
-    jobs = {e["pid"] for e in events if e["kind"] in ("join", "part", "template")}
-    for gid in (failed_join, failed_part):
-        by_jobs = [
-            e
-            for e in events
-            if e["kind"] == "cleanup" and e["path"].endswith(f"/{gid}") and e["pid"] in jobs
-        ]
-        assert by_jobs and all(e["ok"] for e in by_jobs), (gid, events)
+    joins = [(e["group"], e["attempt"], e["outcome"]) for e in events if e["kind"] == "join"]
+    assert joins == [(failed_join, attempt, "transient") for attempt in (1, 2, 3)]
+    job_of = {e["group"]: e["cluster_job"] for e in events if e["kind"] in ("part", "template")}
+    assert sorted(job_of.values()) == sorted(submitted)
+    for gid in (failed_join, killed_part):
+        cleanups = [e for e in events if e["kind"] == "cleanup" and e["path"].endswith(f"/{gid}")]
+        assert cleanups and all(e["ok"] for e in cleanups), (gid, events)
+        assert {e.get("cluster_job") for e in cleanups} == {job_of[gid]}, (gid, cleanups)
