@@ -19,7 +19,8 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 # Simulate one small DSA-110 group, convert it, print where the MS is.
-DEMO_CONFIG := --config input_dir=$(DEMO)/input output_dir=$(DEMO)/output log_dir=$(DEMO)/logs
+DEMO_CONFIG := --config input_dir=$(DEMO)/input output_dir=$(DEMO)/output log_dir=$(DEMO)/logs \
+	report_dir=$(DEMO)/report metrics_dir=$(DEMO)/logs/metrics
 
 run: $(STAMP)
 	$(BIN)/snakemake simulate --cores $(CORES) $(DEMO_CONFIG)

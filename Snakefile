@@ -8,15 +8,20 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "docs/report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/simulate.smk"
 include: "rules/convert.smk"
+include: "rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        lambda wildcards: RUN.all_final_ms(),
+        ms=lambda wildcards: RUN.all_final_ms(),
+        report=rules.run_report.output.table,
 
 
 onstart:

@@ -10,12 +10,38 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import CasaDataError
+
 SITE_CONFIG = Path(__file__).with_name("casasiteconfig.py")
 
 
 def configure_environment(environ=os.environ) -> None:
     """Point CASA at the offline site config (absolute path, as casaconfig requires)."""
     environ.setdefault("CASASITECONFIG", str(SITE_CONFIG.resolve()))
+
+
+def measures_path(environ=os.environ) -> tuple[str, str]:
+    """CASA's data directory as the active site config sets it (``measurespath``), and the
+    config's path."""
+    config = environ.get("CASASITECONFIG") or str(SITE_CONFIG.resolve())
+    namespace: dict = {}
+    try:
+        exec(compile(Path(config).read_text(), config, "exec"), namespace)  # as casaconfig does
+    except Exception as exc:  # noqa: BLE001 - any failure is reported as the site config's
+        raise CasaDataError(f"CASA site config {config} cannot be read: {exc}") from None
+    return str(namespace.get("measurespath", "")), config
+
+
+def check_data(environ=os.environ) -> None:
+    """Fail, naming the path and the fix, if CASA's data (measures: geodetic, ephemerides) is
+    not where the site config says; CASA itself would fail in the first job, obscurely."""
+    path, config = measures_path(environ)
+    if not path or not (Path(path) / "geodetic").is_dir():
+        raise CasaDataError(
+            f"CASA data not found: measurespath {path or '(unset)'} (set in {config}) has no "
+            "geodetic/ directory; install the pinned casadata (make venv, or pip install "
+            "casadata) or point CASASITECONFIG at a site config whose measurespath holds it"
+        )
 
 
 _log_path: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
 
 import yaml
@@ -61,7 +62,43 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     validator = DefaultingValidator(schema)
     errors = sorted(validator.iter_errors(settings), key=lambda e: list(e.absolute_path))
     if errors:
-        err = errors[0]
-        where = ".".join(str(p) for p in err.absolute_path) or "config"
-        raise ConfigError(f"invalid configuration: {where}: {err.message}")
+        raise ConfigError(explain(errors[0], schema))
     return settings
+
+
+def explain(error, schema: dict) -> str:
+    """One line for a schema violation: the key, what is wrong, what is allowed, where to fix."""
+    key = ".".join(str(p) for p in error.absolute_path)
+    fix = "fix it in config/config.yaml or with snakemake --config"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        where = f"in {key}" if key else "in the configuration"
+        return f"unknown config key {', '.join(hints)} {where}; known keys: {', '.join(allowed)}"
+    if error.validator == "enum":
+        allowed = ", ".join(str(v) for v in error.validator_value)
+        return f"config key {key}: {error.instance!r} is not allowed; allowed: {allowed} ({fix})"
+    description = _description(schema, error.absolute_path)
+    if error.validator == "pattern":
+        what = f"{error.instance!r} is not in the expected form"
+        return f"config key {key}: {what}{description} ({fix})"
+    return f"config key {key or '(top level)'}: {error.message}{description} ({fix})"
+
+
+def _description(schema: dict, path) -> str:
+    """The key's description from the schema, to say what it expects."""
+    node = schema
+    for part in path:
+        node = node.get("properties", {}).get(part) if isinstance(node, dict) else None
+        if node is None:
+            return ""
+    text = " ".join(str(node.get("description", "")).split())
+    return f"; {key_help(text)}" if text else ""
+
+
+def key_help(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."

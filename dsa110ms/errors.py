@@ -9,6 +9,10 @@ class ConfigError(Dsa110msError):
     """The configuration does not match config/schema.yaml."""
 
 
+class CasaDataError(Dsa110msError):
+    """CASA's data (measures) cannot be found where its site config says."""
+
+
 class DiscoveryError(Dsa110msError):
     """The input directory or its file names cannot be turned into groups."""
 

@@ -101,6 +101,8 @@ class Manifest:
     input_dir: str
     groups: dict[str, Group] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # one human-readable reason per item
+    #: why there is no group to convert, and what to do (None if there are groups)
+    empty_reason: str | None = field(default=None, compare=False)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -155,11 +157,19 @@ def scan(input_dir: str | os.PathLike) -> tuple[list[SubbandFile], list[str]]:
         if not entry.name.endswith(".hdf5"):
             continue
         if entry.name.endswith(INCOMPLETE_SUFFIX):
-            notes.append(f"{entry.path}: still being written (_incomplete), ignored")
-            continue
+            continue  # still being written: its group waits for the renamed file
         f = SubbandFile.from_path(entry.path)
-        if f is None or f.subband >= N_SUBBANDS:
-            notes.append(f"{entry.path}: name is not YYYY-MM-DDTHH:MM:SS_sbNN.hdf5, ignored")
+        if f is None:
+            notes.append(
+                f"{entry.path}: not named YYYY-MM-DDTHH:MM:SS_sbNN.hdf5, ignored; "
+                "rename it or move it out of input_dir"
+            )
+            continue
+        if f.subband >= N_SUBBANDS:
+            notes.append(
+                f"{entry.path}: unknown subband sb{f.subband:02d} (DSA-110 has sb00-sb15), "
+                "ignored; rename it or move it out of input_dir"
+            )
             continue
         files.append(f)
     return files, notes
@@ -235,10 +245,13 @@ def discover(
     end_time: str | None = None,
     incomplete_groups: str = "skip",
     duplicate_subbands: str = "skip",
+    only: list[str] | None = None,
 ) -> Manifest:
     """Find the groups to convert in ``input_dir``.
 
-    ``start_time``/``end_time`` (``YYYY-MM-DDTHH:MM:SS``, inclusive) select groups by id.
+    ``start_time``/``end_time`` (``YYYY-MM-DDTHH:MM:SS``, inclusive) select groups by id;
+    ``only``, if given, selects these group ids (the streaming mode's batches), and files that
+    belong to no group are then not reported (they belong to groups still arriving).
     Warnings for everything skipped are logged and kept in ``Manifest.skipped``.
     """
     if incomplete_groups not in INCOMPLETE_POLICIES:
@@ -257,7 +270,7 @@ def discover(
         clusters += _cluster_orphans(orphans, tolerance)
         orphans = []
     for f in orphans:
-        if (lo and f.time < lo - tolerance) or (hi and f.time > hi + tolerance):
+        if (lo and f.time < lo - tolerance) or (hi and f.time > hi + tolerance) or only:
             continue
         manifest.skipped.append(
             f"{f.path}: no sb00 file within {tolerance_s:g} s, so it belongs to no complete group"
@@ -266,6 +279,8 @@ def discover(
         anchor = members[0]
         gid = format_timestamp(anchor.time)
         if (lo and anchor.time < lo) or (hi and anchor.time > hi):
+            continue
+        if only is not None and gid not in only:
             continue
         chosen = _resolve_duplicates(gid, members, duplicate_subbands)
         if isinstance(chosen, str):
@@ -293,5 +308,30 @@ def discover(
     for reason in manifest.skipped:
         log.warning("%s", reason)
     if not manifest.groups:
-        log.warning("%s: no group to convert", manifest.input_dir)
+        group_skips = manifest.skipped[len(notes) :]  # not the notes on file names
+        manifest.empty_reason = _why_nothing(
+            manifest.input_dir, files, group_skips, start_time, end_time, only
+        )
     return manifest
+
+
+def _why_nothing(input_dir, files, skipped, start_time, end_time, only) -> str:
+    """One line: why discovery found no group to convert, and what to do."""
+    if only is not None and not skipped:
+        return f"none of the groups {', '.join(only)} is in {input_dir}"
+    if not files:
+        return (
+            f"{input_dir}: no subband files (YYYY-MM-DDTHH:MM:SS_sbNN.hdf5) in it; check "
+            "input_dir (snakemake --config input_dir=/path/to/files)"
+        )
+    if not skipped:
+        first, last = format_timestamp(min(files).time), format_timestamp(max(files).time)
+        return (
+            f"no group in {input_dir} between start_time={start_time} and "
+            f"end_time={end_time}; its files span {first} to {last}: widen the window"
+        )
+    return (
+        f"no complete group to convert in {input_dir}: {len(skipped)} skipped, e.g. "
+        f"{skipped[0]}; see the warnings above (incomplete_groups=convert converts incomplete "
+        "groups)"
+    )

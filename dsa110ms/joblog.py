@@ -20,6 +20,7 @@ def job_log(path: str | Path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     handlers = [logging.FileHandler(path), logging.StreamHandler(sys.stderr)]
+    handlers[1].setLevel(logging.WARNING)  # the terminal gets problems; the log gets all
     for h in handlers:
         h.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(h)

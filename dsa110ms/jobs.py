@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from . import casa, faults, metrics
+from . import casa, faults, metrics, progress
 from .errors import JoinError, TransientJoinError
 from .joblog import job_log
 from .scratch import claim_group, remove_if_present
@@ -70,19 +70,9 @@ def part_job(
     with job_log(log_path):
         claim_group(Path(part).parent)
         active = _activate(settings)
-        started, ok = time.time(), False
-        try:
+        with metrics.timed("part", group=group, subband=subband, bytes=0) as event:
             write_part(uvh5, part, **options, crash=active.part_crashes(group, subband))
-            ok = True
-        finally:
-            metrics.emit(
-                "part",
-                group=group,
-                subband=subband,
-                ok=ok,
-                seconds=round(time.time() - started, 3),
-                bytes=metrics.du_bytes(part) if ok else 0,
-            )
+            event["bytes"] = metrics.du_bytes(part)
 
 
 def template_job(
@@ -94,9 +84,8 @@ def template_job(
     with job_log(log_path):
         claim_group(Path(template).parent)
         _activate(settings)
-        started = time.time()
-        write_template(uvh5, template, **options)
-        metrics.emit("template", group=group, seconds=round(time.time() - started, 3))
+        with metrics.timed("template", group=group):
+            write_template(uvh5, template, **options)
 
 
 def join_job(
@@ -123,6 +112,7 @@ def join_job(
     The last attempt removes the group's scratch whatever the outcome: the job itself cleans the
     node it runs on (on a cluster, Snakemake's hooks run only on the submitting host)."""
     from .join import join_group
+    from .report import group_record, write_group_record
 
     last_attempt = attempt > _settings(settings).get("concat_retries", 0)
     with job_log(log_path):
@@ -153,18 +143,49 @@ def join_job(
                     **event,
                     outcome="transient" if isinstance(exc, TransientJoinError) else "permanent",
                     error_class=error_class(exc),
+                    error=metrics.first_line(exc),
                     seconds=round(time.time() - started, 3),
                 )
             if last_attempt:
                 remove_if_present(Path(group_scratch), scratch_root)
             raise
+        record = group_record(group, summary, parts, sources, final)
         metrics.emit(
             "join",
             **event,
             outcome="published" if published else "kept_existing",
             error_class=None,
             seconds=round(time.time() - started, 3),
-            bytes=metrics.du_bytes(final),
+            bytes=record["bytes"],
             rows=summary.nrows,
         )
         remove_if_present(Path(group_scratch), scratch_root)
+        metrics_dir = _settings(settings).get("metrics_dir")
+        if metrics_dir:
+            write_group_record(metrics_dir, group, record)
+            events = metrics.read_events(metrics_dir, since=0.0)
+            facts = metrics.group_facts(events, group, f"{instance}/{group}")
+            progress.group_finished(group, record, facts)
+
+
+def report_job(
+    *,
+    groups: Sequence[str],
+    metrics_dir: str,
+    instance: str,
+    table: str,
+    plots: str,
+    log_path: str,
+) -> None:
+    """Rule run_report: the run report's table and figures (:mod:`dsa110ms.report`)."""
+    from .report import make_report
+
+    with job_log(log_path) as log:
+        rows = make_report(
+            groups,
+            metrics_dir=metrics_dir,
+            scratch_instance=instance,
+            table_path=table,
+            plots_dir=plots,
+        )
+        log.info("run report: %d groups in %s, figures in %s", len(rows), table, plots)

@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from .cluster import cluster_job_id
@@ -56,6 +57,29 @@ def emit(kind: str, **fields) -> None:
             os.close(fd)
     except OSError as exc:
         log.warning("metrics event not written (%s): %s", exc, line.strip())
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (its reason), at most 300 characters."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+@contextlib.contextmanager
+def timed(kind: str, **fields):
+    """Emit one ``kind`` event when the block ends: ``ok``, ``seconds`` and, on failure,
+    ``error`` (the exception's first line, for the run summary). The block may add fields to
+    the yielded dict."""
+    started, extra = time.time(), dict(fields)
+    try:
+        yield extra
+    except BaseException as exc:
+        extra.update(ok=False, error=first_line(exc))
+        raise
+    else:
+        extra["ok"] = True
+    finally:
+        emit(kind, **extra, seconds=round(time.time() - started, 3))
 
 
 def read_events(metrics_dir: str | os.PathLike, since: float) -> list[dict]:
@@ -114,6 +138,28 @@ def summarize_run(
         "part_seconds": round(sum(e.get("seconds", 0) for e in parts), 3),
         "template_seconds": round(sum(e.get("seconds", 0) for e in templates), 3),
         "join_seconds": round(sum(e.get("seconds", 0) for e in joins), 3),
+    }
+
+
+def group_facts(events: Iterable[Mapping], group: str, group_scratch_suffix: str) -> dict:
+    """From the job events of one group: conversion time (first template/part start to the
+    last join end, s), concat attempts, whether its scratch (the directory whose path ends
+    with ``group_scratch_suffix``) was removed, and the last failure's reason."""
+    starts, ends, attempts, cleanups, error = [], [], 0, [], None
+    for e in events:
+        if e.get("group") == group and e["kind"] in ("template", "part", "join"):
+            starts.append(e["ts"] - e.get("seconds", 0.0))
+            ends.append(e["ts"])
+            attempts += e["kind"] == "join"
+            if e.get("error"):
+                error = f"{e['kind']}: {e['error']}"
+        elif e["kind"] == "cleanup" and e.get("path", "").endswith(group_scratch_suffix):
+            cleanups.append(e["ok"])
+    return {
+        "conversion_s": round(max(ends) - min(starts), 1) if starts else None,
+        "concat_attempts": attempts,
+        "cleanup": "removed" if cleanups and all(cleanups) else ("FAILED" if cleanups else "-"),
+        "error": error,
     }
 
 

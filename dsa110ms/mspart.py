@@ -27,6 +27,7 @@ import numpy as np
 
 from .errors import ScratchError, ValidationError
 from .msfix import weights_from_spectrum
+from .quicklook import subband_quicklook
 from .rawuvh5 import read_subband_arrays
 from .scratch import make_private_dir
 
@@ -110,6 +111,8 @@ def write_part(
         "polarizations": npol,
         "times": sb.n_times,
         "geometry_digest": sb.geometry_digest,
+        # for the run report, while the data are in memory (the MS is not read again)
+        "quicklook": subband_quicklook(sb.data, sb.flag, sb.ant_1, sb.ant_2, sb.n_times),
     }
     (part_path / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
     return part_path

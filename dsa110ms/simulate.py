@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -31,7 +32,7 @@ import h5py
 import numpy as np
 
 from . import telescope as tel
-from .groups import format_timestamp, subband_file_name
+from .groups import INCOMPLETE_SUFFIX, format_timestamp, subband_file_name
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,10 @@ def write_subband_file(
     subband: int,
     start: dt.datetime,
     order: np.ndarray,
-) -> None:
-    """Write one subband file as the correlator does: ``<name>_incomplete.hdf5``, then rename."""
+    rename: bool = True,
+) -> Path:
+    """Write one subband file as the correlator does: ``<name>_incomplete.hdf5``, then rename
+    it to ``path`` (``rename=False``: leave that to the caller). Returns the file written."""
     ant_1, ant_2 = correlator_baselines(order)
     nbls = len(ant_1)
     nt = spec.n_integrations
@@ -154,7 +157,7 @@ def write_subband_file(
     rng = np.random.default_rng([spec.seed, subband, int(start.timestamp())])
     vis = simulate_visibilities(spec, baselines, ant_1 == ant_2, freqs, rng)
 
-    tmp = path.with_name(path.stem + "_incomplete.hdf5")
+    tmp = path.with_name(path.stem + INCOMPLETE_SUFFIX)
     with h5py.File(tmp, "w") as f:
         header = f.create_group("Header")
         data = f.create_group("Data")
@@ -200,7 +203,10 @@ def write_subband_file(
         data.create_dataset("visdata", data=vis, chunks=True)
         data.create_dataset("flags", data=np.zeros(vis.shape, dtype=bool), chunks=True)
         data.create_dataset("nsamples", data=np.ones(vis.shape, dtype=np.float32), chunks=True)
+    if not rename:
+        return tmp
     os.replace(tmp, path)
+    return path
 
 
 def simulate(spec: SimulationSpec, output_dir: Path | str) -> list[Path]:
@@ -218,6 +224,48 @@ def simulate(spec: SimulationSpec, output_dir: Path | str) -> list[Path]:
             log.info("wrote %s", path)
             written.append(path)
     return sorted(written)
+
+
+def drop_over_time(
+    spec: SimulationSpec,
+    output_dir: Path | str,
+    *,
+    group_interval_s: float,
+    node_jitter_s: float,
+    hold_incomplete_s: float = 0.5,
+    missing: frozenset[tuple[int, int]] = frozenset(),
+) -> list[tuple[float, Path]]:
+    """Write the groups as the correlator nodes do, in real time: group ``i`` starts
+    ``i * group_interval_s`` seconds after the call; each subband's node starts its file a
+    random 0..``node_jitter_s`` s later, keeps it ``_incomplete`` for ``hold_incomplete_s`` and
+    renames it. ``missing``: (group index, subband) pairs never written (a node down).
+    Returns (seconds after the call, path) of each rename, in order."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    order = correlator_antenna_order(spec.n_antennas, spec.seed)
+    rng = np.random.default_rng(spec.seed + 2)
+    schedule = []
+    for i, start in enumerate(group_start_times(spec)):
+        for sb in spec.subbands:
+            if (i, sb) not in missing:
+                delay = float(rng.uniform(0, node_jitter_s))
+                stamp = start + dt.timedelta(seconds=int(delay))
+                schedule.append((i * group_interval_s + delay, sb, start, stamp))
+    # each node writes its file, then renames it hold_incomplete_s later (nodes in parallel)
+    events = []
+    for at, sb, start, stamp in schedule:
+        path = output_dir / subband_file_name(stamp, sb)
+        events.append((at, "write", path, sb, start))
+        events.append((at + hold_incomplete_s, "rename", path, sb, start))
+    began, dropped = time.monotonic(), []
+    for at, action, path, sb, start in sorted(events, key=lambda e: (e[0], e[1] == "write")):
+        time.sleep(max(0.0, at - (time.monotonic() - began)))
+        if action == "write":
+            write_subband_file(path, spec, sb, start, order, rename=False)
+        else:
+            os.replace(path.with_name(path.stem + INCOMPLETE_SUFFIX), path)
+            dropped.append((round(time.monotonic() - began, 2), path))
+    return dropped
 
 
 def simulate_to_record(spec: dict, record_path: str | os.PathLike) -> list[Path]:

@@ -14,13 +14,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
-from . import faults, metrics, scratch
+from . import casa, faults, metrics, progress, scratch
 from .cluster import cluster_job_id
 from .config import validate_config
-from .errors import DiscoveryError, OutputError, ScratchError
+from .errors import DiscoveryError, Dsa110msError, OutputError, ScratchError
 from .groups import Manifest, discover
 from .publish import is_published, set_aside
 
@@ -41,6 +43,23 @@ def export_package_path(basedir: str) -> None:
         os.environ[var] = os.pathsep.join(dict.fromkeys(paths))
 
 
+def setup_run(config: dict, snakemake_workflow) -> Run:
+    """What every process does when it reads the Snakefile: validate the config and load the
+    groups (discovered by the main process, read from its manifest by the others), export the
+    settings jobs need; then the main process prepares its scratch and checks CASA's data, and
+    the process running a cluster job on its node takes ownership of the job's scratch there.
+    Errors end the run with one line (:func:`exit_with`)."""
+    with one_line_errors():
+        run = Run.load(config, is_main_process=snakemake_workflow.is_main_process)
+        export_job_settings(run)
+        if snakemake_workflow.is_main_process:
+            casa.check_data()
+            prepare_main_process(run)
+        if snakemake_workflow.remote_exec:
+            start_cluster_job(run)
+        return run
+
+
 def export_job_settings(run: Run) -> None:
     """The settings job processes read (:func:`dsa110ms.jobs.export_settings`)."""
     from .jobs import export_settings
@@ -56,6 +75,22 @@ def log_to_stderr() -> None:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
+
+
+def exit_with(error: Dsa110msError) -> NoReturn:
+    """End Snakemake with the error's one line (it names the file or key and what to do)
+    instead of a traceback."""
+    print(f"dsa110ms: error: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+@contextmanager
+def one_line_errors():
+    """Around Snakefile code: a :class:`Dsa110msError` ends the run with its line."""
+    try:
+        yield
+    except Dsa110msError as exc:
+        exit_with(exc)
 
 
 @dataclass
@@ -83,21 +118,24 @@ class Run:
                     end_time=settings["end_time"],
                     incomplete_groups=settings["incomplete_groups"],
                     duplicate_subbands=settings["duplicate_subbands"],
+                    only=settings["groups"],
                 )
                 manifest.write(manifest_path)
+                if manifest.empty_reason:
+                    raise DiscoveryError(manifest.empty_reason)
             else:
                 manifest = Manifest.read(manifest_path)
         except DiscoveryError as exc:
-            # Raised when the conversion targets are asked for, so that `snakemake simulate`
-            # works before the input directory exists.
-            error = str(exc)
+            # Reported when the conversion targets are asked for, so that `snakemake simulate`
+            # works before the input directory exists or has files.
+            manifest, error = None, str(exc)
         return cls(settings, manifest, error, layout)
 
     # --- what the rules ask for -------------------------------------------------------------
 
     def groups(self) -> list[str]:
         if self.discovery_error:
-            raise DiscoveryError(self.discovery_error)
+            exit_with(DiscoveryError(self.discovery_error))
         return [g.id for g in self.manifest]
 
     def input_file(self, group: str, subband: str | int) -> str:
@@ -152,6 +190,9 @@ class Run:
 
     def is_complete(self, group: str) -> bool:
         return not self.manifest.groups[group].missing_subbands
+
+    def log_dir(self, group: str) -> str:
+        return os.path.join(self.settings["log_dir"], group)
 
     def final_ms(self, group: str) -> str:
         return os.path.join(self.settings["output_dir"], f"{group}.ms")
@@ -281,13 +322,15 @@ def on_finish(run: Run, *, success: bool) -> None:
     failed = [
         g for g in (run.groups() if run.manifest else []) if not os.path.isdir(run.final_ms(g))
     ]
+    events = metrics.read_events(run.settings["metrics_dir"], _started)
     summary = metrics.summarize_run(
-        metrics.read_events(run.settings["metrics_dir"], _started),
+        events,
         started=_started,
         success=success and cleanup_error is None,
         failed_groups=failed,
     )
     metrics.write_run(run.settings["metrics_dir"], summary)
+    print(progress.summary_table(summary_rows(run, events)), file=sys.stderr, flush=True)
     log.info(
         "run %s: %d groups converted, %d failed, %d join retries, %d cleanup failures; "
         "scratch %s %s",
@@ -303,6 +346,33 @@ def on_finish(run: Run, *, success: bool) -> None:
         alert(run.settings["alert_command"], summary)
     if cleanup_error is not None:
         raise cleanup_error
+
+
+def summary_rows(run: Run, events: list[dict]) -> list[dict]:
+    """One row per group of the run for :func:`dsa110ms.progress.summary_table`, and one per
+    group or file discovery skipped, each with its reason."""
+    rows = []
+    for group in run.groups() if run.manifest else []:
+        facts = metrics.group_facts(events, group, f"{run.layout.instance}/{group}")
+        published = any(
+            e["kind"] == "join" and e["group"] == group and e["outcome"] == "published"
+            for e in events
+        )
+        row = {"group": group, "seconds": facts["conversion_s"]}
+        row["retries"] = max(facts["concat_attempts"] - 1, 0)
+        if published:
+            row["status"] = "converted"
+        elif os.path.isdir(run.final_ms(group)):
+            row.update(status="up-to-date", seconds=None)
+        else:
+            reason = facts["error"] or "not run (the run stopped first; see the Snakemake log)"
+            row.update(status="FAILED", reason=f"{reason}; logs in {run.log_dir(group)}")
+        rows.append(row)
+    for reason in run.manifest.skipped if run.manifest else []:
+        subject, _, why = reason.partition(": ")  # "group <id>: ..." or "<file>: ..."
+        label = os.path.basename(subject.removeprefix("group "))
+        rows.append({"group": label, "status": "skipped", "reason": why})
+    return rows
 
 
 def alert(command: str | None, summary: dict) -> None:

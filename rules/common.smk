@@ -10,14 +10,10 @@ from dsa110ms import workflow as dsa110ms_workflow
 dsa110ms_workflow.export_package_path(workflow.basedir)
 dsa110ms_workflow.log_to_stderr()
 
-RUN = dsa110ms_workflow.Run.load(config, is_main_process=workflow.is_main_process)
-dsa110ms_workflow.export_job_settings(RUN)
-if workflow.is_main_process:
-    dsa110ms_workflow.prepare_main_process(RUN)
-if workflow.remote_exec:
-    dsa110ms_workflow.start_cluster_job(RUN)
+RUN = dsa110ms_workflow.setup_run(config, workflow)
 
 LOG_DIR = RUN.settings["log_dir"]
+REPORT_DIR = RUN.settings["report_dir"]
 
 
 wildcard_constraints:

@@ -28,11 +28,16 @@ def test_shipped_config_is_valid():
 @pytest.mark.parametrize(
     "bad, words",
     [
-        ({"inptu_dir": "x"}, "'inptu_dir' was unexpected"),
-        ({"tolerance_s": "abc"}, "tolerance_s: 'abc' is not of type 'number'"),
-        ({"incomplete_groups": "maybe"}, "incomplete_groups"),
+        ({"inptu_dir": "x"}, "unknown config key 'inptu_dir' (did you mean 'input_dir'?)"),
+        ({"simulate": {"n_antenas": 5}}, "'n_antenas' (did you mean 'n_antennas'?) in simulate"),
+        ({"tolerance_s": "abc"}, "config key tolerance_s: 'abc' is not of type 'number'"),
+        (
+            {"incomplete_groups": "maybe"},
+            "config key incomplete_groups: 'maybe' is not allowed; allowed: skip, fail, convert",
+        ),
         ({"simulate": {"n_groups": 0}}, "simulate.n_groups"),
-        ({"start_time": "2026-01-01"}, "start_time"),
+        ({"start_time": "2026-01-01"}, "start_time: '2026-01-01' is not in the expected form"),
+        ({"groups": ["today"]}, "groups.0"),
     ],
 )
 def test_errors_are_one_line(bad, words):

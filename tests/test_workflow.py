@@ -70,7 +70,14 @@ def test_dry_run_lists_jobs_and_creates_no_scratch(two_groups, tmp_path, scratch
     config = {"input_dir": two_groups, "output_dir": tmp_path / "out", "scratch_root": scratch_root}
     proc = run_snakemake(tmp_path, "-n", config=config)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    assert counts == {"ms_template": "2", "ms_part": "32", "concat": "2", "all": "1", "total": "37"}
+    assert counts == {
+        "ms_template": "2",
+        "ms_part": "32",
+        "concat": "2",
+        "run_report": "1",
+        "all": "1",
+        "total": "38",
+    }
     for flag in ("--dag", "--rulegraph", "--summary"):
         proc = run_snakemake(tmp_path, flag, config=config)
         assert proc.stdout.strip()

@@ -1,0 +1,225 @@
+"""The run report: a per-group table (HTML) and one quick-look figure per group (PNG), made by
+rule ``run_report`` from the groups' records and the run's metrics, and shown by
+``snakemake --report``.
+
+A group's record (``<metrics_dir>/groups/<group>.json``) is written by its concat job when the
+MS is published (:func:`write_group_record`); conversion time, concat attempts and cleanup come
+from the job events (``events.jsonl``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from . import metrics
+from .groups import FILE_PATTERN, N_SUBBANDS
+from .mspart import open_part
+from .publish import MsSummary
+from .quicklook import group_quicklook
+
+#: MJD seconds of the Unix epoch (the MS TIME column counts from MJD 0).
+UNIX_EPOCH_MJD_S = 40587 * 86400.0
+
+
+def records_dir(metrics_dir: str | os.PathLike) -> Path:
+    return Path(metrics_dir) / "groups"
+
+
+def write_group_record(metrics_dir: str | os.PathLike, group: str, record: Mapping) -> Path:
+    """Write ``record`` as the group's record, atomically (rename)."""
+    path = records_dir(metrics_dir) / f"{group}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(f".json.{os.getpid()}")
+    staging.write_text(json.dumps(record))
+    os.replace(staging, path)
+    return path
+
+
+def group_record(
+    group: str,
+    summary: MsSummary,
+    parts: Sequence[str],
+    sources: Mapping[str, str],
+    ms_path: str | os.PathLike,
+) -> dict:
+    """What the report shows of a published group: its files and subbands, the MS's shape
+    (``summary``, from validation) and the quick-look statistics its parts computed."""
+    looks, freqs = {}, {}
+    for part_path in parts:
+        part = open_part(part_path)
+        subband = int(FILE_PATTERN.match(os.path.basename(sources[part_path]))["subband"])
+        looks[subband] = part.manifest["quicklook"]
+        freqs[subband] = part.array("CHAN_FREQ").tolist()
+    all_freqs = [f for spw in summary.spw_freqs for f in spw]
+    n_times = summary.n_times
+    step = (summary.time_max - summary.time_min) / max(n_times - 1, 1)
+    times = [summary.time_min + i * step for i in range(n_times)]
+    return {
+        "group": group,
+        "files": sorted(os.path.basename(f) for f in sources.values()),
+        "subbands": sorted(looks),
+        "missing_subbands": sorted(set(range(N_SUBBANDS)) - set(looks)),
+        "rows": summary.nrows,
+        "spws": summary.n_spws,
+        "fields": len(summary.field_names),
+        "time_start_mjd_s": summary.time_min,
+        "time_end_mjd_s": summary.time_max,
+        "freq_min_hz": float(min(all_freqs)),
+        "freq_max_hz": float(max(all_freqs)),
+        "bytes": metrics.du_bytes(ms_path),
+        "quicklook": group_quicklook(looks, freqs, times),
+    }
+
+
+def read_group_record(metrics_dir: str | os.PathLike, group: str) -> dict | None:
+    path = records_dir(metrics_dir) / f"{group}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def utc(mjd_s: float) -> str:
+    """MJD seconds -> ``YYYY-MM-DD HH:MM:SS`` UTC."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(mjd_s - UNIX_EPOCH_MJD_S))
+
+
+COLUMNS = (
+    ("group", "group"),
+    ("files", "files"),
+    ("subbands", "subbands"),
+    ("rows", "rows"),
+    ("spws", "SPWs"),
+    ("fields", "fields"),
+    ("time_range", "time range (UTC)"),
+    ("freq_range", "frequency (MHz)"),
+    ("size_mb", "MS size (MB)"),
+    ("conversion_s", "conversion (s)"),
+    ("concat_attempts", "concat attempts"),
+    ("cleanup", "scratch"),
+)
+
+
+def table_row(record: Mapping, facts: Mapping) -> dict:
+    """One row of the per-group table."""
+    missing = record["missing_subbands"]
+    return {
+        "group": record["group"],
+        "files": len(record["files"]),
+        "subbands": f"{len(record['subbands'])}/16"
+        + (f" (missing {', '.join(f'sb{s:02d}' for s in missing)})" if missing else ""),
+        "rows": record["rows"],
+        "spws": record["spws"],
+        "fields": record["fields"],
+        "time_range": f"{utc(record['time_start_mjd_s'])} - {utc(record['time_end_mjd_s'])[11:]}",
+        "freq_range": f"{record['freq_min_hz'] / 1e6:.3f} - {record['freq_max_hz'] / 1e6:.3f}",
+        "size_mb": round(record["bytes"] / 1e6, 1),
+        **facts,
+    }
+
+
+def table_html(rows: list[dict], title: str) -> str:
+    """The per-group table as a standalone HTML page."""
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in COLUMNS)
+    body = "\n".join(
+        "<tr>"
+        + "".join(f"<td>{html.escape(str(r.get(key, '')))}</td>" for key, _ in COLUMNS)
+        + "</tr>"
+        for r in rows
+    )
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; font-size: 13px; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #bbb; padding: 3px 8px; text-align: right; white-space: nowrap; }}
+th {{ background: #eee; }} td:first-child {{ text-align: left; }}
+</style></head><body>
+<h2>{html.escape(title)}</h2>
+<table id="groups"><thead><tr>{head}</tr></thead><tbody>
+{body}
+</tbody></table></body></html>
+"""
+
+
+def plot_group(record: Mapping, path: str | os.PathLike) -> None:
+    """The group's quick-look figure: mean amplitude vs frequency (a missing or bad subband
+    shows as a gap or step), mean amplitude vs time, flagged fraction per subband."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    look = record["quicklook"]
+    fig, (ax_f, ax_t, ax_flag) = plt.subplots(
+        1, 3, figsize=(15, 3.6), gridspec_kw={"width_ratios": [3, 1.4, 1.4]}
+    )
+    freq = np.array(look["chan_freq_hz"]) / 1e6
+    amp = np.array([np.nan if a is None else a for a in look["amp_per_channel"]])
+    if len(freq) > 1:  # break the line where channels are missing (a missing subband)
+        step = np.median(np.diff(freq))
+        gaps = np.flatnonzero(np.diff(freq) > 1.5 * step)
+        freq = np.insert(freq, gaps + 1, np.nan)
+        amp = np.insert(amp, gaps + 1, np.nan)
+    ax_f.plot(freq, amp, lw=0.8)
+    ax_f.set(xlabel="frequency (MHz)", ylabel="mean |V| (cross-corr.)", title="amplitude")
+    t0 = look["time_mjd_s"][0] if look["time_mjd_s"] else 0.0
+    minutes = (np.array(look["time_mjd_s"]) - t0) / 60
+    amp_t = np.array([np.nan if a is None else a for a in look["amp_per_time"]])
+    ax_t.plot(minutes, amp_t, "o-", ms=3)
+    ax_t.set(xlabel=f"minutes after {utc(t0)[11:]} UTC", title="amplitude vs time")
+    labels = list(look["flagged_fraction"])
+    ax_flag.bar(range(len(labels)), list(look["flagged_fraction"].values()))
+    ax_flag.set_xticks(range(len(labels)), [s[2:] for s in labels], fontsize=7)
+    ax_flag.set(xlabel="subband", ylim=(0, 1), title="fraction flagged")
+    if not any(look["flagged_fraction"].values()):
+        ax_flag.text(0.5, 0.5, "nothing flagged", ha="center", transform=ax_flag.transAxes)
+    for ax in (ax_f, ax_t):
+        ax.ticklabel_format(axis="y", useOffset=False)
+    fig.suptitle(f"{record['group']}  ({len(record['subbands'])} subbands)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copyfile(source, target)
+
+
+def make_report(
+    groups: Iterable[str],
+    *,
+    metrics_dir: str | os.PathLike,
+    scratch_instance: str,
+    table_path: str | os.PathLike,
+    plots_dir: str | os.PathLike,
+) -> list[dict]:
+    """Write the per-group table and each group's figure; the table's rows."""
+    events = metrics.read_events(metrics_dir, since=0.0)
+    plots_dir = Path(plots_dir)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for group in groups:
+        record = read_group_record(metrics_dir, group)
+        if record is None:
+            continue  # published by an earlier version, or by hand: nothing to show
+        rows.append(
+            table_row(record, metrics.group_facts(events, group, f"{scratch_instance}/{group}"))
+        )
+        # Snakemake empties plots_dir before every report job: figures are drawn once per
+        # record, beside it, and linked in (a night's report redraws only the new groups)
+        figure = records_dir(metrics_dir) / f"{group}.png"
+        record_path = records_dir(metrics_dir) / f"{group}.json"
+        if not figure.exists() or figure.stat().st_mtime < record_path.stat().st_mtime:
+            plot_group(record, figure)
+        link_or_copy(figure, plots_dir / f"{group}.png")
+    Path(table_path).write_text(table_html(rows, f"DSA-110 conversion: {len(rows)} groups"))
+    return rows

@@ -1,0 +1,305 @@
+"""Streaming mode: watch ``input_dir`` and convert each group as soon as it is complete.
+
+    python -m dsa110ms.stream --cores 2 --config input_dir=/data/incoming output_dir=/data/ms
+
+Every ``--poll-s`` seconds the input directory is scanned. A group is *ready* when all 16
+subband files are there and none of its files is still being written (``*_incomplete.hdf5``),
+or, if subbands are missing, when no file of it has arrived for ``--wait-s`` seconds; then the
+``incomplete_groups`` policy decides (``convert``: converted with the subbands present;
+``skip``/``fail``: recorded, not converted). Ready groups are converted in batches, one
+Snakemake run of this same workflow per batch (``--config groups=[...]``), with any extra
+Snakemake arguments given after ``--`` (e.g. ``-- --profile profiles/slurm``).
+
+Restarts: what was done is in the output directory (published MSs are never converted again)
+and in the state file ``<log_dir>/stream/state.json`` (groups skipped or failed, with the
+reason; they are tried again only if their set of files changes). A group that arrived while
+the stream was down is converted when it starts. SIGINT/SIGTERM stop the current batch (its
+Snakemake run cleans up after itself) and exit; the next start finishes the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .config import validate_config
+from .errors import Dsa110msError
+from .groups import INCOMPLETE_SUFFIX, Manifest, discover, parse_timestamp
+from .publish import is_published
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEFILE = REPO / "Snakefile"
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
+PREFIX = "[dsa110ms stream]"
+
+
+def say(line: str) -> None:
+    print(f"{PREFIX} {time.strftime('%H:%M:%S')} {line}", flush=True)
+
+
+@dataclass
+class Candidate:
+    """A group seen in the input directory."""
+
+    id: str
+    files: list[str]
+    missing: list[int]
+    last_arrival: float  # newest change time (rename) of its files, Unix s
+    writing: bool  # a file of it is still being written
+
+
+@dataclass
+class StreamState:
+    """What the stream decided about groups it did not publish (and latencies of those it
+    did), kept across restarts in ``path``."""
+
+    path: Path
+    groups: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> StreamState:
+        groups = json.loads(path.read_text()) if path.exists() else {}
+        return cls(path, groups)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staging = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        staging.write_text(json.dumps(self.groups, indent=1, sort_keys=True))
+        os.replace(staging, self.path)
+
+    def settled(self, candidate: Candidate) -> bool:
+        """Skipped or failed already, for the same files."""
+        entry = self.groups.get(candidate.id)
+        return bool(
+            entry and entry["status"] in ("skipped", "failed") and entry["files"] == candidate.files
+        )
+
+    def record(self, candidate: Candidate, status: str, **fields) -> None:
+        self.groups[candidate.id] = {"status": status, "files": candidate.files, **fields}
+
+
+def scan(settings: dict) -> list[Candidate]:
+    """Every group in the input directory, whatever its state (discovery with the policy that
+    keeps incomplete groups, so that waiting ones are seen)."""
+    input_dir = Path(settings["input_dir"])
+    if not input_dir.is_dir():
+        return []
+    manifest = discover(
+        input_dir,
+        tolerance_s=settings["tolerance_s"],
+        start_time=settings["start_time"],
+        end_time=settings["end_time"],
+        incomplete_groups="convert",
+        duplicate_subbands="latest",
+    )
+    writing = [
+        parse_timestamp(e.name[:19])
+        for e in os.scandir(input_dir)
+        if e.name.endswith(INCOMPLETE_SUFFIX)
+    ]
+    tolerance = settings["tolerance_s"]
+    candidates = []
+    for group in manifest:
+        t0 = parse_timestamp(group.id)
+        files = sorted(os.path.basename(p) for p in group.files.values())
+        arrival = max(os.stat(p).st_ctime for p in group.files.values())
+        candidates.append(
+            Candidate(
+                id=group.id,
+                files=files,
+                missing=list(group.missing_subbands),
+                last_arrival=arrival,
+                writing=any(abs((t - t0).total_seconds()) <= tolerance for t in writing),
+            )
+        )
+    return candidates
+
+
+class Stream:
+    def __init__(self, args: argparse.Namespace, settings: dict):
+        self.args = args
+        self.settings = settings
+        self.state = StreamState.load(Path(settings["log_dir"]) / "stream" / "state.json")
+        self.child: subprocess.Popen | None = None
+        self.stopping = False
+
+    def final_ms(self, group: str) -> Path:
+        return Path(self.settings["output_dir"]) / f"{group}.ms"
+
+    def ready(self, now: float) -> tuple[list[Candidate], int]:
+        """Groups to convert now, and how many are still waiting."""
+        ready, waiting = [], 0
+        for c in scan(self.settings):
+            if is_published(self.final_ms(c.id)) or self.state.settled(c):
+                continue
+            if c.writing or (c.missing and now - c.last_arrival < self.args.wait_s):
+                waiting += 1
+                continue
+            if c.missing and self.settings["incomplete_groups"] != "convert":
+                gaps = ", ".join(f"sb{sb:02d}" for sb in c.missing)
+                status = "failed" if self.settings["incomplete_groups"] == "fail" else "skipped"
+                reason = (
+                    f"incomplete after waiting {self.args.wait_s:g} s (missing {gaps}); "
+                    f"policy incomplete_groups={self.settings['incomplete_groups']}"
+                )
+                self.state.record(c, status, reason=reason, at=now)
+                self.state.save()
+                say(f"{c.id} {status}: {reason}")
+                continue
+            ready.append(c)
+        return ready, waiting
+
+    def convert(self, batch: list[Candidate]) -> None:
+        ids = [c.id for c in batch]
+        say(f"batch of {len(ids)}: {', '.join(ids)}")
+        started = time.time()
+        command = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(SNAKEFILE),
+            "--cores",
+            str(self.args.cores),
+            *self.args.snakemake_args,
+            "--configfile",
+            str(DEFAULT_CONFIG),
+            *self.args.configfile,
+            "--config",
+            *self.args.config,
+            f"groups={json.dumps(ids)}",
+        ]
+        log_path = Path(self.settings["log_dir"]) / "stream" / "batches.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a") as log:
+            log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n")
+            log.flush()
+            self.child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            if self.stopping:  # the signal came while it was being started
+                self.child.send_signal(signal.SIGINT)
+            code = self.child.wait()
+            self.child = None
+        manifest = Manifest.read(Path(".dsa110ms") / "manifest.json")
+        for c in batch:
+            done = time.time()
+            if is_published(self.final_ms(c.id)):
+                published = self.final_ms(c.id).stat().st_ctime  # its rename into place
+                latency = round(published - c.last_arrival, 1)
+                self.state.record(c, "published", latency_s=latency, at=done)
+                say(f"{c.id} published {latency:.1f} s after its last file")
+            elif self.stopping:
+                continue  # interrupted: the next start converts it
+            else:
+                skipped = [r for r in manifest.skipped if c.id in r]
+                status = "skipped" if skipped else "failed"
+                reason = skipped[0] if skipped else f"exit {code}; see {log_path}"
+                self.state.record(c, status, reason=reason, at=done)
+                say(f"{c.id} {status}: {reason}")
+        self.state.save()
+        say(f"batch done in {time.time() - started:.1f} s (snakemake exit {code})")
+
+    def run(self) -> int:
+        idle_since = time.time()
+        while not self.stopping:
+            now = time.time()
+            try:
+                batch, waiting = self.ready(now)
+            except Dsa110msError as exc:
+                say(f"error: {exc}")
+                return 1
+            if batch:
+                self.convert(batch)
+                idle_since = time.time()
+            elif waiting:
+                idle_since = now
+            elif self.args.exit_when_idle and now - idle_since >= self.args.exit_when_idle:
+                say(f"idle for {self.args.exit_when_idle:g} s: exiting")
+                return 0
+            if not batch:
+                time.sleep(self.args.poll_s)
+        return 0
+
+    def stop(self, signum, _frame) -> None:
+        say(f"signal {signum}: stopping")
+        self.stopping = True
+        if self.child is not None:
+            self.child.send_signal(signal.SIGINT)  # Snakemake's Ctrl-C: stops and cleans up
+
+
+def parse_config_overrides(pairs: list[str]) -> dict:
+    """``key=value`` pairs as ``snakemake --config`` reads them (values in YAML)."""
+    config = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"{PREFIX} error: --config {pair!r}: expected key=value")
+        config[key] = yaml.safe_load(value)
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ours, extra = (
+        (argv[: argv.index("--")], argv[argv.index("--") + 1 :])
+        if "--" in argv
+        else (
+            argv,
+            [],
+        )
+    )
+    p = argparse.ArgumentParser(
+        prog="python -m dsa110ms.stream", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--cores", type=int, default=2, help="cores of each batch (default 2)")
+    p.add_argument("--configfile", nargs="*", default=[], help="config files, as for snakemake")
+    p.add_argument("--config", nargs="*", default=[], help="key=value, as for snakemake")
+    p.add_argument("--poll-s", type=float, default=10.0, help="scan interval (default 10 s)")
+    p.add_argument(
+        "--wait-s",
+        type=float,
+        default=600.0,
+        help="wait this long after a group's last file for missing subbands (default 600 s)",
+    )
+    p.add_argument(
+        "--exit-when-idle",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="exit once nothing has been pending for S seconds (default: run until stopped)",
+    )
+    args = p.parse_args(ours)
+    # discovery runs every poll: its warnings about groups still arriving are noise here
+    logging.getLogger("dsa110ms.groups").setLevel(logging.ERROR)
+    args.snakemake_args = extra
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    for path in args.configfile:
+        config.update(yaml.safe_load(Path(path).read_text()) or {})
+    config.update(parse_config_overrides(args.config))
+    try:
+        settings = validate_config(config)
+    except Dsa110msError as exc:
+        print(f"{PREFIX} error: {exc}", file=sys.stderr)
+        return 1
+    stream = Stream(args, settings)
+    signal.signal(signal.SIGTERM, stream.stop)
+    signal.signal(signal.SIGINT, stream.stop)
+    say(
+        f"watching {settings['input_dir']} -> {settings['output_dir']} (poll {args.poll_s:g} s, "
+        f"wait {args.wait_s:g} s for missing subbands, policy "
+        f"incomplete_groups={settings['incomplete_groups']})"
+    )
+    return stream.run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,30 @@
+# The run report (`snakemake --report report.html`): a per-group table and quick-look figures
+# made from the groups' records and the run's metrics (dsa110ms/report.py).
+
+
+rule run_report:
+    input:
+        ms=lambda wc: RUN.all_final_ms(),
+    output:
+        table=report(
+            f"{REPORT_DIR}/groups.html",
+            caption="../docs/report/groups.rst",
+            category="Groups",
+        ),
+        plots=report(
+            directory(f"{REPORT_DIR}/plots"),
+            patterns=["{name}.png"],
+            caption="../docs/report/plots.rst",
+            category="Quick-look",
+        ),
+    log:
+        f"{LOG_DIR}/run_report.log",
+    localrule: True
+    conda:
+        "../envs/dsa110ms.yaml"
+    params:
+        groups=lambda wc: RUN.groups(),
+        metrics_dir=RUN.settings["metrics_dir"],
+        instance=RUN.layout.instance,
+    script:
+        "../scripts/run_report.py"

@@ -1,0 +1,13 @@
+"""Rule run_report: the per-group table and quick-look figures of the run report."""
+
+from dsa110ms.jobs import report_job
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+report_job(
+    groups=smk.params.groups,
+    metrics_dir=smk.params.metrics_dir,
+    instance=smk.params.instance,
+    table=smk.output.table,
+    plots=smk.output.plots,
+    log_path=smk.log[0],
+)

@@ -1,0 +1,64 @@
+"""The run report and the progress lines, on a real run (the session's two converted groups)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+from casacore import tables
+
+from .conftest import run_snakemake
+
+
+def test_run_report_has_the_per_group_table_and_figures(converted):
+    work, config, proc = converted
+    groups = sorted(p.stem for p in (work / "out").glob("*.ms"))
+    assert len(groups) == 2
+    table = (work / "report" / "groups.html").read_text()
+    rows = re.findall(r"<tr><td>(\d{4}-[^<]+)</td>(.*?)</tr>", table)
+    assert [g for g, _ in rows] == groups
+    for _, cells in rows:
+        values = re.findall(r"<td>([^<]*)</td>", cells)
+        files, subbands, nrows, spws, fields = values[:5]
+        assert (files, subbands, spws) == ("16", "16/16", "16")
+        assert int(nrows) > 0 and int(fields) == 3  # one field per integration
+        assert values[-2:] == ["1", "removed"]  # concat attempts, scratch
+    for group in groups:
+        png = (work / "report" / "plots" / f"{group}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    # one progress line per group, then the summary table
+    for group in groups:
+        assert re.search(rf"\[dsa110ms\] {group} converted: 16 subbands, .* MB/s", proc.stdout)
+    assert "[dsa110ms] run summary: 2 converted" in proc.stdout
+
+    out = run_snakemake(work, "--report", "run.html", config=config)
+    assert (work / "run.html").stat().st_size > 100_000, out.stdout[-2000:]
+    assert "groups.html" in (work / "run.html").read_text()
+
+
+def test_quicklook_statistics_equal_those_of_the_published_ms(converted):
+    """The amplitudes the part jobs computed are those of the MS's cross-correlations."""
+    work, _, _ = converted
+    ms = sorted((work / "out").glob("*.ms"))[0]
+    record = json.loads((work / "logs" / "metrics" / "groups" / f"{ms.stem}.json").read_text())
+    look = record["quicklook"]
+    with tables.table(str(ms), ack=False) as tb:
+        data, flag = tb.getcol("DATA"), tb.getcol("FLAG")
+        ant1, ant2, ddid, time = (
+            tb.getcol(c) for c in ("ANTENNA1", "ANTENNA2", "DATA_DESC_ID", "TIME")
+        )
+    with tables.table(str(ms / "SPECTRAL_WINDOW"), ack=False) as tb:
+        freqs = [tb.getcell("CHAN_FREQ", i) for i in range(tb.nrows())]
+    cross = ant1 != ant2
+    per_channel = []
+    for spw, chan_freq in enumerate(freqs):  # SPW order = ascending frequency
+        rows = cross & (ddid == spw)
+        amp = np.where(flag[rows], 0, np.abs(data[rows]))
+        per_channel.append(amp.sum(axis=(0, 2)) / (~flag[rows]).sum(axis=(0, 2)))
+        assert np.allclose(chan_freq, look["chan_freq_hz"][48 * spw : 48 * (spw + 1)])
+    np.testing.assert_allclose(look["amp_per_channel"], np.concatenate(per_channel), rtol=1e-5)
+    times = np.unique(time)
+    amp_t = [np.abs(data[cross & (time == t)]).mean() for t in times]
+    np.testing.assert_allclose(look["amp_per_time"], amp_t, rtol=1e-4)
+    assert look["flagged_fraction"] == {f"sb{sb:02d}": 0.0 for sb in range(15, -1, -1)}
