@@ -26,6 +26,7 @@ run: $(STAMP)
 	$(BIN)/snakemake simulate --cores $(CORES) $(DEMO_CONFIG)
 	$(BIN)/snakemake --cores $(CORES) $(DEMO_CONFIG)
 	@$(BIN)/python -m dsa110ms.summary $(DEMO)/output
+	@echo "Run report: $(DEMO)/report/groups.html, figures in $(DEMO)/report/plots/"
 
 # The rule graph in the docs (needs graphviz's dot: apt-get install graphviz).
 rulegraph: $(STAMP)

@@ -20,6 +20,7 @@ Snakemake run cleans up after itself) and exit; the next start finishes the job.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import yaml
 
+from . import metrics
 from .config import validate_config
 from .errors import Dsa110msError
 from .groups import INCOMPLETE_SUFFIX, Manifest, discover, parse_timestamp
@@ -41,6 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 PREFIX = "[dsa110ms stream]"
+#: a batch that failed before any job of a group ran is tried again after this long (s)
+RETRY_AFTER_S = 60
 
 
 def say(line: str) -> None:
@@ -125,6 +129,13 @@ def scan(settings: dict) -> list[Candidate]:
     return candidates
 
 
+def interrupt_when_orphaned() -> None:
+    """In a batch's Snakemake (before exec): get SIGINT, Snakemake's Ctrl-C, if the stream dies
+    (even by SIGKILL), so no batch outlives it and holds the working directory's locks."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+
+
 class Stream:
     def __init__(self, args: argparse.Namespace, settings: dict):
         self.args = args
@@ -132,6 +143,7 @@ class Stream:
         self.state = StreamState.load(Path(settings["log_dir"]) / "stream" / "state.json")
         self.child: subprocess.Popen | None = None
         self.stopping = False
+        self.retry_at: dict[str, float] = {}  # group -> when to try a failed batch again
 
     def final_ms(self, group: str) -> Path:
         return Path(self.settings["output_dir"]) / f"{group}.ms"
@@ -142,7 +154,11 @@ class Stream:
         for c in scan(self.settings):
             if is_published(self.final_ms(c.id)) or self.state.settled(c):
                 continue
-            if c.writing or (c.missing and now - c.last_arrival < self.args.wait_s):
+            if (
+                c.writing
+                or (c.missing and now - c.last_arrival < self.args.wait_s)
+                or self.retry_at.get(c.id, 0.0) > now
+            ):
                 waiting += 1
                 continue
             if c.missing and self.settings["incomplete_groups"] != "convert":
@@ -184,14 +200,21 @@ class Stream:
         with open(log_path, "a") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n")
             log.flush()
-            self.child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            self.child = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=interrupt_when_orphaned
+            )
             if self.stopping:  # the signal came while it was being started
                 self.child.send_signal(signal.SIGINT)
             code = self.child.wait()
             self.child = None
-        manifest = Manifest.read(Path(".dsa110ms") / "manifest.json")
+        manifest_path = Path(".dsa110ms") / "manifest.json"
+        fresh = manifest_path.exists() and manifest_path.stat().st_mtime >= started
+        skipped = Manifest.read(manifest_path).skipped if fresh else []
+        events = metrics.read_events(self.settings["metrics_dir"], since=started)
         for c in batch:
             done = time.time()
+            why_skipped = [r for r in skipped if c.id in r]
+            error = metrics.group_facts(events, c.id, f"/{c.id}")["error"]
             if is_published(self.final_ms(c.id)):
                 published = self.final_ms(c.id).stat().st_ctime  # its rename into place
                 latency = round(published - c.last_arrival, 1)
@@ -199,12 +222,14 @@ class Stream:
                 say(f"{c.id} published {latency:.1f} s after its last file")
             elif self.stopping:
                 continue  # interrupted: the next start converts it
-            else:
-                skipped = [r for r in manifest.skipped if c.id in r]
-                status = "skipped" if skipped else "failed"
-                reason = skipped[0] if skipped else f"exit {code}; see {log_path}"
+            elif why_skipped or error:
+                status = "skipped" if why_skipped else "failed"
+                reason = why_skipped[0] if why_skipped else f"{error}; logs in log_dir/{c.id}"
                 self.state.record(c, status, reason=reason, at=done)
                 say(f"{c.id} {status}: {reason}")
+            else:  # the batch failed before any job of this group (e.g. a run still alive)
+                self.retry_at[c.id] = done + RETRY_AFTER_S
+                say(f"{c.id} not converted (see {log_path}); trying again in {RETRY_AFTER_S} s")
         self.state.save()
         say(f"batch done in {time.time() - started:.1f} s (snakemake exit {code})")
 
@@ -249,14 +274,8 @@ def parse_config_overrides(pairs: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    ours, extra = (
-        (argv[: argv.index("--")], argv[argv.index("--") + 1 :])
-        if "--" in argv
-        else (
-            argv,
-            [],
-        )
-    )
+    split = argv.index("--") if "--" in argv else len(argv)
+    ours, extra = argv[:split], argv[split + 1 :]  # after "--": for Snakemake
     p = argparse.ArgumentParser(
         prog="python -m dsa110ms.stream", description=__doc__.splitlines()[0]
     )

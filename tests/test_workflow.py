@@ -145,6 +145,12 @@ def test_permanent_failure_leaves_nothing(two_subband_group, tmp_path, scratch_r
     assert "ERROR" in log and "injected fault" in log
     # onerror removed this run's scratch (verified by the scratch_root fixture too)
     assert "run failed" in proc.stdout and "removed and verified gone" in proc.stdout
+    # the summary table names the group, its retries and the reason, with where the logs are
+    row = re.search(rf"^  {group}  FAILED .*$", proc.stdout, flags=re.M)
+    assert row, proc.stdout[-3000:]
+    assert re.match(rf"^  {group}  FAILED\s+[\d.]+\s+1  join: group {group}: attempt 2", row[0])
+    assert row[0].endswith(f"; logs in logs/{group}")
+    assert "[dsa110ms] run summary: 1 FAILED" in proc.stdout
 
 
 def test_bad_config_is_one_line(tmp_path, two_groups):
