@@ -100,6 +100,7 @@ COLUMNS = (
     ("conversion_s", "conversion (s)"),
     ("concat_attempts", "concat attempts"),
     ("cleanup", "scratch"),
+    ("status", "status"),
 )
 
 
@@ -136,7 +137,7 @@ def table_html(rows: list[dict], title: str) -> str:
 body {{ font-family: sans-serif; font-size: 13px; }}
 table {{ border-collapse: collapse; }}
 th, td {{ border: 1px solid #bbb; padding: 3px 8px; text-align: right; white-space: nowrap; }}
-th {{ background: #eee; }} td:first-child {{ text-align: left; }}
+th {{ background: #eee; }} td:first-child, td:last-child {{ text-align: left; }}
 </style></head><body>
 <h2>{html.escape(title)}</h2>
 <table id="groups"><thead><tr>{head}</tr></thead><tbody>
@@ -209,11 +210,12 @@ def make_report(
     rows = []
     for group in groups:
         record = read_group_record(metrics_dir, group)
-        if record is None:
-            continue  # published by an earlier version, or by hand: nothing to show
-        rows.append(
-            table_row(record, metrics.group_facts(events, group, f"{scratch_instance}/{group}"))
-        )
+        facts = metrics.group_facts(events, group, f"{scratch_instance}/{group}")
+        if record is None:  # failed, or not converted yet
+            reason = facts["error"] or "not converted (see the run's log)"
+            rows.append({"group": group, **facts, "status": f"FAILED: {reason}"})
+            continue
+        rows.append({**table_row(record, facts), "status": "published"})
         # Snakemake empties plots_dir before every report job: figures are drawn once per
         # record, beside it, and linked in (a night's report redraws only the new groups)
         figure = records_dir(metrics_dir) / f"{group}.png"
@@ -221,5 +223,7 @@ def make_report(
         if not figure.exists() or figure.stat().st_mtime < record_path.stat().st_mtime:
             plot_group(record, figure)
         link_or_copy(figure, plots_dir / f"{group}.png")
-    Path(table_path).write_text(table_html(rows, f"DSA-110 conversion: {len(rows)} groups"))
+    published = sum(r["status"] == "published" for r in rows)
+    title = f"DSA-110 conversion: {published} of {len(rows)} groups published"
+    Path(table_path).write_text(table_html(rows, title))
     return rows

@@ -191,6 +191,12 @@ class Run:
     def is_complete(self, group: str) -> bool:
         return not self.manifest.groups[group].missing_subbands
 
+    def report_table(self) -> str:
+        return os.path.join(self.settings["report_dir"], "groups.html")
+
+    def report_plots(self) -> str:
+        return os.path.join(self.settings["report_dir"], "plots")
+
     def log_dir(self, group: str) -> str:
         return os.path.join(self.settings["log_dir"], group)
 
@@ -331,6 +337,8 @@ def on_finish(run: Run, *, success: bool) -> None:
     )
     metrics.write_run(run.settings["metrics_dir"], summary)
     print(progress.summary_table(summary_rows(run, events)), file=sys.stderr, flush=True)
+    if not success and run.manifest is not None:
+        write_report_after_failure(run)
     log.info(
         "run %s: %d groups converted, %d failed, %d join retries, %d cleanup failures; "
         "scratch %s %s",
@@ -346,6 +354,25 @@ def on_finish(run: Run, *, success: bool) -> None:
         alert(run.settings["alert_command"], summary)
     if cleanup_error is not None:
         raise cleanup_error
+
+
+def write_report_after_failure(run: Run) -> None:
+    """The run report, with the failed groups in it: rule run_report needs every group's MS, so
+    it does not run when a group failed; `snakemake --report` then bundles this one."""
+    from .report import make_report
+
+    try:
+        make_report(
+            run.groups(),
+            metrics_dir=run.settings["metrics_dir"],
+            scratch_instance=run.layout.instance,
+            table_path=run.report_table(),
+            plots_dir=run.report_plots(),
+        )
+    except Exception as exc:  # noqa: BLE001 - the report must not hide the run's own outcome
+        log.warning("run report not written: %s", exc)
+    else:
+        log.info("run report with the failed groups: %s", run.report_table())
 
 
 def summary_rows(run: Run, events: list[dict]) -> list[dict]:

@@ -13,7 +13,6 @@ dsa110ms_workflow.log_to_stderr()
 RUN = dsa110ms_workflow.setup_run(config, workflow)
 
 LOG_DIR = RUN.settings["log_dir"]
-REPORT_DIR = RUN.settings["report_dir"]
 
 
 wildcard_constraints:

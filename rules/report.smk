@@ -7,12 +7,12 @@ rule run_report:
         ms=lambda wc: RUN.all_final_ms(),
     output:
         table=report(
-            f"{REPORT_DIR}/groups.html",
+            RUN.report_table(),
             caption="../docs/report/groups.rst",
             category="Groups",
         ),
         plots=report(
-            directory(f"{REPORT_DIR}/plots"),
+            directory(RUN.report_plots()),
             patterns=["{name}.png"],
             caption="../docs/report/plots.rst",
             category="Quick-look",

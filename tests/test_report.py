@@ -23,7 +23,7 @@ def test_run_report_has_the_per_group_table_and_figures(converted):
         files, subbands, nrows, spws, fields = values[:5]
         assert (files, subbands, spws) == ("16", "16/16", "16")
         assert int(nrows) > 0 and int(fields) == 3  # one field per integration
-        assert values[-2:] == ["1", "removed"]  # concat attempts, scratch
+        assert values[-3:] == ["1", "removed", "published"]  # concat attempts, scratch
     for group in groups:
         png = (work / "report" / "plots" / f"{group}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000

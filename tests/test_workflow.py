@@ -151,6 +151,9 @@ def test_permanent_failure_leaves_nothing(two_subband_group, tmp_path, scratch_r
     assert re.match(rf"^  {group}  FAILED\s+[\d.]+\s+1  join: group {group}: attempt 2", row[0])
     assert row[0].endswith(f"; logs in logs/{group}")
     assert "[dsa110ms] run summary: 1 FAILED" in proc.stdout
+    # the run report is written anyway, with the failed group and its reason
+    table = (tmp_path / "report" / "groups.html").read_text()
+    assert f"<tr><td>{group}</td>" in table and "FAILED: join: group" in table
 
 
 def test_bad_config_is_one_line(tmp_path, two_groups):
