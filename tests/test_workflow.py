@@ -159,7 +159,8 @@ def test_permanent_failure_leaves_nothing(two_subband_group, tmp_path, scratch_r
 def test_bad_config_is_one_line(tmp_path, two_groups):
     proc = run_snakemake(tmp_path, "-n", config={"tolerance_s": "abc"}, check=False)
     assert proc.returncode != 0
-    assert "invalid configuration: tolerance_s: 'abc' is not of type 'number'" in proc.stdout
+    assert "dsa110ms: error: config key tolerance_s: 'abc' is not of type 'number'" in proc.stdout
+    assert "Traceback" not in proc.stdout
 
 
 def test_published_uvw_match_independent_computation(converted, two_groups):
