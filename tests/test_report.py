@@ -8,6 +8,8 @@ import re
 import numpy as np
 from casacore import tables
 
+from dsa110ms.quicklook import subband_quicklook
+
 from .conftest import run_snakemake
 
 
@@ -62,3 +64,31 @@ def test_quicklook_statistics_equal_those_of_the_published_ms(converted):
     amp_t = [np.abs(data[cross & (time == t)]).mean() for t in times]
     np.testing.assert_allclose(look["amp_per_time"], amp_t, rtol=1e-4)
     assert look["flagged_fraction"] == {f"sb{sb:02d}": 0.0 for sb in range(15, -1, -1)}
+
+
+def test_subband_quicklook_counts_only_unflagged_cross_correlations():
+    rng = np.random.default_rng(1)
+    n_times, per_time, nchan = 3, 10, 4
+    rows = n_times * per_time
+    data = rng.standard_normal((rows, nchan, 2)) + 1j * rng.standard_normal((rows, nchan, 2))
+    data = data.astype(np.complex64)
+    ant_1 = np.tile(np.arange(per_time) % 4, n_times)
+    ant_2 = np.tile(np.arange(per_time) // 3, n_times)
+    some_flagged = rng.random(data.shape) < 0.3
+    some_flagged[:, 2, :] = True  # a channel with nothing left: None, not a number
+    for flag in (np.zeros(data.shape, bool), some_flagged):
+        look = subband_quicklook(data, flag, ant_1, ant_2, n_times)
+        used = ~flag & (ant_1 != ant_2)[:, None, None]
+        amp = np.abs(data).astype(np.float64) * used
+        with np.errstate(invalid="ignore"):
+            per_channel = amp.sum(axis=(0, 2)) / used.sum(axis=(0, 2))
+        expected = [None if np.isnan(v) else v for v in per_channel]
+        assert [v is None for v in look["amp_per_channel"]] == [v is None for v in expected]
+        np.testing.assert_allclose(
+            [v for v in look["amp_per_channel"] if v is not None],
+            [v for v in expected if v is not None],
+            rtol=1e-5,
+        )
+        per_time = amp.reshape(n_times, -1).sum(axis=1) / used.reshape(n_times, -1).sum(axis=1)
+        np.testing.assert_allclose(look["amp_per_time"], per_time, rtol=1e-5)
+        assert look["flagged_fraction"] == round(float(flag.mean()), 6)
