@@ -1,4 +1,5 @@
-"""The two job kinds as the ``script:`` files call them: logging, faults, metrics, then the work.
+"""The jobs (template, part, join, report) as their entry points in ``scripts/`` call them:
+logging, faults, metrics, then the work.
 
 Each function is what one Snakemake job does, given plain values (no Snakemake object), so it can
 be called and tested without Snakemake.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -17,6 +19,8 @@ from . import casa, faults, metrics, progress
 from .errors import JoinError, TransientJoinError
 from .joblog import job_log
 from .scratch import claim_group, remove_if_present
+
+log = logging.getLogger(__name__)
 
 
 def error_class(exc: BaseException) -> str:
@@ -149,19 +153,23 @@ def join_job(
             if last_attempt:
                 remove_if_present(Path(group_scratch), scratch_root)
             raise
-        record = group_record(group, summary, parts, sources, final)
+        try:  # read from the parts, so before they are removed
+            record = group_record(group, summary, parts, sources, final)
+        except Exception as exc:  # noqa: BLE001 - the MS is published: the report is secondary
+            log.warning("group %s: no report record: %s: %s", group, type(exc).__name__, exc)
+            record = None
         metrics.emit(
             "join",
             **event,
             outcome="published" if published else "kept_existing",
             error_class=None,
             seconds=round(time.time() - started, 3),
-            bytes=record["bytes"],
+            bytes=record["bytes"] if record else metrics.du_bytes(final),
             rows=summary.nrows,
         )
         remove_if_present(Path(group_scratch), scratch_root)
         metrics_dir = _settings(settings).get("metrics_dir")
-        if metrics_dir:
+        if metrics_dir and record:
             write_group_record(metrics_dir, group, record)
             events = metrics.read_events(metrics_dir, since=0.0)
             facts = metrics.group_facts(events, group, f"{instance}/{group}")

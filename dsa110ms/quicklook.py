@@ -28,10 +28,13 @@ def subband_quicklook(
 
     ``data``/``flag``: (rows, channels, polarizations), channels in the part's order.
     Returns ``amp_per_channel`` (one per channel, None where all flagged), ``amp_per_time``
-    (one per integration) and ``flagged_fraction`` (of all visibilities, autos included).
+    (one per integration; a single value if the rows are not the same baselines in every
+    integration) and ``flagged_fraction`` (of all visibilities, autos included).
     ~0.03 s for a full-size subband: it runs in every part job.
     """
     rows, nchan, npol = data.shape
+    if rows % n_times:  # not the same baselines in every integration (possible in generic mode)
+        n_times = 1  # then only the per-channel means, over all rows
     auto = ant_1 == ant_2
     amplitude = np.abs(data)
     amplitude[auto] = 0.0
@@ -68,10 +71,17 @@ def group_quicklook(
         freq += [float(f) for f, _ in pairs]
         amp += [a for _, a in pairs]
     per_time = np.array(
-        [[np.nan if a is None else a for a in subbands[sb]["amp_per_time"]] for sb in order]
-    )
-    with np.errstate(all="ignore"):
-        time_mean = np.nanmean(per_time, axis=0) if len(order) else np.array([])
+        [
+            [np.nan if a is None else a for a in subbands[sb]["amp_per_time"]]
+            for sb in order
+            if len(subbands[sb]["amp_per_time"]) == len(times)  # see subband_quicklook
+        ]
+    ).reshape(-1, len(times))
+    time_mean = np.full(len(times), np.nan)
+    for t in range(len(times)):  # mean over the subbands with a value for that integration
+        values = per_time[:, t][np.isfinite(per_time[:, t])]
+        if len(values):
+            time_mean[t] = values.mean()
     return {
         "chan_freq_hz": freq,
         "amp_per_channel": amp,

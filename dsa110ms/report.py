@@ -110,7 +110,7 @@ def table_row(record: Mapping, facts: Mapping) -> dict:
     return {
         "group": record["group"],
         "files": len(record["files"]),
-        "subbands": f"{len(record['subbands'])}/16"
+        "subbands": f"{len(record['subbands'])}/{N_SUBBANDS}"
         + (f" (missing {', '.join(f'sb{s:02d}' for s in missing)})" if missing else ""),
         "rows": record["rows"],
         "spws": record["spws"],
