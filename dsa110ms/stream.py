@@ -24,6 +24,7 @@ import ctypes
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,13 +37,14 @@ import yaml
 from . import metrics
 from .config import validate_config
 from .errors import Dsa110msError
-from .groups import INCOMPLETE_SUFFIX, Manifest, discover, parse_timestamp
+from .groups import INCOMPLETE_SUFFIX, TIMESTAMP_PATTERN, Manifest, discover, parse_timestamp
 from .publish import is_published
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 PREFIX = "[dsa110ms stream]"
+TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 #: a batch that failed before any job of a group ran is tried again after this long (s)
 RETRY_AFTER_S = 60
 
@@ -107,16 +109,19 @@ def scan(settings: dict) -> list[Candidate]:
         duplicate_subbands="latest",
     )
     writing = [
-        parse_timestamp(e.name[:19])
+        parse_timestamp(m[0])
         for e in os.scandir(input_dir)
-        if e.name.endswith(INCOMPLETE_SUFFIX)
+        if e.name.endswith(INCOMPLETE_SUFFIX) and (m := TIMESTAMP.match(e.name))
     ]
     tolerance = settings["tolerance_s"]
     candidates = []
     for group in manifest:
         t0 = parse_timestamp(group.id)
         files = sorted(os.path.basename(p) for p in group.files.values())
-        arrival = max(os.stat(p).st_ctime for p in group.files.values())
+        try:
+            arrival = max(os.stat(p).st_ctime for p in group.files.values())
+        except FileNotFoundError:  # renamed or removed since the scan: next poll
+            continue
         candidates.append(
             Candidate(
                 id=group.id,
