@@ -118,7 +118,8 @@ def join_job(
     from .join import join_group
     from .report import group_record, write_group_record
 
-    last_attempt = attempt > _settings(settings).get("concat_retries", 0)
+    settings = _settings(settings)
+    last_attempt = attempt > settings.get("concat_retries", 0)
     with job_log(log_path):
         casa.log_to(log_path)
         _activate(settings)
@@ -168,7 +169,7 @@ def join_job(
             rows=summary.nrows,
         )
         remove_if_present(Path(group_scratch), scratch_root)
-        metrics_dir = _settings(settings).get("metrics_dir")
+        metrics_dir = settings.get("metrics_dir")
         if metrics_dir and record:
             write_group_record(metrics_dir, group, record)
             events = metrics.read_events(metrics_dir, since=0.0)

@@ -90,11 +90,6 @@ class ScratchLayout:
         return self.group_dir(group) / "template.ms"
 
 
-def scratch_root_of(group_dir: Path) -> Path:
-    """The scratch root of a group's directory (``<root>/<instance>/<group>``)."""
-    return Path(group_dir).parent.parent
-
-
 def make_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) with mode 0700; an existing one must be ours and a dir."""
     try:
@@ -232,7 +227,12 @@ def claim_group(group_dir: Path, environ=os.environ) -> None:
     job = cluster_job_id(environ)
     if job:
         make_private_dir(group_dir)
-        (group_dir / f"{JOB_LOCK_PREFIX}{job}").touch()
+        _job_mark(group_dir, job).touch()
+
+
+def _job_mark(group_dir: Path, job: str) -> Path:
+    """The file marking ``group_dir`` as cluster job ``job``'s."""
+    return group_dir / f"{JOB_LOCK_PREFIX}{job}"
 
 
 def _job_lock(instance_dir: Path, job: str) -> Path:
@@ -243,7 +243,7 @@ def _remove_groups_of_job(instance_dir: Path, job: str) -> list[str]:
     """Remove every group directory marked by cluster job ``job``; the paths removed."""
     removed = []
     for group_dir in sorted(instance_dir.iterdir()):
-        if (group_dir / f"{JOB_LOCK_PREFIX}{job}").exists():
+        if _job_mark(group_dir, job).exists():
             remove_tree(group_dir, instance_dir.parent)
             removed.append(str(group_dir))
     return removed

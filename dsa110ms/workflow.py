@@ -138,9 +138,6 @@ class Run:
             exit_with(DiscoveryError(self.discovery_error))
         return [g.id for g in self.manifest]
 
-    def input_file(self, group: str, subband: str | int) -> str:
-        return self.manifest.groups[group].files[int(subband)]
-
     def part(self, group: str, subband: str | int) -> str:
         return self._parts_of(group)[int(subband)]
 
