@@ -39,9 +39,13 @@ SETTINGS_ENV = "DSA110MS_JOB_SETTINGS"
 
 
 def export_settings(settings: Mapping, environ=os.environ) -> None:
-    """Make the validated run settings the jobs need visible to every job process."""
+    """Make the validated run settings the jobs need visible to every job process, with the
+    run's start (Unix s): kept from the process that started the run (a cluster job's Snakemake
+    inherits it), so that a job reads only this run's window of the events."""
+    started = json.loads(environ.get(SETTINGS_ENV, "{}")).get("run_started", time.time())
     environ[SETTINGS_ENV] = json.dumps(
         {k: settings[k] for k in ("metrics_dir", "faults", "concat_retries")}
+        | {"run_started": started}
     )
 
 
@@ -171,16 +175,17 @@ def join_job(
         remove_if_present(Path(group_scratch), scratch_root)
         metrics_dir = settings.get("metrics_dir")
         if metrics_dir and record:
+            events = metrics.read_events(metrics_dir, since=settings.get("run_started", 0.0))
+            record["facts"] = metrics.group_facts(events, group, f"{instance}/{group}")
             write_group_record(metrics_dir, group, record)
-            events = metrics.read_events(metrics_dir, since=0.0)
-            facts = metrics.group_facts(events, group, f"{instance}/{group}")
-            progress.group_finished(group, record, facts)
+            progress.group_finished(group, record, record["facts"])
 
 
 def report_job(
     *,
     groups: Sequence[str],
     metrics_dir: str,
+    output_dir: str,
     instance: str,
     table: str,
     plots: str,
@@ -193,6 +198,8 @@ def report_job(
         rows = make_report(
             groups,
             metrics_dir=metrics_dir,
+            output_dir=output_dir,
+            events=[],  # every group is published (the rule's input): its record has its facts
             scratch_instance=instance,
             table_path=table,
             plots_dir=plots,

@@ -82,18 +82,54 @@ def timed(kind: str, **fields):
         emit(kind, **extra, seconds=round(time.time() - started, 3))
 
 
+#: Processes append events concurrently, each stamping ``ts`` just before its write: the file is
+#: in time order to within this (s), which bounds where the events of a window can start.
+APPEND_SKEW_S = 60.0
+#: Below this many bytes the start of a window is found by reading, not by bisection.
+SCAN_BYTES = 1 << 16
+
+
+def _ts(line: bytes) -> float | None:
+    try:
+        return float(json.loads(line)["ts"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _window_start(f, size: int, since: float) -> int:
+    """An offset at or before the first event stamped ``since`` or later: the events file grows
+    for as long as the pipeline runs, and a job reads only the last run's window of it."""
+    lo, hi = 0, size
+    while hi - lo > SCAN_BYTES:
+        mid = (lo + hi) // 2
+        f.seek(mid)
+        f.readline()  # to the start of the next whole line
+        ts = _ts(f.readline())
+        if ts is None or ts >= since - APPEND_SKEW_S:
+            hi = mid
+        else:
+            lo = mid
+    return lo
+
+
 def read_events(metrics_dir: str | os.PathLike, since: float) -> list[dict]:
+    """The events stamped ``since`` (Unix s) or later, in file order."""
     path = Path(metrics_dir) / EVENTS
     if not path.exists():
         return []
     events = []
-    for line in path.read_text().splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if event.get("ts", 0) >= since:
-            events.append(event)
+    with open(path, "rb") as f:
+        start = _window_start(f, os.fstat(f.fileno()).st_size, since)
+        f.seek(start)
+        if start:
+            f.readline()  # a line begun before the window's start
+        for line in f:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if event.get("ts", 0) >= since:
+                events.append(event)
     return events
 
 

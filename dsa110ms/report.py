@@ -3,8 +3,8 @@ rule ``run_report`` from the groups' records and the run's metrics, and shown by
 ``snakemake --report``.
 
 A group's record (``<metrics_dir>/groups/<group>.json``) is written by its concat job when the
-MS is published (:func:`write_group_record`); conversion time, concat attempts and cleanup come
-from the job events (``events.jsonl``).
+MS is published (:func:`write_group_record`), with its job facts from this run's events
+(conversion time, concat attempts, cleanup), so the report never reads the event history.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from . import metrics
 from .groups import FILE_PATTERN, N_SUBBANDS
 from .mspart import open_part
-from .publish import MsSummary
+from .publish import MsSummary, is_published
 from .quicklook import group_quicklook
 
 #: MJD seconds of the Unix epoch (the MS TIME column counts from MJD 0).
@@ -199,21 +199,29 @@ def make_report(
     groups: Iterable[str],
     *,
     metrics_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    events: Sequence[Mapping],
     scratch_instance: str,
     table_path: str | os.PathLike,
     plots_dir: str | os.PathLike,
 ) -> list[dict]:
-    """Write the per-group table and each group's figure; the table's rows."""
-    events = metrics.read_events(metrics_dir, since=0.0)
+    """Write the per-group table and each group's figure; the table's rows. A group's job facts
+    come from its record (written when it was published), or else from ``events`` (the run's:
+    why a group failed)."""
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for group in groups:
         record = read_group_record(metrics_dir, group)
-        facts = metrics.group_facts(events, group, f"{scratch_instance}/{group}")
-        if record is None:  # failed, or not converted yet
-            reason = facts["error"] or "not converted (see the run's log)"
-            rows.append({"group": group, **facts, "status": f"FAILED: {reason}"})
+        facts = (record or {}).get("facts") or metrics.group_facts(
+            events, group, f"{scratch_instance}/{group}"
+        )
+        if record is None:
+            if is_published(Path(output_dir) / f"{group}.ms"):  # before records existed
+                rows.append({"group": group, **facts, "status": "published"})
+            else:
+                reason = facts["error"] or "not converted (see the run's log)"
+                rows.append({"group": group, **facts, "status": f"FAILED: {reason}"})
             continue
         rows.append({**table_row(record, facts), "status": "published"})
         # Snakemake empties plots_dir before every report job: figures are drawn once per

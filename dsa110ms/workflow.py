@@ -335,7 +335,7 @@ def on_finish(run: Run, *, success: bool) -> None:
     metrics.write_run(run.settings["metrics_dir"], summary)
     print(progress.summary_table(summary_rows(run, events)), file=sys.stderr, flush=True)
     if not success and run.manifest is not None:
-        write_report_after_failure(run)
+        write_report_after_failure(run, events)
     log.info(
         "run %s: %d groups converted, %d failed, %d join retries, %d cleanup failures; "
         "scratch %s %s",
@@ -353,7 +353,7 @@ def on_finish(run: Run, *, success: bool) -> None:
         raise cleanup_error
 
 
-def write_report_after_failure(run: Run) -> None:
+def write_report_after_failure(run: Run, events: list[dict]) -> None:
     """The run report, with the failed groups in it: rule run_report needs every group's MS, so
     it does not run when a group failed; `snakemake --report` then bundles this one."""
     from .report import make_report
@@ -362,6 +362,8 @@ def write_report_after_failure(run: Run) -> None:
         make_report(
             run.groups(),
             metrics_dir=run.settings["metrics_dir"],
+            output_dir=run.settings["output_dir"],
+            events=events,
             scratch_instance=run.layout.instance,
             table_path=run.report_table(),
             plots_dir=run.report_plots(),

@@ -2,9 +2,23 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from dsa110ms import faults, metrics
+
+
+def test_read_events_finds_a_window_in_a_long_history(tmp_path):
+    """Reading a window bisects the file; appenders stamp out of order by a few seconds, and a
+    torn line is skipped: the result is every event stamped in the window, in file order."""
+    rng = np.random.default_rng(0)
+    stamps = np.cumsum(rng.random(50_000)) + rng.uniform(-5, 5, 50_000)
+    lines = [json.dumps({"ts": float(t), "kind": "part", "i": i}) for i, t in enumerate(stamps)]
+    lines.insert(30_000, '{"ts": 1')  # a line torn by a crashed writer
+    (tmp_path / metrics.EVENTS).write_text("\n".join(lines) + "\n")
+    for since in (0.0, stamps[10], stamps[40_000], stamps.max() + 1):
+        got = [e["i"] for e in metrics.read_events(tmp_path, since=since)]
+        assert got == [i for i, t in enumerate(stamps) if t >= since]
 
 
 def test_run_summary_and_prometheus_file(tmp_path):
