@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DiscoveryError
+from .files import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +132,7 @@ class Manifest:
 
     def write(self, path: str | os.PathLike) -> None:
         """Write atomically, so a reader never sees half a manifest."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(self.to_json())
-        os.replace(tmp, path)
+        write_text_atomically(path, self.to_json())
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> Manifest:

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from .cluster import cluster_job_id
+from .files import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +239,4 @@ def write_run(metrics_dir: str | os.PathLike, summary: dict) -> None:
     d.mkdir(parents=True, exist_ok=True)
     with open(d / RUNS, "a") as f:
         f.write(json.dumps(summary) + "\n")
-    tmp = d / f".{PROMETHEUS}.{os.getpid()}"
-    tmp.write_text(prometheus_text(summary))
-    os.replace(tmp, d / PROMETHEUS)
+    write_text_atomically(d / PROMETHEUS, prometheus_text(summary))

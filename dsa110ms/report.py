@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from . import metrics
+from .files import write_text_atomically
 from .groups import FILE_PATTERN, N_SUBBANDS
 from .mspart import open_part
 from .publish import MsSummary, is_published
@@ -34,10 +35,7 @@ def records_dir(metrics_dir: str | os.PathLike) -> Path:
 def write_group_record(metrics_dir: str | os.PathLike, group: str, record: Mapping) -> Path:
     """Write ``record`` as the group's record, atomically (rename)."""
     path = records_dir(metrics_dir) / f"{group}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(f".json.{os.getpid()}")
-    staging.write_text(json.dumps(record))
-    os.replace(staging, path)
+    write_text_atomically(path, json.dumps(record))
     return path
 
 

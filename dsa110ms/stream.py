@@ -37,8 +37,10 @@ import yaml
 from . import metrics
 from .config import validate_config
 from .errors import Dsa110msError
+from .files import write_text_atomically
 from .groups import INCOMPLETE_SUFFIX, TIMESTAMP_PATTERN, Manifest, discover, parse_timestamp
 from .publish import is_published
+from .workflow import MANIFEST_PATH
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
@@ -78,10 +80,7 @@ class StreamState:
         return cls(path, groups)
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        staging = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        staging.write_text(json.dumps(self.groups, indent=1, sort_keys=True))
-        os.replace(staging, self.path)
+        write_text_atomically(self.path, json.dumps(self.groups, indent=1, sort_keys=True))
 
     def settled(self, candidate: Candidate) -> bool:
         """Skipped or failed already, for the same files."""
@@ -212,7 +211,7 @@ class Stream:
                 self.child.send_signal(signal.SIGINT)
             code = self.child.wait()
             self.child = None
-        manifest_path = Path(".dsa110ms") / "manifest.json"
+        manifest_path = MANIFEST_PATH  # the batch's, in this working directory
         fresh = manifest_path.exists() and manifest_path.stat().st_mtime >= started
         skipped = Manifest.read(manifest_path).skipped if fresh else []
         events = metrics.read_events(self.settings["metrics_dir"], since=started)
