@@ -20,7 +20,7 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        ms=lambda wildcards: RUN.all_final_ms(),
+        published=lambda wildcards: RUN.all_published(),
         report=rules.run_report.output.table,
 
 

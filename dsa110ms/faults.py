@@ -4,8 +4,10 @@ It makes the workflow fail the way production did, at chosen places, so tests an
 prove the recovery paths:
 
 - ``concat``: ``{group or "*": {attempt: kind}}`` - the join fails on that attempt (1 = first)
-  with a lock-type error seen in production (transient: retried from a clean staging path), or
-  with ``corrupt`` (an unreadable part: permanent, fails at once without retrying the work);
+  with a lock-type error seen in production (transient: retried from a clean staging path),
+  with ``corrupt`` (an unreadable part: permanent, fails at once without retrying the work), or
+  with ``abort`` (the join process aborts after writing the MS, as casacore does on a write
+  error: SIGABRT, no Python cleanup in that process);
 - ``cleanup_permission_error``: the first attempt at every scratch removal raises
   ``PermissionError`` (the removal must retry and verify);
 - ``part_crash``: ``["<group>/sbNN" or "*/sbNN"]`` - that part job dies half-way through

@@ -15,10 +15,13 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from . import casa, faults, metrics, progress
+from . import casa, faults, metrics, paths, progress
 from .errors import JoinError, TransientJoinError
 from .joblog import job_log
-from .scratch import claim_group, remove_if_present
+from .owned import remove_owned
+from .publish import OutputArea
+from .runwatch import die_with_run
+from .scratch import ScratchLayout, claim_group, make_group_dir
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +34,31 @@ def error_class(exc: BaseException) -> str:
     return type(cause).__name__
 
 
-#: The run's settings that jobs need (metrics directory, test faults), exported as JSON by the
-#: Snakefile in every process. Not rule params, so that changing them (a test turning faults off)
-#: does not make Snakemake rerun finished jobs; not the config, so that a part job need not
-#: import the schema validator (jsonschema, ~0.15 s of its ~0.8 s).
+#: The run's settings that jobs need (metrics directory, test faults, where parts and logs go),
+#: exported as JSON by the Snakefile in every process. Not rule params, so that changing them (a
+#: test turning faults off) does not make Snakemake rerun finished jobs; not the config, so that
+#: a part job need not import the schema validator (jsonschema, ~0.15 s of its ~0.8 s).
 SETTINGS_ENV = "DSA110MS_JOB_SETTINGS"
+JOB_SETTINGS = (
+    "metrics_dir",
+    "faults",
+    "concat_retries",
+    "input_dir",
+    "log_dir",
+    "scratch_root",
+    "telescope",
+    "keep_autocorrelations",
+)
 
 
-def export_settings(settings: Mapping, environ=os.environ) -> None:
+def export_settings(settings: Mapping, instance: str, environ=os.environ) -> None:
     """Make the validated run settings the jobs need visible to every job process, with the
-    run's start (Unix s): kept from the process that started the run (a cluster job's Snakemake
-    inherits it), so that a job reads only this run's window of the events."""
+    scratch instance and the run's start (Unix s): kept from the process that started the run
+    (a cluster job's Snakemake inherits it), so that a job reads only this run's window of the
+    events."""
     started = json.loads(environ.get(SETTINGS_ENV, "{}")).get("run_started", time.time())
     environ[SETTINGS_ENV] = json.dumps(
-        {k: settings[k] for k in ("metrics_dir", "faults", "concat_retries")}
-        | {"run_started": started}
+        {k: settings[k] for k in JOB_SETTINGS} | {"instance": instance, "run_started": started}
     )
 
 
@@ -59,6 +72,24 @@ def _activate(settings: Mapping | None) -> faults.Faults:
     settings = _settings(settings)
     metrics.configure(settings.get("metrics_dir"))
     return faults.activate(settings.get("faults"))
+
+
+def part_command(group: str, filetime: str, subband: str, settings: Mapping | None = None):
+    """Rule ms_part, as ``python -m dsa110ms.partjob GROUP FILETIME SUBBAND``: the paths are
+    computed here from the exported settings, so that no path is ever written into a shell
+    command (only the rule's wildcards, which its constraints limit to digits, ``-``, ``T``
+    and ``:``)."""
+    settings = _settings(settings)
+    layout = ScratchLayout(Path(os.path.abspath(settings["scratch_root"])), settings["instance"])
+    part_job(
+        uvh5=paths.input_file(settings["input_dir"], filetime, subband),
+        part=str(layout.part(group, f"{filetime}_sb{subband}")),
+        group=group,
+        subband=int(subband),
+        log_path=paths.part_log(settings["log_dir"], group, subband, filetime),
+        options={k: settings[k] for k in ("telescope", "keep_autocorrelations")},
+        settings=settings,
+    )
 
 
 def part_job(
@@ -75,7 +106,9 @@ def part_job(
     faults (default: those exported by the Snakefile, :func:`export_settings`)."""
     from .mspart import write_part
 
+    die_with_run()
     with job_log(log_path):
+        make_group_dir(Path(part).parent)
         claim_group(Path(part).parent)
         active = _activate(settings)
         with metrics.timed("part", group=group, subband=subband, bytes=0) as event:
@@ -89,7 +122,9 @@ def template_job(
     """Rule ms_template: the group's template MS from one of its files (pyuvdata)."""
     from .template import write_template
 
+    die_with_run()
     with job_log(log_path):
+        make_group_dir(Path(template).parent)
         claim_group(Path(template).parent)
         _activate(settings)
         with metrics.timed("template", group=group):
@@ -101,17 +136,13 @@ def join_job(
     group: str,
     template: str,
     parts: Sequence[str],
-    final: str,
+    output_dir: str,
     log_path: str,
-    instance: str,
-    group_scratch: str,
-    scratch_root: str,
     sources: Mapping[str, str],
     contiguous: bool,
     spw_layout: str,
     join_method: str,
     imaging_columns: str,
-    field_per_integration: bool,
     attempt: int,
     settings: Mapping | None = None,
 ) -> None:
@@ -119,10 +150,15 @@ def join_job(
 
     The last attempt removes the group's scratch whatever the outcome: the job itself cleans the
     node it runs on (on a cluster, Snakemake's hooks run only on the submitting host)."""
-    from .join import join_group
+    from .join import join_group, kill_child
     from .report import group_record, write_group_record
 
+    die_with_run(on_death=kill_child)
     settings = _settings(settings)
+    layout = ScratchLayout(Path(os.path.abspath(settings["scratch_root"])), settings["instance"])
+    group_scratch = layout.group_dir(group)
+    output = OutputArea.of(output_dir)
+    final = output.final_ms(group)
     last_attempt = attempt > settings.get("concat_retries", 0)
     with job_log(log_path):
         casa.log_to(log_path)
@@ -134,15 +170,15 @@ def join_job(
                 group,
                 template,
                 parts,
-                final,
-                instance=instance,
+                output,
+                instance=layout.instance,
                 group_scratch=group_scratch,
                 sources=sources,
                 contiguous=contiguous,
                 spw_layout=spw_layout,
                 join_method=join_method,
                 imaging_columns=imaging_columns,
-                field_per_integration=field_per_integration,
+                field_per_integration=settings["telescope"] == "dsa110",
                 attempt=attempt,
             )
         except BaseException as exc:
@@ -156,13 +192,14 @@ def join_job(
                     seconds=round(time.time() - started, 3),
                 )
             if last_attempt:
-                remove_if_present(Path(group_scratch), scratch_root)
+                remove_owned(group_scratch, layout.root)
             raise
-        try:  # read from the parts, so before they are removed
-            record = group_record(group, summary, parts, sources, final)
-        except Exception as exc:  # noqa: BLE001 - the MS is published: the report is secondary
-            log.warning("group %s: no report record: %s: %s", group, type(exc).__name__, exc)
-            record = None
+        record = None
+        if published:
+            try:  # read from the parts, so before they are removed
+                record = group_record(group, summary, parts, sources, final)
+            except Exception as exc:  # noqa: BLE001 - the MS is published: the report is secondary
+                log.warning("group %s: no report record: %s: %s", group, type(exc).__name__, exc)
         metrics.emit(
             "join",
             **event,
@@ -170,13 +207,13 @@ def join_job(
             error_class=None,
             seconds=round(time.time() - started, 3),
             bytes=record["bytes"] if record else metrics.du_bytes(final),
-            rows=summary.nrows,
+            rows=summary.nrows if summary else None,
         )
-        remove_if_present(Path(group_scratch), scratch_root)
+        remove_owned(group_scratch, layout.root)
         metrics_dir = settings.get("metrics_dir")
         if metrics_dir and record:
             events = metrics.read_events(metrics_dir, since=settings.get("run_started", 0.0))
-            record["facts"] = metrics.group_facts(events, group, f"{instance}/{group}")
+            record["facts"] = metrics.group_facts(events, group, f"{layout.instance}/{group}")
             write_group_record(metrics_dir, group, record)
             progress.group_finished(group, record, record["facts"])
 

@@ -1,17 +1,22 @@
 """Joining the parts of a group into one MS, validating it and publishing it.
 
-Each attempt starts from a clean staging path next to the final output
-(``<output_dir>/.<group>.ms.<instance>.staging``: same filesystem, so publication is one rename;
-the instance name keeps two runs that share an output directory apart). ``casatasks.concat``
-appends to an existing output, so a leftover staging MS from an earlier attempt is removed first.
-Whatever fails, the staging path is removed before the error propagates: nothing partial is ever
-left at, or next to, the final path.
+Each attempt starts from a clean staging path in the output directory's state directory
+(:class:`dsa110ms.publish.OutputArea`: same file system, so publication is one rename; the
+instance name keeps two runs that share an output directory apart), under the group's lock.
+``casatasks.concat`` appends to an existing output, so a leftover staging MS from an earlier
+attempt is removed first. Whatever fails, even a join process aborted by casacore, the staging
+path is removed before the error propagates: nothing partial is ever left at the final path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
+import multiprocessing
 import os
+import shutil
+import signal
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,18 +27,16 @@ from . import casa
 from .errors import JoinError, TransientJoinError, ValidationError
 from .faults import LOCK_ERRORS, PERMANENT_ERRORS
 from .faults import active as active_faults
+from .files import write_text_atomically
+from .metrics import du_bytes
 from .msfix import weights_from_spectrum
 from .mspart import ROW_ARRAYS, Part, open_part
 from .mstables import fixed_array_columns
-from .publish import MsSummary, publish, validate_joined
-from .scratch import remove_if_present
+from .owned import remove_owned
+from .publish import STAMP_NAME, MsSummary, OutputArea, damage, publish, validate_joined
 from .template import DIGEST_KEYWORD, SOURCE_KEYWORD
 
 log = logging.getLogger(__name__)
-
-
-def staging_path(final: Path, instance: str) -> Path:
-    return final.with_name(f".{final.name}.{instance}.staging")
 
 
 def concat_parts(parts: Sequence[str | os.PathLike], joined: Path) -> None:
@@ -88,8 +91,9 @@ def assemble(
 
     parts, joined = [open_part(p) for p in parts], str(joined)
     single = spw_layout == "single"
-    with tables.table(str(template), ack=False) as tmpl:
-        tmpl.copy(joined, deep=True, valuecopy=False)
+    # A file copy in this process: casacore's Table.copy(deep=True, valuecopy=False) runs
+    # `cp -r '<src>' '<dst>'` through a shell, and paths are never given to a shell.
+    shutil.copytree(template, joined, symlinks=True)
     chan_freqs = [p.chan_freq for p in parts]
     chan_widths = [np.asarray(p.array("CHAN_WIDTH")) for p in parts]
     npol = parts[0].manifest["polarizations"]
@@ -238,9 +242,10 @@ def check_parts(
         antennas = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
     with tables.table(f"{template}/FIELD", ack=False) as tb:
         fields = tuple(str(n) for n in tb.getcol("NAME")) if tb.nrows() else ()
-    summaries = []
+    summaries, files = [], {}
     for p in map(open_part, parts):
         m = p.manifest
+        files[str(p.path)] = source = sources.get(str(p.path), m["source_file"])
         n_chan = len(summaries[0].spw_freqs[0]) if summaries else m["channels"]
         for what, want, got in (
             ("number of times", len(np.unique(times)), m["times"]),
@@ -250,12 +255,12 @@ def check_parts(
         ):
             if want != got:
                 raise JoinError(
-                    f"{sources.get(str(p.path), m['source_file'])}: {what} {got} differs from "
-                    f"{reference} ({want}); the group cannot be joined"
+                    f"{source}: {what} {got} differs from {reference} ({want}); the group "
+                    "cannot be joined"
                 )
         got = p.array("ANTENNA1"), p.array("ANTENNA2")
         if any(np.any(g != a) for g, a in zip(got, antennas, strict=True)):
-            raise JoinError(f"{p.path}: baselines are not in the template's row order")
+            raise JoinError(f"{source}: baselines are not in the template's row order")
         summaries.append(
             MsSummary(
                 str(p.path),
@@ -268,18 +273,134 @@ def check_parts(
             )
         )
     # SPW order: lowest frequency first, whatever the subband numbering
-    return sorted(summaries, key=lambda s: s.spw_freqs[0].min())
+    summaries.sort(key=lambda s: s.spw_freqs[0].min())
+    for below, above in itertools.pairwise(summaries):
+        if above.spw_freqs[0].min() <= below.spw_freqs[0].max():
+            raise JoinError(
+                f"{files[above.path]}: its channels "
+                f"({above.spw_freqs[0].min() / 1e6:.6f}-{above.spw_freqs[0].max() / 1e6:.6f} MHz)"
+                f" overlap those of {files[below.path]} "
+                f"({below.spw_freqs[0].min() / 1e6:.6f}-{below.spw_freqs[0].max() / 1e6:.6f} MHz):"
+                " a subband is duplicated or mislabelled; the group cannot be joined"
+            )
+    return summaries
 
 
 def permanent_failure_marker(group_scratch: Path) -> Path:
     return group_scratch / ".permanent_failure"
 
 
+def output_space_needed(
+    template: str | os.PathLike, parts: Sequence[str | os.PathLike], imaging_columns: str
+) -> int:
+    """Bytes the joined MS will take, from what is on scratch (an estimate with 10 % margin):
+    the parts' spectral columns, the template's row columns once per part, and with
+    ``imaging_columns="model_corrected"`` two more copies of DATA (~60 % of a part)."""
+    part_bytes = sum(du_bytes(p) for p in parts)
+    template_bytes = du_bytes(template)
+    need = part_bytes + template_bytes * len(parts)
+    if imaging_columns == "model_corrected":
+        need += int(1.2 * part_bytes)
+    return int(need * 1.1)
+
+
+def free_bytes(directory: Path) -> int:
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
+def out_of_space(directory: Path, need: int) -> JoinError | None:
+    """A permanent JoinError naming ENOSPC and the file system if ``directory`` has less than
+    ``need`` bytes free, else None."""
+    free = free_bytes(directory)
+    if free >= need:
+        return None
+    return JoinError(
+        f"{directory}: no space left on device (ENOSPC): the MS needs ~{need / 1e6:.0f} MB, "
+        f"{free / 1e6:.0f} MB available on the file system of {mount_point(directory)}"
+    )
+
+
+def mount_point(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
+def build_group(
+    group: str,
+    template: str | os.PathLike,
+    parts: Sequence[str | os.PathLike],
+    staging: Path,
+    *,
+    group_scratch: Path,
+    sources: Mapping[str, str],
+    contiguous: bool,
+    spw_layout: str,
+    join_method: str,
+    imaging_columns: str,
+    field_per_integration: bool,
+    attempt: int,
+) -> MsSummary:
+    """Check the parts, write the MS at ``staging`` and validate it (the work of the join
+    process, :func:`join_group`). Failures reading and checking the parts are permanent
+    (:class:`JoinError`, recorded in the group's scratch); the join and its validation fail
+    transiently (:class:`TransientJoinError`)."""
+    faults = active_faults()
+    injected = faults.concat_fault(group, attempt)
+    marker = permanent_failure_marker(group_scratch)
+    try:
+        if injected in PERMANENT_ERRORS:
+            raise ValidationError(f"{parts[0]}: part is corrupt (injected fault)")
+        summaries = check_parts(template, parts, sources)
+    except (ValidationError, JoinError) as exc:
+        marker.write_text(f"group {group}: {exc}")
+        raise JoinError(f"group {group}: {exc}") from exc
+    ordered = [s.path for s in summaries]
+    log.info(
+        "group %s: attempt %d, joining %d parts into %s (%s)",
+        group,
+        attempt,
+        len(ordered),
+        staging,
+        spw_layout,
+    )
+    try:
+        if faults.concat_delay_s:
+            time.sleep(faults.concat_delay_s)
+        if injected in LOCK_ERRORS:
+            raise LOCK_ERRORS[injected](f"{staging} (injected fault)")
+        if join_method == "concat" and spw_layout == "per_subband":
+            workdir = group_scratch / f"concat_inputs.{attempt}"
+            concat_reference(template, ordered, staging, workdir, imaging_columns=imaging_columns)
+            remove_owned(workdir, group_scratch.parent)
+        else:
+            assemble(
+                template, ordered, staging, spw_layout=spw_layout, imaging_columns=imaging_columns
+            )
+            if injected == "abort":  # as casacore aborts on a write error (std::terminate)
+                os.abort()
+        return validate_joined(
+            staging,
+            summaries,
+            group,
+            contiguous=contiguous,
+            spw_layout=spw_layout,
+            field_per_integration=field_per_integration,
+        )
+    except (RuntimeError, OSError, ValidationError, JoinError) as exc:
+        raise TransientJoinError(
+            f"group {group}: attempt {attempt} failed, will be retried from a clean "
+            f"staging path if attempts remain: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def join_group(
     group: str,
     template: str | os.PathLike,
     parts: Sequence[str | os.PathLike],
-    final: str | os.PathLike,
+    output: OutputArea,
     *,
     instance: str,
     group_scratch: str | os.PathLike,
@@ -290,10 +411,18 @@ def join_group(
     imaging_columns: str = "none",
     field_per_integration: bool = False,
     attempt: int = 1,
-) -> tuple[MsSummary, bool]:
-    """Join the group's ``template`` and ``parts``, validate, publish at ``final``; returns the
-    summary and whether this run published it (False: another run already had, see
-    :func:`dsa110ms.publish.publish`).
+) -> tuple[MsSummary | None, bool]:
+    """Join the group's ``template`` and ``parts``, validate, publish at
+    ``output.final_ms(group)``; returns the summary (None if the group was found published
+    already) and whether this run published it.
+
+    Holds the group's lock in the output directory throughout (:meth:`OutputArea.group_lock`):
+    a second run joining the same group waits, then finds it published and intact and keeps it
+    without joining. The MS is written at a fresh staging path and validated by a child process
+    (:func:`build_group`): if casacore aborts it (a write error in a destructor ends in
+    ``std::terminate``), this process still removes the staging MS and reports the failure,
+    naming ENOSPC when the output file system is full. Free space for the whole MS is checked
+    before anything is written.
 
     Parts are ordered by frequency, lowest first (SPW 0). ``spw_layout``: "per_subband" (one
     SPW per part) or "single" (one SPW with every channel), see :func:`assemble`.
@@ -306,75 +435,55 @@ def join_group(
 
     Failures are classified by where they happen, not by message: reading and checking the
     parts fails permanently (:class:`JoinError`; a marker in the group's scratch makes later
-    attempts of the same run fail at once instead of redoing the work); the join and its
-    validation fail transiently (:class:`TransientJoinError`, retried by the rule's
-    ``retries:`` from a clean staging path).
+    attempts of the same run fail at once instead of redoing the work), and so does a full
+    output file system; the join and its validation fail transiently
+    (:class:`TransientJoinError`, retried by the rule's ``retries:`` from a clean staging path).
     """
-    final = Path(final)
-    staging = staging_path(final, instance)
-    marker = permanent_failure_marker(Path(group_scratch))
-    sources = dict(sources or {})
-    faults = active_faults()
+    group_scratch = Path(group_scratch)
+    marker = permanent_failure_marker(group_scratch)
     if attempt == 1:
-        marker.unlink(missing_ok=True)
+        remove_owned(marker, group_scratch.parent)
     elif marker.exists():
         raise JoinError(f"{marker.read_text().strip()} (permanent: attempt {attempt} not tried)")
-    if remove_if_present(staging, final.parent):
-        log.info("removed staging MS left by an earlier attempt: %s", staging)
-    injected = faults.concat_fault(group, attempt)
-    try:
+    with output.group_lock(group):
+        final = output.final_ms(group)
+        if os.path.lexists(final) and damage(final) is None:
+            log.info("group %s: %s is published and intact; kept, nothing joined", group, final)
+            write_text_atomically(output.stamp(group), (final / STAMP_NAME).read_text())
+            return None, False
+        need = output_space_needed(template, parts, imaging_columns)
+        if full := out_of_space(output.output_dir, need):
+            raise full
+        staging = output.new_staging(instance, group)
         try:
-            if injected in PERMANENT_ERRORS:
-                raise ValidationError(f"{parts[0]}: part is corrupt (injected fault)")
-            summaries = check_parts(template, parts, sources)
-        except (ValidationError, JoinError) as exc:
-            marker.write_text(f"group {group}: {exc}")
-            raise JoinError(f"group {group}: {exc}") from exc
-        ordered = [s.path for s in summaries]
-        log.info(
-            "group %s: attempt %d, joining %d parts into %s (%s)",
-            group,
-            attempt,
-            len(ordered),
-            staging,
-            spw_layout,
-        )
-        try:
-            if faults.concat_delay_s:
-                time.sleep(faults.concat_delay_s)
-            if injected in LOCK_ERRORS:
-                raise LOCK_ERRORS[injected](f"{staging} (injected fault)")
-            if join_method == "concat" and spw_layout == "per_subband":
-                workdir = Path(group_scratch) / f"concat_inputs.{attempt}"
-                concat_reference(
-                    template, ordered, staging, workdir, imaging_columns=imaging_columns
-                )
-                remove_if_present(workdir, group_scratch)
-            else:
-                assemble(
-                    template,
-                    ordered,
-                    staging,
-                    spw_layout=spw_layout,
-                    imaging_columns=imaging_columns,
-                )
-            summary = validate_joined(
-                staging,
-                summaries,
+            summary = in_child_process(
+                build_group,
                 group,
+                template,
+                parts,
+                staging,
+                group_scratch=group_scratch,
+                sources=dict(sources or {}),
                 contiguous=contiguous,
                 spw_layout=spw_layout,
+                join_method=join_method,
+                imaging_columns=imaging_columns,
                 field_per_integration=field_per_integration,
+                attempt=attempt,
             )
-        except (RuntimeError, OSError, ValidationError, JoinError) as exc:
-            raise TransientJoinError(
-                f"group {group}: attempt {attempt} failed, will be retried from a clean "
-                f"staging path if attempts remain: {type(exc).__name__}: {exc}"
+            published = publish(output, staging, group, summary)
+        except ChildDied as exc:
+            raise out_of_space(output.output_dir, 1) or TransientJoinError(
+                f"group {group}: attempt {attempt} failed: {exc}; free space on "
+                f"{mount_point(output.output_dir)}: "
+                f"{free_bytes(output.output_dir) / 1e6:.0f} MB"
             ) from exc
-        published = publish(staging, final, summary)
-    except BaseException:
-        remove_if_present(staging, final.parent)
-        raise
+        except OSError as exc:  # publishing: a full disk, a permission
+            raise out_of_space(output.output_dir, 1) or TransientJoinError(
+                f"group {group}: attempt {attempt} could not publish {final}: {exc}"
+            ) from exc
+        finally:
+            output.remove_staging(instance, group)
     log.info(
         "group %s: %d rows, %d SPWs, %d fields -> %s",
         group,
@@ -384,3 +493,56 @@ def join_group(
         final,
     )
     return summary, published
+
+
+class ChildDied(Exception):
+    """The join's child process ended without a result (killed by a signal, or exited)."""
+
+
+#: The join's child process while it runs (killed with this process's run, :mod:`runwatch`).
+_child: multiprocessing.process.BaseProcess | None = None
+
+
+def kill_child() -> None:
+    if _child is not None and _child.pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(_child.pid, signal.SIGKILL)
+
+
+def _child_main(conn, func, args, kwargs) -> None:
+    try:
+        result = ("ok", func(*args, **kwargs), None)
+    except BaseException as exc:  # noqa: BLE001 - sent to the parent, which raises it
+        # pickling drops __cause__, which metrics classify by (jobs.error_class)
+        result = ("error", exc, exc.__cause__)
+    try:
+        conn.send(result)
+    except Exception as exc:  # noqa: BLE001 - an exception that cannot be pickled
+        conn.send(("error", TransientJoinError(f"{result[1]!r} ({exc})"), None))
+    conn.close()
+
+
+def in_child_process(func, *args, **kwargs):
+    """``func(*args, **kwargs)`` in a forked child; its result, or its exception raised here.
+    :class:`ChildDied` if the child ends without either (e.g. SIGABRT from casacore)."""
+    global _child
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    _child = context.Process(target=_child_main, args=(send, func, args, kwargs))
+    _child.start()
+    send.close()
+    try:
+        try:
+            status, value, cause = receive.recv()
+        except EOFError:
+            _child.join()
+            code = _child.exitcode
+            how = f"killed by {signal.Signals(-code).name}" if code and code < 0 else f"exit {code}"
+            raise ChildDied(f"the join process died ({how})") from None
+        _child.join()
+    finally:
+        receive.close()
+        _child = None
+    if status == "error":
+        raise value from cause
+    return value

@@ -29,7 +29,6 @@ from .errors import ScratchError, ValidationError
 from .msfix import weights_from_spectrum
 from .quicklook import subband_quicklook
 from .rawuvh5 import read_subband_arrays
-from .scratch import make_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +63,12 @@ def write_part(
     crash: bool = False,
 ) -> Path:
     """Write the part of one subband file at ``part_path`` (a new directory); its parent is
-    created (or made) private, mode 0700.
+    created (mode 0700) if missing.
 
     ``crash`` (test facility, :mod:`dsa110ms.faults`): die half-way, leaving a partial part.
     """
     uvh5_path, part_path = str(uvh5_path), Path(part_path)
-    make_private_dir(part_path.parent)  # the group's scratch directory, mode 0700
+    part_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     check_free_space(uvh5_path, part_path)
     sb = read_subband_arrays(
         uvh5_path, telescope=telescope, keep_autocorrelations=keep_autocorrelations

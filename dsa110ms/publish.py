@@ -12,26 +12,33 @@ A joined MS is checked against what its parts promise before anyone can see it:
 - the TIME range equals the parts' TIME range;
 - UVW are finite and no longer than the array's longest baseline.
 
-Only then is it stamped (``dsa110ms_published.json`` inside it) and renamed, in one ``rename(2)``,
-from its staging name to ``<output_dir>/<group>.ms``. Existing outputs: a stamped MS is trusted and
-kept; anything else at a final path (a partial copy, another tool's output) is set aside as
-``<group>.ms.invalid-<time>`` and converted again.
+Only then is it stamped (``dsa110ms_published.json`` inside it: what was validated, and the size
+of every column file, for a cheap integrity check) and renamed, in one ``rename(2)``, from its
+staging path to ``<output_dir>/<group>.ms``; then its published stamp, the rule's declared output,
+is written (:class:`OutputArea`). Existing outputs: an intact stamped MS is trusted and kept;
+anything else at a final path (a partial copy, another tool's output, a published MS that lost a
+table) is set aside as ``<group>.ms.invalid-<time>`` and converted again. Nothing at a final path
+is ever deleted.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import casa
-from .errors import ValidationError
-from .scratch import remove_tree
+from .errors import OutputError, ValidationError
+from .files import write_text_atomically
+from .owned import make_owned_dir, remove_owned
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +207,172 @@ def validate_joined(
 #: Written into every MS we publish (inside the MS directory, before the rename): an MS at the
 #: final path without it was not published by this workflow and is not trusted.
 STAMP_NAME = "dsa110ms_published.json"
+#: This workflow's own directory in ``output_dir`` (marked as ours, :mod:`dsa110ms.owned`):
+#: ``published/<group>.json`` (the concat rule's declared output), ``locks/<group>.lock`` (held
+#: while a run joins and publishes the group), ``staging/<instance>.<group>/<group>.ms`` (the MS
+#: being joined; same file system as the final path, so publication is one rename).
+STATE_DIR = ".dsa110ms"
+#: How long a join waits for another run holding the group's lock (s) before failing.
+GROUP_LOCK_TIMEOUT_S = 3600.0
+
+
+@dataclass(frozen=True)
+class OutputArea:
+    """Every path of ``output_dir``: published MSs and this workflow's state beside them.
+
+    Snakemake's declared output of a group is its *published stamp*, never the MS: Snakemake
+    removes a job's declared outputs before running it and after it fails, and a second run (or
+    a rerun after a kill) must never remove a published MS that way."""
+
+    output_dir: Path
+
+    @classmethod
+    def of(cls, output_dir: str | os.PathLike) -> OutputArea:
+        return cls(Path(os.path.abspath(output_dir)))
+
+    @property
+    def state_dir(self) -> Path:
+        return self.output_dir / STATE_DIR
+
+    def final_ms(self, group: str) -> Path:
+        return self.output_dir / f"{group}.ms"
+
+    def stamp(self, group: str) -> Path:
+        return self.state_dir / "published" / f"{group}.json"
+
+    def lock(self, group: str) -> Path:
+        return self.state_dir / "locks" / f"{group}.lock"
+
+    def staging_dir(self, instance: str, group: str) -> Path:
+        return self.state_dir / "staging" / f"{instance}.{group}"
+
+    def staging_ms(self, instance: str, group: str) -> Path:
+        return self.staging_dir(instance, group) / f"{group}.ms"
+
+    def prepare(self) -> None:
+        """Create (and mark) the state directory and its subdirectories."""
+        make_owned_dir(self.state_dir, "state of the published MSs")
+        for sub in ("published", "locks", "staging"):
+            (self.state_dir / sub).mkdir(mode=0o700, exist_ok=True)
+
+    def remove(self, path: Path) -> bool:
+        """Remove an entry of the state directory (:func:`dsa110ms.owned.remove_owned`)."""
+        return remove_owned(path, self.output_dir)
+
+    def new_staging(self, instance: str, group: str) -> Path:
+        """A clean staging directory for one attempt (what an earlier attempt left is removed);
+        returns the path the MS is to be written at."""
+        self.prepare()
+        if self.remove(self.staging_dir(instance, group)):
+            log.info("removed the staging MS of an earlier attempt of group %s", group)
+        self.staging_dir(instance, group).mkdir(mode=0o700)
+        return self.staging_ms(instance, group)
+
+    def remove_staging(self, instance: str, group: str | None = None) -> list[Path]:
+        """Remove this instance's staging (of one group, or all: left by a killed run)."""
+        staging = self.state_dir / "staging"
+        pattern = f"{instance}.{group}" if group else f"{instance}.*"
+        removed = sorted(staging.glob(pattern)) if staging.is_dir() else []
+        for path in removed:
+            self.remove(path)
+        return removed
+
+    def check_stamps(self, groups) -> list[str]:
+        """Make every group's published stamp tell the truth about its MS (run by the main
+        process when the Snakefile is read, before Snakemake looks at outputs): written for an
+        intact published MS that has none (e.g. a run killed between publishing and writing it),
+        removed where the MS is gone, damaged or not ours, so that the group is converted again.
+        Returns one line per group whose stamp was removed, with the reason."""
+        notes = []
+        for group in groups:
+            final, stamp = self.final_ms(group), self.stamp(group)
+            problem = damage(final) if os.path.lexists(final) else "missing"
+            if problem is None:
+                if not stamp.exists():
+                    self.prepare()
+                    write_text_atomically(stamp, (final / STAMP_NAME).read_text())
+            elif os.path.lexists(stamp):
+                self.remove(stamp)
+                notes.append(f"{final}: {problem}; group {group} will be converted again")
+            elif problem != "missing":
+                notes.append(f"{final}: {problem}; group {group} will be converted again")
+        return notes
+
+    @contextmanager
+    def group_lock(self, group: str, timeout_s: float = GROUP_LOCK_TIMEOUT_S):
+        """Hold the group's lock (flock) while joining and publishing it: two runs never join
+        the same group into one output directory at once; the second waits, then finds the
+        group published. Released by the kernel if the holder dies."""
+        self.prepare()
+        fd = os.open(self.lock(group), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            deadline, said = time.monotonic() + timeout_s, False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not said:
+                        holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                        log.warning(
+                            "group %s: another run is joining it (%s); waiting", group, holder
+                        )
+                        said = True
+                    if time.monotonic() > deadline:
+                        raise OutputError(
+                            f"{self.lock(group)}: held by another run for over {timeout_s:.0f} s"
+                        ) from None
+                    time.sleep(0.2)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _table_files(ms: Path) -> dict[str, int]:
+    """What the integrity check compares: every table of the MS (directories holding a
+    ``table.dat``: the main table and its subtables) and the size of each of their column data
+    files (``table.f*``). Not ``table.dat`` or ``table.lock``, and new files are allowed:
+    calibrating in place (flags, added columns) changes those, and must not make an MS look
+    damaged."""
+    files = {}
+    for dirpath, _, names in os.walk(ms):
+        if "table.dat" in names:
+            rel = os.path.relpath(dirpath, ms)
+            files[f"{rel}/table.dat"] = 0
+            for name in names:
+                if name.startswith("table.f"):
+                    files[f"{rel}/{name}"] = os.lstat(os.path.join(dirpath, name)).st_size
+    return files
 
 
 def is_published(ms: str | os.PathLike) -> bool:
+    """The MS carries our stamp (it was validated and published by this workflow)."""
     return (Path(ms) / STAMP_NAME).is_file()
+
+
+def damage(ms: str | os.PathLike) -> str | None:
+    """Why the MS at a final path cannot be trusted (None if it is an intact published MS):
+    not published by this workflow (no stamp), or a table or a column file it was published
+    with is missing or shorter (e.g. a subtable deleted, a copy cut off). Cheap: stats only."""
+    ms = Path(ms)
+    if ms.is_symlink() or not ms.is_dir():
+        return "not a directory"
+    try:
+        stamp = json.loads((ms / STAMP_NAME).read_text())
+    except FileNotFoundError:
+        return f"not published by this workflow (no {STAMP_NAME})"
+    except (OSError, ValueError) as exc:
+        return f"its {STAMP_NAME} cannot be read ({exc})"
+    for rel, size in stamp.get("files", {}).items():
+        try:
+            got = os.lstat(ms / rel).st_size
+        except OSError:
+            return f"{rel} is missing (it was published with it)"
+        if got < size:
+            return f"{rel} is {got} bytes, shorter than the {size} it was published with"
+    return None
 
 
 def write_stamp(ms: Path, summary: MsSummary) -> None:
@@ -214,29 +383,35 @@ def write_stamp(ms: Path, summary: MsSummary) -> None:
         "fields": len(summary.field_names),
         "time_range_mjd_s": [summary.time_min, summary.time_max],
         "validated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "files": _table_files(ms),
     }
     (ms / STAMP_NAME).write_text(json.dumps(stamp, indent=1))
 
 
-def set_aside(final: Path) -> Path:
-    """Rename an untrusted MS at a final path out of the way (kept for inspection)."""
+def set_aside(final: Path, why: str) -> Path:
+    """Rename an untrusted MS at a final path out of the way (kept for inspection, never
+    removed: it may be someone's work)."""
     aside = final.with_name(f"{final.name}.invalid-{time.strftime('%Y%m%dT%H%M%S')}")
     os.rename(final, aside)
-    log.warning("%s: not published by this workflow (no %s); moved to %s", final, STAMP_NAME, aside)
+    log.warning("%s: %s; moved to %s", final, why, aside)
     return aside
 
 
-def publish(staging: Path, final: Path, summary: MsSummary) -> bool:
-    """Make a validated MS visible at ``final`` in one rename. Returns False if another run
-    published this group meanwhile (its MS is kept, ours dropped). An MS at ``final`` that this
-    workflow did not publish is set aside and replaced."""
-    write_stamp(staging, summary)
+def publish(area: OutputArea, staging: Path, group: str, summary: MsSummary) -> bool:
+    """Make a validated MS visible at its final path in one rename and write its published
+    stamp; the caller holds the group's lock. Returns False if an intact published MS is there
+    already (kept; ours is dropped by the caller). An MS at the final path that this workflow did
+    not publish, or that is damaged, is set aside first: the final path holds nothing or a
+    complete validated MS at every instant."""
+    final = area.final_ms(group)
     if os.path.lexists(final):
-        if is_published(final):
-            log.info("%s: already published by another run; keeping it", final)
-            remove_tree(staging, final.parent)
+        problem = damage(final)
+        if problem is None:
+            log.info("%s: already published and intact; kept", final)
             return False
-        set_aside(final)
+        set_aside(final, problem)
+    write_stamp(staging, summary)
     os.rename(staging, final)
+    write_text_atomically(area.stamp(group), (final / STAMP_NAME).read_text())
     log.info("published %s", final)
     return True

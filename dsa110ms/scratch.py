@@ -22,8 +22,10 @@ group directory with ``.cluster-job-<id>``, and when it exits it removes its gro
 :class:`NodeJob`). One killed outright is cleaned by the next cluster job of the instance on that
 node, whose lock it can then take.
 
-Every removal of scratch goes through :func:`remove_tree`: it refuses paths outside the scratch
-root, never follows symlinks, retries, and checks that the path is gone.
+Instance directories are created by :func:`dsa110ms.owned.make_owned_dir` (marked as ours); the
+scratch root itself is used as it is (it may be ``/dev/shm``). Every removal goes through
+:func:`dsa110ms.owned.remove_owned`, and the stale sweep considers only marked instance
+directories: anything else under the root is never touched.
 """
 
 from __future__ import annotations
@@ -33,16 +35,15 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 import socket
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import faults, metrics
 from .cluster import cluster_job_id
 from .errors import ScratchError
+from .owned import is_owned, make_owned_dir, remove_owned
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ LOCK_NAME = ".owner.lock"
 #: An instance directory without a lock file is only swept once it is this old: its creator may
 #: be between mkdir and creating the lock.
 UNLOCKED_GRACE_S = 300.0
-REMOVE_ATTEMPTS = 3
 
 
 def instance_name(workdir: str | os.PathLike) -> str:
@@ -90,19 +90,42 @@ class ScratchLayout:
         return self.group_dir(group) / "template.ms"
 
 
-def make_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) with mode 0700; an existing one must be ours and a dir."""
+def check_root(root: Path, *, create: bool = True) -> None:
+    """The scratch root is used as it is (it may be ``/dev/shm`` or ``/tmp``, shared with other
+    users): created (mode 0700) only if missing and ``create``, never chmod-ed; it must be a
+    real directory this user can create entries in."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = path.lstat()
+        if create:
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = root.lstat()
+    except FileNotFoundError:
+        return  # create=False: made when the run starts
     except OSError as exc:
-        raise ScratchError(f"{path}: cannot create scratch directory: {exc}") from exc
-    if not stat.S_ISDIR(st.st_mode):
+        raise ScratchError(f"scratch_root {root}: cannot create it: {exc.strerror}") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise ScratchError(
+            f"scratch_root {root}: is a symlink or not a directory; give the real directory"
+        )
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ScratchError(f"scratch_root {root}: this user cannot create entries in it")
+
+
+def make_instance_dir(layout: ScratchLayout) -> Path:
+    """The instance directory (mode 0700, marked as ours) under a checked root."""
+    check_root(layout.root)
+    return make_owned_dir(layout.instance_dir, "scratch of one working directory")
+
+
+def make_group_dir(path: Path) -> None:
+    """A group's directory inside its (ours, marked) instance directory, mode 0700."""
+    if not is_owned(path.parent):
+        raise ScratchError(f"{path.parent}: scratch instance directory missing or not ours")
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise ScratchError(f"{path}: cannot create scratch directory: {exc.strerror}") from None
+    if path.is_symlink() or not path.is_dir():
         raise ScratchError(f"{path}: exists and is not a directory (symlinks are refused)")
-    if st.st_uid != os.getuid():
-        raise ScratchError(f"{path}: owned by uid {st.st_uid}, not by this user")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
 
 
 class OwnerLock:
@@ -154,8 +177,7 @@ class OwnerLock:
 
 def acquire_instance(layout: ScratchLayout) -> OwnerLock:
     """Create the instance directory (0700) and take its owner lock, or fail naming the holder."""
-    make_private_dir(layout.root)
-    make_private_dir(layout.instance_dir)
+    make_instance_dir(layout)
     lock = OwnerLock.try_acquire(layout.lock_path, create=True)
     if lock is None:
         try:
@@ -170,54 +192,6 @@ def acquire_instance(layout: ScratchLayout) -> OwnerLock:
     return lock
 
 
-def _inside(path: Path, root: Path) -> bool:
-    """True if ``path`` (not resolved: its last component may be a symlink) lies inside ``root``."""
-    parent = Path(os.path.realpath(path.parent))
-    real_root = Path(os.path.realpath(root))
-    return parent == real_root or real_root in parent.parents
-
-
-def remove_tree(path: str | os.PathLike, root: str | os.PathLike) -> None:
-    """Remove ``path`` (a directory tree, file or symlink) inside ``root`` and verify it is gone.
-
-    Symlinks are removed, never followed. Failures are retried; a path that is still there
-    afterwards raises :class:`ScratchError` naming it. Every removal is counted in the metrics
-    (``cleanup`` events: retries, success).
-    """
-    path, root = Path(os.path.abspath(path)), Path(root)
-    if path == Path(os.path.abspath(root)) or not _inside(path, root):
-        raise ScratchError(f"{path}: refusing to remove, not inside scratch root {root}")
-    last_error: OSError | None = None
-    for attempt in range(REMOVE_ATTEMPTS):
-        try:
-            faults.before_removal(str(path))
-            if path.is_symlink() or not path.is_dir():
-                path.unlink(missing_ok=True)
-            else:
-                shutil.rmtree(path)  # fd-based on Linux: does not follow symlinks inside
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            last_error = exc
-            log.warning("removing %s failed (attempt %d): %s", path, attempt + 1, exc)
-            time.sleep(0.1 * (attempt + 1))
-        if not os.path.lexists(path):
-            metrics.emit("cleanup", path=str(path), ok=True, retries=attempt)
-            return
-    metrics.emit(
-        "cleanup", path=str(path), ok=False, retries=REMOVE_ATTEMPTS - 1, error=str(last_error)
-    )
-    raise ScratchError(f"{path}: could not be removed: {last_error}")
-
-
-def remove_if_present(path: str | os.PathLike, root: str | os.PathLike) -> bool:
-    """:func:`remove_tree` if ``path`` exists; True if something was removed."""
-    if not os.path.lexists(path):
-        return False
-    remove_tree(path, root)
-    return True
-
-
 JOB_LOCK_PREFIX = ".cluster-job-"
 
 
@@ -226,7 +200,7 @@ def claim_group(group_dir: Path, environ=os.environ) -> None:
     the job's :class:`NodeJob` removes it when the job ends. Nothing outside a cluster job."""
     job = cluster_job_id(environ)
     if job:
-        make_private_dir(group_dir)
+        make_group_dir(group_dir)
         _job_mark(group_dir, job).touch()
 
 
@@ -244,7 +218,7 @@ def _remove_groups_of_job(instance_dir: Path, job: str) -> list[str]:
     removed = []
     for group_dir in sorted(instance_dir.iterdir()):
         if _job_mark(group_dir, job).exists():
-            remove_tree(group_dir, instance_dir.parent)
+            remove_owned(group_dir, instance_dir.parent)
             removed.append(str(group_dir))
     return removed
 
@@ -269,8 +243,7 @@ class NodeJob:
         """Own the job's scratch on this node; None if a process of the same cluster job owns
         it already (the plugin runs each rule of a group job through a nested Snakemake, under
         the group's own: the outermost one, which lives longest, is the owner)."""
-        make_private_dir(layout.root)
-        make_private_dir(layout.instance_dir)
+        make_instance_dir(layout)
         lock = OwnerLock.try_acquire(_job_lock(layout.instance_dir, job), create=True)
         if lock is None:
             return None
@@ -293,7 +266,7 @@ class NodeJob:
                 continue
             try:
                 removed += _remove_groups_of_job(self.layout.instance_dir, job)
-                lock_path.unlink(missing_ok=True)
+                remove_owned(lock_path, self.layout.root)
             finally:
                 dead.release()
         for path in removed:
@@ -305,7 +278,7 @@ class NodeJob:
         try:
             _remove_groups_of_job(self.layout.instance_dir, self.job)
         finally:
-            self.lock.path.unlink(missing_ok=True)
+            remove_owned(self.lock.path, self.layout.root)
             self.lock.release()
 
 
@@ -328,19 +301,19 @@ def _is_held(lock_path: Path) -> bool:
 def sweep_stale(root: str | os.PathLike, *, keep: str | None = None) -> SweepReport:
     """Remove instance directories under ``root`` whose owner is dead (lock free).
 
-    ``keep`` is the caller's own instance (whose lock it holds). A directory is live while any
-    of its locks is held: the run's owner lock or a cluster job's (:class:`NodeJob`).
-    Directories without any lock file are removed only when older than :data:`UNLOCKED_GRACE_S`.
+    Only directories this workflow created are considered (marked, :mod:`dsa110ms.owned`):
+    anything else under the root - other programs' files, other users' directories - is never
+    looked into. ``keep`` is the caller's own instance (whose lock it holds). A directory is live
+    while any of its locks is held: the run's owner lock or a cluster job's (:class:`NodeJob`).
+    Marked directories without any lock file (their creator is between writing the marker and
+    taking the lock) are removed only when older than :data:`UNLOCKED_GRACE_S`.
     """
     root = Path(root)
     report = SweepReport([], [], [])
-    if not root.is_dir():
+    if root.is_symlink() or not root.is_dir():
         return report
     for entry in sorted(root.iterdir()):
-        if entry.name == keep:
-            continue
-        if entry.is_symlink() or not entry.is_dir():
-            report.failed.append(f"{entry}: not a directory, left alone")
+        if entry.name == keep or not is_owned(entry):
             continue
         job_locks = list(entry.glob(f"{JOB_LOCK_PREFIX}*.lock"))
         if any(_is_held(path) for path in job_locks):
@@ -356,7 +329,7 @@ def sweep_stale(root: str | os.PathLike, *, keep: str | None = None) -> SweepRep
                 report.live.append(str(entry))
                 continue
         try:
-            remove_tree(entry, root)
+            remove_owned(entry, root)
             report.removed.append(str(entry))
         except ScratchError as exc:
             report.failed.append(str(exc))

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .msfix import complete_part_metadata
+from .owned import remove_owned
 from .rawuvh5 import file_geometry_digest
-from .scratch import make_private_dir
 from .uvh5 import prepare, read_subband
 
 log = logging.getLogger(__name__)
@@ -86,13 +85,14 @@ def write_template(
     keep_autocorrelations: bool = True,
 ) -> Path:
     """The group's template MS from one of its subband files (module docstring), at
-    ``template_path`` (must not exist; its directory is made private, mode 0700)."""
+    ``template_path`` (must not exist; its directory is created, mode 0700, if missing)."""
     from casacore import tables
 
     template_path = Path(template_path)
-    make_private_dir(template_path.parent)
+    template_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = template_path.with_name(f".{template_path.name}.writing")
-    shutil.rmtree(staging, ignore_errors=True)  # a crashed attempt's leftover, ours
+    # a crashed attempt's leftover, inside the group's scratch (ours: the instance is marked)
+    remove_owned(staging, template_path.parent.parent)
     write_pyuvdata_ms(
         uvh5_path,
         staging,

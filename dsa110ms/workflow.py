@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-from . import casa, faults, metrics, progress, scratch
+from . import casa, faults, metrics, paths, progress, scratch
 from .cluster import cluster_job_id
 from .config import validate_config
 from .errors import DiscoveryError, Dsa110msError, OutputError, ScratchError
 from .groups import Manifest, discover
-from .publish import is_published, set_aside
+from .owned import remove_owned
+from .publish import OutputArea
+from .runwatch import export_run_process
 
 log = logging.getLogger("dsa110ms")
 
@@ -52,6 +54,7 @@ def setup_run(config: dict, snakemake_workflow) -> Run:
     with one_line_errors():
         run = Run.load(config, is_main_process=snakemake_workflow.is_main_process)
         export_job_settings(run)
+        export_run_process()
         if snakemake_workflow.is_main_process:
             casa.check_data()
             prepare_main_process(run)
@@ -64,7 +67,7 @@ def export_job_settings(run: Run) -> None:
     """The settings job processes read (:func:`dsa110ms.jobs.export_settings`)."""
     from .jobs import export_settings
 
-    export_settings(run.settings)
+    export_settings(run.settings, run.layout.instance)
 
 
 def log_to_stderr() -> None:
@@ -156,24 +159,51 @@ class Run:
     # A part's path names its input file, so that the part rule's input is a pattern, not a
     # function: Snakemake inspects the signature of every input function for every job
     # (16,000 part jobs in a dry run over 1,000 groups: seconds).
+    # Patterns: the user's directories with their braces escaped (:func:`dsa110ms.paths.pattern`),
+    # then the same path functions as for concrete paths.
+    @property
+    def _pattern_layout(self) -> scratch.ScratchLayout:
+        return scratch.ScratchLayout(Path(paths.pattern(self.layout.root)), self.layout.instance)
+
     def part_pattern(self) -> str:
-        return str(self.layout.part("{group}", "{filetime}_sb{subband}"))
+        return str(self._pattern_layout.part("{group}", "{filetime}_sb{subband}"))
+
+    def template_pattern(self) -> str:
+        return str(self._pattern_layout.template("{group}"))
 
     def input_pattern(self) -> str:
-        return os.path.join(self.settings["input_dir"], "{filetime}_sb{subband}.hdf5")
+        return paths.input_file(
+            paths.pattern(self.settings["input_dir"]), "{filetime}", "{subband}"
+        )
 
+    def published_pattern(self) -> str:
+        return str(OutputArea.of(paths.pattern(self.settings["output_dir"])).stamp("{group}"))
+
+    def log_pattern(self, name: str) -> str:
+        """A job's log, ``name`` relative to ``<log_dir>`` (wildcards allowed in it)."""
+        return os.path.join(paths.pattern(self.settings["log_dir"]), name)
+
+    def part_log_pattern(self) -> str:
+        return paths.part_log(self.log_pattern(""), "{group}", "{subband}", "{filetime}")
+
+    # Input functions: Snakemake formats what they return with the job's wildcards too, so
+    # these return patterns (braces escaped) of concrete paths.
     def parts_ascending_frequency(self, group: str) -> list[str]:
         """Parts of a group in SPW order: lowest frequency (sb15) first."""
         g = self.manifest.groups[group]
-        return [self.part(group, sb) for sb in g.subbands_ascending_frequency()]
+        return [paths.pattern(self.part(group, sb)) for sb in g.subbands_ascending_frequency()]
 
     def template(self, group: str) -> str:
-        return str(self.layout.template(group))
+        return paths.pattern(self.layout.template(group))
 
     def template_source(self, group: str) -> str:
         """The file a group's template is made from: its lowest-numbered subband."""
         files = self.manifest.groups[group].files
-        return files[min(files)]
+        return paths.pattern(files[min(files)])
+
+    def all_published(self) -> list[str]:
+        """Every group's published stamp (what the rules declare; never the MS itself)."""
+        return [paths.pattern(self.output.stamp(g)) for g in self.groups()]
 
     def part_options(self) -> dict:
         """How every part and the template are written (:func:`dsa110ms.mspart.write_part`,
@@ -197,11 +227,12 @@ class Run:
     def log_dir(self, group: str) -> str:
         return os.path.join(self.settings["log_dir"], group)
 
-    def final_ms(self, group: str) -> str:
-        return os.path.join(self.settings["output_dir"], f"{group}.ms")
+    @property
+    def output(self) -> OutputArea:
+        return OutputArea.of(self.settings["output_dir"])
 
-    def all_final_ms(self) -> list[str]:
-        return [self.final_ms(g) for g in self.groups()]
+    def final_ms(self, group: str) -> str:
+        return str(self.output.final_ms(group))
 
 
 # --- hooks: scratch ownership, verified cleanup, metrics -------------------------------------
@@ -210,59 +241,55 @@ _owner: scratch.OwnerLock | None = None
 _started: float = 0.0
 
 
-def prepare_main_process(run: Run, workdir: str | os.PathLike = ".") -> None:
+def prepare_main_process(run: Run) -> None:
     """At Snakefile evaluation in the main process, before Snakemake looks at any file.
 
     If this working directory's scratch exists (parts left by an earlier run that Snakemake may
-    reuse), lock it so no concurrent sweep can remove it. If we got the lock, no run of this
-    working directory is alive, so Snakemake locks left by a killed run (SIGKILL) are stale and
-    are removed: a plain rerun then works without ``--unlock``. Outputs at final paths that this
-    workflow did not publish are set aside (:func:`dsa110ms.publish.set_aside`), so they are
-    converted again rather than trusted.
+    reuse), lock it so no concurrent sweep can remove it. Then make every group's published
+    stamp (the rules' declared output) tell the truth about its MS
+    (:meth:`dsa110ms.publish.OutputArea.check_stamps`): a group whose MS is gone, damaged or not
+    ours is converted again; its MS is set aside, never removed, by the job that replaces it.
+    Snakemake's own locks are not used (``nolock`` in the workflow profile): the owner lock
+    keeps two runs of one working directory apart, and dies with its process.
     """
     global _owner
     layout = run.layout
+    # before Snakemake looks at the outputs and parts there (it would end in a traceback)
+    output_dir = Path(run.settings["output_dir"])
+    if os.path.lexists(output_dir) and not output_dir.is_dir():
+        raise OutputError(f"output_dir {output_dir} is not a directory")
+    scratch.check_root(layout.root, create=False)
     if _owner is None and layout.lock_path.exists():
         _owner = scratch.OwnerLock.try_acquire(layout.lock_path, create=False)
-        if _owner is not None:
-            locks = Path(workdir) / ".snakemake" / "locks"
-            stale = sorted(locks.glob("*.lock")) if locks.is_dir() else []
-            for lock in stale:
-                lock.unlink(missing_ok=True)
-            if stale:
-                log.warning("removed %d Snakemake lock(s) left by a dead run", len(stale))
-    if run.manifest is not None:
-        for group in run.manifest:
-            final = Path(run.final_ms(group.id))
-            if os.path.lexists(final) and not is_published(final):
-                set_aside(final)
+    if run.manifest is not None and os.path.isdir(run.settings["output_dir"]):
+        for note in run.output.check_stamps(g.id for g in run.manifest):
+            log.warning("%s", note)
 
 
 def on_start(run: Run) -> None:
     """Own this run's scratch (create + lock), then remove scratch of runs that are dead and
-    this instance's staging MSs left by a killed join."""
+    this instance's staging MSs left by a killed join. Errors end the run with one line."""
     global _owner, _started
-    _started = time.time()
-    layout = run.layout
-    check_writable(Path(run.settings["output_dir"]))
-    faults.activate(run.settings["faults"])
-    metrics.configure(run.settings["metrics_dir"])
-    if _owner is None:
-        _owner = scratch.acquire_instance(layout)
-    else:
-        _owner.describe_owner()
-    report = scratch.sweep_stale(layout.root, keep=layout.instance)
-    output_dir = Path(run.settings["output_dir"])
-    staging = sorted(output_dir.glob(f".*.ms.{layout.instance}.staging"))
-    for path in staging:
-        scratch.remove_tree(path, output_dir)
-        log.info("removed staging MS left by a killed run: %s", path)
-    log.info(
-        "scratch %s (locked); stale sweep removed %d, skipped %d live",
-        layout.instance_dir,
-        len(report.removed),
-        len(report.live),
-    )
+    with one_line_errors():
+        _started = time.time()
+        layout = run.layout
+        check_writable(Path(run.settings["output_dir"]))
+        faults.activate(run.settings["faults"])
+        metrics.configure(run.settings["metrics_dir"])
+        if _owner is None:
+            _owner = scratch.acquire_instance(layout)
+        else:
+            _owner.describe_owner()
+        report = scratch.sweep_stale(layout.root, keep=layout.instance)
+        run.output.prepare()
+        for path in run.output.remove_staging(layout.instance):
+            log.info("removed staging MS left by a killed run: %s", path)
+        log.info(
+            "scratch %s (locked); stale sweep removed %d, skipped %d live",
+            layout.instance_dir,
+            len(report.removed),
+            len(report.live),
+        )
 
 
 def start_cluster_job(run: Run) -> None:
@@ -299,11 +326,10 @@ def check_writable(directory: Path) -> None:
     """Fail before any job runs if ``directory`` cannot be created or written."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=".dsa110ms-write-test-")
-        os.close(fd)
-        os.unlink(probe)
+        with tempfile.TemporaryFile(dir=directory):  # unnamed (O_TMPFILE): nothing to remove
+            pass
     except OSError as exc:
-        raise OutputError(f"output_dir {directory} is not writable: {exc}") from None
+        raise OutputError(f"output_dir {directory} is not writable: {exc.strerror}") from None
 
 
 def on_finish(run: Run, *, success: bool) -> None:
@@ -313,7 +339,7 @@ def on_finish(run: Run, *, success: bool) -> None:
     layout = run.layout
     cleanup_error = None
     try:
-        scratch.remove_if_present(layout.instance_dir, layout.root)
+        remove_owned(layout.instance_dir, layout.root)
     except ScratchError as exc:
         cleanup_error = exc
         left = scratch.remaining_entries(layout.instance_dir)

@@ -6,13 +6,12 @@ import sys
 sys.path.insert(0, workflow.basedir)
 
 from dsa110ms import workflow as dsa110ms_workflow
+from dsa110ms.paths import pattern
 
 dsa110ms_workflow.export_package_path(workflow.basedir)
 dsa110ms_workflow.log_to_stderr()
 
 RUN = dsa110ms_workflow.setup_run(config, workflow)
-
-LOG_DIR = RUN.settings["log_dir"]
 
 
 wildcard_constraints:

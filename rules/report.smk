@@ -4,28 +4,28 @@
 
 rule run_report:
     input:
-        ms=lambda wc: RUN.all_final_ms(),
+        published=lambda wc: RUN.all_published(),
     output:
         table=report(
-            RUN.report_table(),
+            pattern(RUN.report_table()),
             caption="../docs/report/groups.rst",
             category="Groups",
         ),
         plots=report(
-            directory(RUN.report_plots()),
+            directory(pattern(RUN.report_plots())),
             patterns=["{name}.png"],
             caption="../docs/report/plots.rst",
             category="Quick-look",
         ),
     log:
-        f"{LOG_DIR}/run_report.log",
+        RUN.log_pattern("run_report.log"),
     localrule: True
     conda:
         "../envs/dsa110ms.yaml"
     params:
         groups=lambda wc: RUN.groups(),
-        metrics_dir=RUN.settings["metrics_dir"],
-        output_dir=RUN.settings["output_dir"],
+        metrics_dir=pattern(RUN.settings["metrics_dir"]),
+        output_dir=pattern(RUN.settings["output_dir"]),
         instance=RUN.layout.instance,
     script:
         "../scripts/run_report.py"

@@ -3,9 +3,9 @@
 
 rule simulate:
     output:
-        record=f"{RUN.settings['input_dir']}/simulation.json",
+        record=pattern(f"{RUN.settings['input_dir']}/simulation.json"),
     log:
-        f"{LOG_DIR}/simulate.log",
+        RUN.log_pattern("simulate.log"),
     conda:
         "../envs/dsa110ms.yaml"
     params:

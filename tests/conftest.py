@@ -106,6 +106,17 @@ def leftovers(root: Path) -> list[str]:
     return sorted(str(p) for p in root.rglob("*")) if root.exists() else []
 
 
+def visible(directory: Path) -> list[str]:
+    """What a user sees in an output directory: names not starting with a dot (the workflow's
+    own state is in ``.dsa110ms``)."""
+    return sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
+
+
+def staging_left(output_dir: Path) -> list[str]:
+    """Staging MSs left in an output directory (there must be none after a run)."""
+    return leftovers(output_dir / ".dsa110ms" / "staging")
+
+
 @pytest.fixture(scope="session")
 def converted(two_groups, tmp_path_factory):
     """Two complete groups converted in one run."""

@@ -34,7 +34,7 @@ from dsa110ms.faults import LOCK_ERRORS
 from dsa110ms.groups import discover
 from dsa110ms.simulate import SimulationSpec, simulate
 
-from .conftest import SCRATCH_PARENT, leftovers, run_snakemake
+from .conftest import SCRATCH_PARENT, leftovers, run_snakemake, staging_left, visible
 from .test_robustness import assert_matches_input
 
 
@@ -96,7 +96,7 @@ def soak(n_groups: int, seed: int, workdir: Path) -> dict:
             except Exception as exc:  # noqa: BLE001 - every kind of mismatch is counted
                 wrong.append(f"{gid}: {type(exc).__name__}: {str(exc)[:200]}")
         stale = leftovers(scratch_root)
-        extra = sorted(p.name for p in out.iterdir() if p.name not in {f"{g}.ms" for g in ids})
+        extra = [p for p in visible(out) if p not in {f"{g}.ms" for g in ids}] + staging_left(out)
     finally:
         shutil.rmtree(scratch_root, ignore_errors=True)
     return {

@@ -215,7 +215,7 @@ def test_generic_mode_equals_pyuvdata_write_ms_of_unsplit_object(generic_input, 
         spw_layout="single",
         incomplete_groups="convert",
     )
-    (ms,) = out.iterdir()
+    (ms,) = out.glob("*.ms")
     got, go = sorted_rows(ms)
     want, wo = sorted_rows(reference)
     assert len(got.time) == len(want.time)

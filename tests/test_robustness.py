@@ -18,7 +18,14 @@ from dsa110ms.groups import discover
 from dsa110ms.publish import is_published
 from dsa110ms.simulate import SimulationSpec, simulate
 
-from .conftest import WITHOUT_DAC_OVERRIDE, leftovers, run_snakemake, snakemake_command
+from .conftest import (
+    WITHOUT_DAC_OVERRIDE,
+    leftovers,
+    run_snakemake,
+    snakemake_command,
+    staging_left,
+    visible,
+)
 from .msdata import expected_ms_data, read_ms, read_uvh5_raw
 
 LOCK_KINDS = ("read_write", "bytes_read", "errno18", "errno39")
@@ -89,7 +96,7 @@ def test_injected_faults_are_retried_or_fail_cleanly(six_groups, tmp_path, scrat
     for gid in ids[:4]:
         assert_matches_input(out / f"{gid}.ms", input_dir, gid)
     assert not (out / f"{ids[4]}.ms").exists() and not (out / f"{ids[5]}.ms").exists()
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [], "no staging left"
+    assert staging_left(out) == [], "no staging left"
     corrupt_log = (tmp_path / "logs" / ids[4] / "concat.log").read_text()
     assert "permanent: attempt 3 not tried" in corrupt_log
 
@@ -147,7 +154,7 @@ def test_bad_inputs_fail_with_one_line_reasons_and_others_convert(tmp_path, scra
     assert proc.returncode != 0
     assert_matches_input(out / f"{ids[4]}.ms", d, ids[4])
     assert len(list(out.glob(f"{ids[4]}.ms.invalid-*"))) == 1
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(ids[4])) == []
+    assert [p for p in visible(out) if not p.startswith(ids[4])] == []
 
     def reason(group, log_glob):
         (log,) = (tmp_path / "logs" / group).glob(log_glob)
@@ -177,7 +184,7 @@ def test_unwritable_output_dir_fails_before_any_job(tmp_path, scratch_root):
     assert proc.returncode != 0
     assert f"output_dir {out} is not writable" in proc.stdout
     assert "Finished jobid" not in proc.stdout, "no job ran"
-    assert list(out.iterdir()) == []
+    assert visible(out) == [] and staging_left(out) == []
 
 
 def wait_for(predicate, timeout=120.0, what="condition"):
@@ -230,7 +237,7 @@ def test_interrupted_run_then_plain_rerun(sig, phase, tmp_path, scratch_root):
     run_snakemake(tmp_path, "--cores", "2", config=config)
     for gid in ids:
         assert_matches_input(out / f"{gid}.ms", d, gid)
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{g}.ms" for g in ids)
+    assert visible(out) == sorted(f"{g}.ms" for g in ids) and staging_left(out) == []
 
 
 @pytest.fixture
@@ -281,6 +288,6 @@ def test_two_runs_at_once_on_the_same_scratch_root_and_groups(tmp_path, scratch_
     for p, text in zip(procs, outputs, strict=True):
         assert p.returncode == 0, text[-3000:]
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{g}.ms" for g in ids)
+    assert visible(out) == sorted(f"{g}.ms" for g in ids) and staging_left(out) == []
     for gid in ids:
         assert_matches_input(out / f"{gid}.ms", d, gid)

@@ -11,6 +11,7 @@ import pytest
 
 from dsa110ms import scratch
 from dsa110ms.errors import ScratchError
+from dsa110ms.owned import make_owned_dir, remove_owned
 
 from .conftest import hold_lock
 
@@ -30,7 +31,7 @@ def test_layout_is_deterministic_and_private(scratch_root, tmp_path):
             scratch.acquire_instance(a)
     finally:
         lock.release()
-    scratch.remove_tree(a.instance_dir, scratch_root)
+    remove_owned(a.instance_dir, scratch_root)
 
 
 def test_sweep_spares_live_runs_and_removes_dead_ones(scratch_root, tmp_path):
@@ -53,7 +54,7 @@ def test_sweep_spares_live_runs_and_removes_dead_ones(scratch_root, tmp_path):
 
 
 def test_sweep_waits_before_removing_unlocked_young_dirs(scratch_root):
-    scratch.make_private_dir(scratch_root / "starting-0000000000")
+    make_owned_dir(scratch_root / "starting-0000000000", "test")
     report = scratch.sweep_stale(scratch_root)
     assert report.removed == [] and len(report.live) == 1
     old = time.time() - scratch.UNLOCKED_GRACE_S - 1
@@ -61,24 +62,65 @@ def test_sweep_waits_before_removing_unlocked_young_dirs(scratch_root):
     assert len(scratch.sweep_stale(scratch_root).removed) == 1
 
 
-def test_remove_tree_stays_inside_root_and_never_follows_symlinks(scratch_root, tmp_path):
+def test_remove_owned_removes_only_marked_entries_inside_root_never_through_symlinks(
+    scratch_root, tmp_path
+):
     outside = tmp_path / "precious"
     outside.mkdir()
     (outside / "data").write_text("keep me")
-    scratch.make_private_dir(scratch_root / "inst" / "g")
+    scratch_root.mkdir()
+    foreign = scratch_root / "foreign"  # not ours: no marker
+    (foreign / "g").mkdir(parents=True)
+    make_owned_dir(scratch_root / "inst", "test")
+    (scratch_root / "inst" / "g").mkdir()
     (scratch_root / "inst" / "g" / "link").symlink_to(outside)
     (scratch_root / "inst" / "toplink").symlink_to(outside)
+    (scratch_root / "inst-link").symlink_to(scratch_root / "inst")
+    # a marker planted in someone else's directory through a symlink is not ours either
+    (foreign / ".dsa110ms-owned").symlink_to(scratch_root / "inst" / ".dsa110ms-owned")
 
-    with pytest.raises(ScratchError, match="not inside scratch root"):
-        scratch.remove_tree(outside, scratch_root)
-    with pytest.raises(ScratchError, match="not inside scratch root"):
-        scratch.remove_tree(scratch_root, scratch_root)
-    with pytest.raises(ScratchError, match="not inside scratch root"):
-        scratch.remove_tree(scratch_root / "inst" / "toplink" / "data", scratch_root)
-
-    scratch.remove_tree(scratch_root / "inst", scratch_root)
+    for path, why in (
+        (outside, "not inside"),
+        (scratch_root, "not inside"),
+        (foreign, "not created by this workflow"),
+        (foreign / "g", "not created by this workflow"),
+        (scratch_root / "inst" / "toplink" / "data", "not created by this workflow"),
+        (scratch_root / "inst-link" / "g", "not created by this workflow"),
+    ):
+        with pytest.raises(ScratchError, match=why):
+            remove_owned(path, scratch_root)
+    assert remove_owned(scratch_root / "inst" / "g" / "link", scratch_root)  # the link only
+    assert (outside / "data").read_text() == "keep me"
+    assert remove_owned(scratch_root / "inst", scratch_root)
     assert not (scratch_root / "inst").exists()
     assert (outside / "data").read_text() == "keep me"
+    assert (foreign / "g").is_dir()
+    assert not remove_owned(scratch_root / "inst", scratch_root)  # gone: nothing to do
+    for p in (foreign / ".dsa110ms-owned", foreign / "g", foreign, scratch_root / "inst-link"):
+        p.unlink() if p.is_symlink() else p.rmdir()
+
+
+def test_sweep_of_a_shared_root_touches_only_dead_instances_of_ours(tmp_path):
+    """scratch_root: a shared, sticky, world-writable directory (as /dev/shm or /tmp) holding
+    other programs' old directories: the sweep removes only a dead instance of ours and never
+    changes the root's mode."""
+    root = tmp_path / "shared"
+    root.mkdir()
+    root.chmod(0o1777)
+    old = time.time() - 3600
+    for name in ("precious", "dsa110ms-like-0123456789"):
+        (root / name).mkdir()
+        (root / name / "data").write_text("not yours")
+        os.utime(root / name, (old, old))
+    dead = scratch.ScratchLayout.for_workdir(root, tmp_path / "dead")
+    scratch.acquire_instance(dead).release()  # a run that died: marked, lock free
+    report = scratch.sweep_stale(root)
+    assert report.removed == [str(dead.instance_dir)] and report.failed == []
+    assert sorted(p.name for p in root.iterdir()) == ["dsa110ms-like-0123456789", "precious"]
+    assert oct(root.stat().st_mode & 0o7777) == "0o1777"
+    layout = scratch.ScratchLayout.for_workdir(root, tmp_path / "live")
+    scratch.acquire_instance(layout).release()
+    assert oct(root.stat().st_mode & 0o7777) == "0o1777", "an existing root is never chmod-ed"
 
 
 def node_job_process(root, workdir, job: str, group: str):
@@ -121,6 +163,7 @@ def test_cluster_jobs_remove_their_groups_and_those_of_jobs_killed_on_the_node(
         mine.finish()  # whatever the outcome: its groups and its lock are gone
         assert sorted(p.name for p in layout.instance_dir.iterdir()) == [
             ".cluster-job-102.lock",
+            ".dsa110ms-owned",
             "g2",
         ]
     finally:

@@ -14,7 +14,7 @@ from dsa110ms.groups import discover
 from dsa110ms.scratch import ScratchLayout
 from dsa110ms.simulate import SimulationSpec, simulate
 
-from .conftest import hold_lock, leftovers, run_snakemake
+from .conftest import hold_lock, leftovers, run_snakemake, staging_left, visible
 from .independent import dft_flux, mirrored, ms_uvw_reference, source_icrs
 from .msdata import expected_ms_data, read_ms, read_uvh5_raw
 
@@ -23,7 +23,7 @@ def test_two_groups_convert_and_leave_no_scratch(converted, two_groups):
     work, config, proc = converted
     out = Path(config["output_dir"])
     ids = [g.id for g in discover(two_groups)]
-    assert sorted(p.name for p in out.iterdir()) == [f"{g}.ms" for g in ids]
+    assert visible(out) == [f"{g}.ms" for g in ids] and staging_left(out) == []
     assert leftovers(Path(config["scratch_root"])) == []
     assert "removed and verified gone" in proc.stdout
 
@@ -115,7 +115,7 @@ def test_concat_lock_failure_is_retried_and_dead_scratch_swept(
     }
     proc = run_snakemake(tmp_path, "--cores", "2", config=config)
     assert "cannot be opened for read/write" in proc.stdout and "injected fault" in proc.stdout
-    (ms,) = (tmp_path / "out").iterdir()
+    (ms,) = (tmp_path / "out").glob("*.ms")
     assert ms.name == f"{group}.ms"
     cols = read_ms(ms)
     assert len(cols.spw_freqs) == 2
@@ -140,7 +140,7 @@ def test_permanent_failure_leaves_nothing(two_subband_group, tmp_path, scratch_r
     }
     proc = run_snakemake(tmp_path, "--cores", "2", config=config, check=False)
     assert proc.returncode != 0
-    assert leftovers(tmp_path / "out") == [], "no MS, no staging MS"
+    assert visible(tmp_path / "out") == [] and staging_left(tmp_path / "out") == []
     log = (tmp_path / "logs" / group / "concat.log").read_text()
     assert "ERROR" in log and "injected fault" in log
     # onerror removed this run's scratch (verified by the scratch_root fixture too)
