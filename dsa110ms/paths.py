@@ -1,19 +1,13 @@
 """File names the rules and the jobs must agree on, in one place.
 
-The rules use them as Snakemake patterns (:func:`pattern` escapes the braces a user's directory
-may hold, so that ``input_dir: 'data/{x}'`` is a directory, not a wildcard); a part job
-computes its own paths from the same functions (:func:`dsa110ms.jobs.part_command`), so that no
-path is written into its shell command.
+The rules use them with wildcards as Snakemake patterns; a part job computes its own paths from
+the same functions (:func:`dsa110ms.jobs.part_command`), so that no path is written into its
+shell command.
 """
 
 from __future__ import annotations
 
 import os
-
-
-def pattern(path: str | os.PathLike) -> str:
-    """A literal path as a Snakemake pattern: ``{`` and ``}`` doubled."""
-    return str(path).replace("{", "{{").replace("}", "}}")
 
 
 def input_file(input_dir: str, filetime: str, subband: str) -> str:

@@ -186,11 +186,13 @@ def plot_group(record: Mapping, path: str | os.PathLike) -> None:
 
 
 def link_or_copy(source: Path, target: Path) -> None:
-    target.unlink(missing_ok=True)
+    """``target`` becomes ``source``'s content, replaced in one rename (nothing removed)."""
+    staging = target.with_name(f".{target.name}.{os.getpid()}")
     try:
-        os.link(source, target)
-    except OSError:  # another file system
-        shutil.copyfile(source, target)
+        os.link(source, staging)
+    except OSError:  # another file system, or left by a killed report: copy over it
+        shutil.copyfile(source, staging)
+    os.replace(staging, target)
 
 
 def make_report(

@@ -22,7 +22,7 @@ from typing import NoReturn
 from . import casa, faults, metrics, paths, progress, scratch
 from .cluster import cluster_job_id
 from .config import validate_config
-from .errors import DiscoveryError, Dsa110msError, OutputError, ScratchError
+from .errors import ConfigError, DiscoveryError, Dsa110msError, OutputError, ScratchError
 from .groups import Manifest, discover
 from .owned import remove_owned
 from .publish import OutputArea
@@ -96,6 +96,22 @@ def one_line_errors():
         exit_with(exc)
 
 
+def refuse_paths_casa_splits(settings: dict) -> None:
+    """``join_method: concat`` runs ``casatasks.concat``, which splits the table names of its
+    inputs' subtables on spaces (casatasks/private/mslisthelper.py): refused up front, with the
+    key to change, rather than failing every join. The default join has no such limit."""
+    if settings["join_method"] != "concat":
+        return
+    for key in ("scratch_root", "output_dir"):
+        path = os.path.abspath(settings[key])
+        if any(c.isspace() for c in path):
+            raise ConfigError(
+                f"config key {key}: {path!r} holds whitespace, which casatasks.concat cannot "
+                "handle (it splits table names on spaces); use join_method=direct or a path "
+                "without whitespace"
+            )
+
+
 @dataclass
 class Run:
     """One evaluation of the Snakefile: settings, groups and scratch layout."""
@@ -109,6 +125,7 @@ class Run:
     @classmethod
     def load(cls, config: dict, *, is_main_process: bool, workdir: str | os.PathLike = ".") -> Run:
         settings = validate_config(config)
+        refuse_paths_casa_splits(settings)
         layout = scratch.ScratchLayout.for_workdir(settings["scratch_root"], workdir)
         manifest, error = None, None
         manifest_path = Path(workdir) / MANIFEST_PATH
@@ -159,51 +176,43 @@ class Run:
     # A part's path names its input file, so that the part rule's input is a pattern, not a
     # function: Snakemake inspects the signature of every input function for every job
     # (16,000 part jobs in a dry run over 1,000 groups: seconds).
-    # Patterns: the user's directories with their braces escaped (:func:`dsa110ms.paths.pattern`),
-    # then the same path functions as for concrete paths.
-    @property
-    def _pattern_layout(self) -> scratch.ScratchLayout:
-        return scratch.ScratchLayout(Path(paths.pattern(self.layout.root)), self.layout.instance)
-
+    # Patterns: the same path functions as for concrete paths, with wildcards (the config
+    # refuses braces in directories: Snakemake has no escape for them in patterns).
     def part_pattern(self) -> str:
-        return str(self._pattern_layout.part("{group}", "{filetime}_sb{subband}"))
+        return str(self.layout.part("{group}", "{filetime}_sb{subband}"))
 
     def template_pattern(self) -> str:
-        return str(self._pattern_layout.template("{group}"))
+        return str(self.layout.template("{group}"))
 
     def input_pattern(self) -> str:
-        return paths.input_file(
-            paths.pattern(self.settings["input_dir"]), "{filetime}", "{subband}"
-        )
+        return paths.input_file(self.settings["input_dir"], "{filetime}", "{subband}")
 
     def published_pattern(self) -> str:
-        return str(OutputArea.of(paths.pattern(self.settings["output_dir"])).stamp("{group}"))
+        return str(self.output.stamp("{group}"))
 
     def log_pattern(self, name: str) -> str:
         """A job's log, ``name`` relative to ``<log_dir>`` (wildcards allowed in it)."""
-        return os.path.join(paths.pattern(self.settings["log_dir"]), name)
+        return os.path.join(self.settings["log_dir"], name)
 
     def part_log_pattern(self) -> str:
         return paths.part_log(self.log_pattern(""), "{group}", "{subband}", "{filetime}")
 
-    # Input functions: Snakemake formats what they return with the job's wildcards too, so
-    # these return patterns (braces escaped) of concrete paths.
     def parts_ascending_frequency(self, group: str) -> list[str]:
         """Parts of a group in SPW order: lowest frequency (sb15) first."""
         g = self.manifest.groups[group]
-        return [paths.pattern(self.part(group, sb)) for sb in g.subbands_ascending_frequency()]
+        return [self.part(group, sb) for sb in g.subbands_ascending_frequency()]
 
     def template(self, group: str) -> str:
-        return paths.pattern(self.layout.template(group))
+        return str(self.layout.template(group))
 
     def template_source(self, group: str) -> str:
         """The file a group's template is made from: its lowest-numbered subband."""
         files = self.manifest.groups[group].files
-        return paths.pattern(files[min(files)])
+        return files[min(files)]
 
     def all_published(self) -> list[str]:
         """Every group's published stamp (what the rules declare; never the MS itself)."""
-        return [paths.pattern(self.output.stamp(g)) for g in self.groups()]
+        return [str(self.output.stamp(g)) for g in self.groups()]
 
     def part_options(self) -> dict:
         """How every part and the template are written (:func:`dsa110ms.mspart.write_part`,

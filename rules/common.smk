@@ -6,7 +6,6 @@ import sys
 sys.path.insert(0, workflow.basedir)
 
 from dsa110ms import workflow as dsa110ms_workflow
-from dsa110ms.paths import pattern
 
 dsa110ms_workflow.export_package_path(workflow.basedir)
 dsa110ms_workflow.log_to_stderr()

@@ -56,7 +56,7 @@ rule concat:
         mem_mb=2000,
         attempt=lambda wc, attempt: attempt,
     params:
-        output_dir=pattern(RUN.settings["output_dir"]),
+        output_dir=RUN.settings["output_dir"],
         spw_layout=RUN.settings["spw_layout"],
         join_method=RUN.settings["join_method"],
         imaging_columns=RUN.settings["imaging_columns"],

@@ -7,12 +7,12 @@ rule run_report:
         published=lambda wc: RUN.all_published(),
     output:
         table=report(
-            pattern(RUN.report_table()),
+            RUN.report_table(),
             caption="../docs/report/groups.rst",
             category="Groups",
         ),
         plots=report(
-            directory(pattern(RUN.report_plots())),
+            directory(RUN.report_plots()),
             patterns=["{name}.png"],
             caption="../docs/report/plots.rst",
             category="Quick-look",
@@ -24,8 +24,8 @@ rule run_report:
         "../envs/dsa110ms.yaml"
     params:
         groups=lambda wc: RUN.groups(),
-        metrics_dir=pattern(RUN.settings["metrics_dir"]),
-        output_dir=pattern(RUN.settings["output_dir"]),
+        metrics_dir=RUN.settings["metrics_dir"],
+        output_dir=RUN.settings["output_dir"],
         instance=RUN.layout.instance,
     script:
         "../scripts/run_report.py"

@@ -3,7 +3,7 @@
 
 rule simulate:
     output:
-        record=pattern(f"{RUN.settings['input_dir']}/simulation.json"),
+        record=f"{RUN.settings['input_dir']}/simulation.json",
     log:
         RUN.log_pattern("simulate.log"),
     conda:
