@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
+import re
 from pathlib import Path
 
 import yaml
-from jsonschema import Draft202012Validator, validators
+from jsonschema import Draft202012Validator, FormatChecker, validators
 
 from .errors import ConfigError
+from .groups import TIMESTAMP_PATTERN, parse_timestamp
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+FIX = "fix it in config/config.yaml or with snakemake --config"
 
 
 def _with_defaults(validator_class):
@@ -29,6 +33,27 @@ def _with_defaults(validator_class):
 
 
 DefaultingValidator = _with_defaults(Draft202012Validator)
+
+#: Formats of the schema: ``timestamp``, a real time, not only the YYYY-MM-DDTHH:MM:SS shape that
+#: ``pattern`` checks (2026-02-30T25:61:61 has the shape); ``directory``, a path Snakemake can
+#: use in its patterns. Only these formats are checked.
+FORMATS = FormatChecker(formats=())
+
+
+@FORMATS.checks("timestamp", raises=ValueError)
+def _is_timestamp(value) -> bool:
+    # other types and other shapes are left to `type` and `pattern`, which say what is wrong
+    if isinstance(value, str) and re.fullmatch(TIMESTAMP_PATTERN, value):
+        parse_timestamp(value)  # ValueError says which field is out of range
+    return True
+
+
+@FORMATS.checks("directory", raises=ValueError)
+def _is_directory_name(value) -> bool:
+    # Snakemake reads braces in a path as wildcards and has no escape for them in patterns
+    if isinstance(value, str) and ("{" in value or "}" in value):
+        raise ValueError("it holds { or }, which Snakemake reads as wildcards")
+    return True
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
@@ -59,17 +84,33 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     """A validated copy of ``config`` with defaults; raises ConfigError with one line."""
     schema = schema or load_schema()
     settings = _coerce(copy.deepcopy(dict(config)), schema)
-    validator = DefaultingValidator(schema)
+    _check_finite(settings, schema)
+    validator = DefaultingValidator(schema, format_checker=FORMATS)
     errors = sorted(validator.iter_errors(settings), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError(explain(errors[0], schema))
     return settings
 
 
+def _check_finite(value, schema: dict, path=()) -> None:
+    """ConfigError for the first NaN or infinity anywhere in the config (``--config
+    tolerance_s=nan`` arrives as a float). Checked here because NaN passes every ``minimum`` and
+    ``maximum`` of the schema (all comparisons with NaN are false)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        key = ".".join(str(p) for p in path)
+        raise ConfigError(
+            f"config key {key}: {value!r} is not a finite number{_description(schema, path)} "
+            f"({FIX})"
+        )
+    if isinstance(value, (dict, list)):
+        for k, v in value.items() if isinstance(value, dict) else enumerate(value):
+            _check_finite(v, schema, (*path, k))
+
+
 def explain(error, schema: dict) -> str:
     """One line for a schema violation: the key, what is wrong, what is allowed, where to fix."""
     key = ".".join(str(p) for p in error.absolute_path)
-    fix = "fix it in config/config.yaml or with snakemake --config"
+    fix = FIX
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
@@ -86,6 +127,11 @@ def explain(error, schema: dict) -> str:
     if error.validator == "pattern":
         what = f"{error.instance!r} is not in the expected form"
         return f"config key {key}: {what}{description} ({fix})"
+    if error.validator == "format" and error.validator_value == "directory":
+        return f"config key {key}: {error.instance!r}: {error.cause}; rename the directory ({fix})"
+    if error.validator == "format":  # timestamp
+        why = f" ({error.cause})" if error.cause else ""
+        return f"config key {key}: {error.instance!r} is not a real time{why} ({fix})"
     return f"config key {key or '(top level)'}: {error.message}{description} ({fix})"
 
 

@@ -2,8 +2,11 @@
 
 A DSA-110 observation is 16 files ``YYYY-MM-DDTHH:MM:SS_sbNN.hdf5`` whose names carry the wall
 clock of the correlator node that opened them, so they differ by a few seconds. Files are grouped
-around each sb00 file: a file belongs to the sb00 nearest in time if within ``tolerance_s``. The
-group id is sb00's timestamp. ``*_incomplete.hdf5`` files are still being written and are ignored.
+around each sb00 file: a file belongs to the sb00 nearest in time if within ``tolerance_s`` (at
+most :data:`MAX_TOLERANCE_S`). The group id is the timestamp in the name of the sb00 file the group
+converts (after duplicates are resolved), or, for a group without sb00 converted under
+``incomplete_groups=convert``, of its earliest file; every file of a group is within
+``tolerance_s`` of its id. ``*_incomplete.hdf5`` files are still being written and are ignored.
 
 Policies (config keys ``incomplete_groups`` and ``duplicate_subbands``):
 
@@ -39,6 +42,10 @@ TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
 TIMESTAMP_PATTERN = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
 FILE_PATTERN = re.compile(rf"^(?P<timestamp>{TIMESTAMP_PATTERN})_sb(?P<subband>\d{{2}})\.hdf5$")
 INCOMPLETE_SUFFIX = "_incomplete.hdf5"
+
+#: The largest tolerance_s (s), as in config/schema.yaml: below half the ~309.2 s between the
+#: sb00 files of two consecutive observations, so that one window never holds both.
+MAX_TOLERANCE_S = 150
 
 INCOMPLETE_POLICIES = ("skip", "fail", "convert")
 DUPLICATE_POLICIES = ("skip", "fail", "latest")
@@ -81,7 +88,8 @@ class SubbandFile:
 
 @dataclass
 class Group:
-    """Files of one observation; ``id`` is sb00's timestamp."""
+    """Files of one observation; ``id`` is its sb00 file's timestamp (without sb00: its earliest
+    file's), and every file is within tolerance of it."""
 
     id: str
     files: dict[int, str]  # subband -> path
@@ -172,10 +180,16 @@ def scan(input_dir: str | os.PathLike) -> tuple[list[SubbandFile], list[str]]:
     return files, notes
 
 
-def unreadable(paths) -> list[str]:
-    """Paths this process may not read (Snakemake itself fails on them, so they never reach a
-    job: their group is skipped with this reason)."""
-    return [p for p in paths if not os.access(p, os.R_OK)]
+def unreadable(path: str) -> str | None:
+    """Why this process cannot read ``path``, or None if it can. Snakemake itself fails on such
+    inputs, so they never reach a job: their group is skipped with this reason."""
+    if os.access(path, os.R_OK):
+        return None
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"dangling symlink (target {os.readlink(path)} does not exist)"
+    if not os.path.lexists(path):
+        return "removed since the input directory was scanned"
+    return "not readable (permission denied)"
 
 
 def _cluster(files: list[SubbandFile], tolerance: dt.timedelta) -> tuple[list[list], list]:
@@ -213,25 +227,32 @@ def _cluster_orphans(orphans: list[SubbandFile], tolerance: dt.timedelta) -> lis
     return clusters
 
 
-def _resolve_duplicates(gid: str, members: list[SubbandFile], policy: str) -> dict | str:
-    """subband -> path, or a reason string if the group must be skipped."""
+def _latest_of_each(members: list[SubbandFile]) -> tuple[dict[int, SubbandFile], dict]:
+    """The latest file of each subband, and the subbands with more than one file (all of them)."""
     by_sb: dict[int, list[SubbandFile]] = {}
-    for f in members:
+    for f in sorted(members):
         by_sb.setdefault(f.subband, []).append(f)
-    dups = {sb: fs for sb, fs in by_sb.items() if len(fs) > 1}
-    if dups:
-        listing = "; ".join(
-            f"sb{sb:02d}: " + ", ".join(Path(f.path).name for f in fs) for sb, fs in dups.items()
+    return {sb: fs[-1] for sb, fs in by_sb.items()}, {sb: fs for sb, fs in by_sb.items() if fs[1:]}
+
+
+def _id_file(chosen: dict[int, SubbandFile]) -> SubbandFile:
+    """The file whose name gives the group its id: sb00, else the earliest."""
+    return chosen[0] if 0 in chosen else min(chosen.values())
+
+
+def _duplicates(gid: str, dups: dict[int, list[SubbandFile]], policy: str) -> str | None:
+    """Apply ``duplicate_subbands``: the reason to skip the group, or None to keep the latest."""
+    listing = "; ".join(
+        f"sb{sb:02d}: " + ", ".join(Path(f.path).name for f in fs) for sb, fs in dups.items()
+    )
+    if policy == "fail":
+        raise DiscoveryError(f"group {gid}: duplicate subbands ({listing})")
+    if policy == "skip":
+        return (
+            f"group {gid}: skipped, duplicate subbands ({listing}); policy duplicate_subbands=skip"
         )
-        if policy == "fail":
-            raise DiscoveryError(f"group {gid}: duplicate subbands ({listing})")
-        if policy == "skip":
-            return (
-                f"group {gid}: skipped, duplicate subbands ({listing}); "
-                "policy duplicate_subbands=skip"
-            )
-        log.warning("group %s: duplicate subbands (%s); keeping the latest of each", gid, listing)
-    return {sb: max(fs).path for sb, fs in by_sb.items()}
+    log.warning("group %s: duplicate subbands (%s); keeping the latest of each", gid, listing)
+    return None
 
 
 def discover(
@@ -250,7 +271,13 @@ def discover(
     ``only``, if given, selects these group ids (the streaming mode's batches), and files that
     belong to no group are then not reported (they belong to groups still arriving).
     Warnings for everything skipped are logged and kept in ``Manifest.skipped``.
+    ``tolerance_s`` is in seconds, 0 < tolerance_s <= :data:`MAX_TOLERANCE_S`.
     """
+    if not 0 < tolerance_s <= MAX_TOLERANCE_S:  # also refuses NaN
+        raise DiscoveryError(
+            f"tolerance_s={tolerance_s}: must be more than 0 and at most {MAX_TOLERANCE_S} s "
+            "(below half the time between observations)"
+        )
     if incomplete_groups not in INCOMPLETE_POLICIES:
         raise DiscoveryError(f"incomplete_groups must be one of {INCOMPLETE_POLICIES}")
     if duplicate_subbands not in DUPLICATE_POLICIES:
@@ -273,22 +300,35 @@ def discover(
             f"{f.path}: no sb00 file within {tolerance_s:g} s, so it belongs to no complete group"
         )
     for members in clusters:
-        anchor = members[0]
-        gid = format_timestamp(anchor.time)
-        if (lo and anchor.time < lo) or (hi and anchor.time > hi):
+        # The id comes from the files `latest` keeps, whatever duplicate_subbands says, so that a
+        # group's id is the same under every policy (the stream scans with `latest` and runs
+        # each batch with the configured policy, naming its groups by id).
+        latest, dups = _latest_of_each(members)
+        named_by = _id_file(latest)
+        gid = format_timestamp(named_by.time)
+        if (lo and named_by.time < lo) or (hi and named_by.time > hi):
             continue
         if only is not None and gid not in only:
             continue
-        chosen = _resolve_duplicates(gid, members, duplicate_subbands)
-        if isinstance(chosen, str):
-            manifest.skipped.append(chosen)
+        reason = _duplicates(gid, dups, duplicate_subbands) if dups else None
+        if reason:
+            manifest.skipped.append(reason)
             continue
-        group = Group(gid, chosen)
-        denied = unreadable(chosen.values())
-        if denied:
+        # Only after `latest` replaced a duplicate sb00 can a file be farther than tolerance from
+        # the id (the cluster was anchored on the earliest sb00): never convert it under that id.
+        far = sorted(f for f in latest.values() if abs(f.time - named_by.time) > tolerance)
+        if far:
             manifest.skipped.append(
-                f"{denied[0]}: not readable (permission denied); group {gid} not converted"
+                f"group {gid}: skipped, {', '.join(Path(f.path).name for f in far)} more than "
+                f"{tolerance_s:g} s from {Path(named_by.path).name}, whose name is the group's "
+                "id; move the files that do not belong to it out of input_dir"
             )
+            continue
+        chosen = {sb: f.path for sb, f in latest.items()}
+        group = Group(gid, chosen)
+        problem = next(((p, why) for p in chosen.values() if (why := unreadable(p))), None)
+        if problem:
+            manifest.skipped.append(f"{problem[0]}: {problem[1]}; group {gid} not converted")
             continue
         if group.missing_subbands:
             gaps = ", ".join(f"sb{sb:02d}" for sb in group.missing_subbands)

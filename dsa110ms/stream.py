@@ -15,6 +15,12 @@ and in the state file ``<log_dir>/stream/state.json`` (groups skipped or failed,
 reason; they are tried again only if their set of files changes). A group that arrived while
 the stream was down is converted when it starts. SIGINT/SIGTERM stop the current batch (its
 Snakemake run cleans up after itself) and exit; the next start finishes the job.
+
+A file that arrives after its group was published (``incomplete_groups=convert`` published it
+without that subband, or a re-sent duplicate) is not converted: it is reported once, as a warning
+line and under the group's ``late_files`` in the state file, with what to do (move the MS aside
+and the stream converts the group again). Files discovery cannot use (unreadable, a dangling
+symlink) are reported once per start, as warning lines.
 """
 
 from __future__ import annotations
@@ -36,10 +42,11 @@ import yaml
 
 from . import metrics
 from .config import validate_config
-from .errors import Dsa110msError
+from .errors import ConfigError, Dsa110msError
 from .files import write_text_atomically
 from .groups import INCOMPLETE_SUFFIX, TIMESTAMP_PATTERN, Manifest, discover, parse_timestamp
 from .publish import is_published
+from .report import read_group_record
 from .workflow import MANIFEST_PATH
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,16 +96,28 @@ class StreamState:
             entry and entry["status"] in ("skipped", "failed") and entry["files"] == candidate.files
         )
 
-    def record(self, candidate: Candidate, status: str, **fields) -> None:
-        self.groups[candidate.id] = {"status": status, "files": candidate.files, **fields}
+    def record(self, candidate: Candidate, status: str, files=None, **fields) -> None:
+        """``files``: the file names the group was converted from, if not the candidate's."""
+        files = candidate.files if files is None else files
+        self.groups[candidate.id] = {"status": status, "files": files, **fields}
+
+    def published_by_file(self) -> dict[str, str]:
+        """File name -> the group the stream published it in."""
+        return {
+            name: gid
+            for gid, entry in self.groups.items()
+            if entry["status"] == "published"
+            for name in entry["files"]
+        }
 
 
-def scan(settings: dict) -> list[Candidate]:
+def scan(settings: dict) -> tuple[list[Candidate], list[str]]:
     """Every group in the input directory, whatever its state (discovery with the policy that
-    keeps incomplete groups, so that waiting ones are seen)."""
+    keeps incomplete groups, so that waiting ones are seen), and discovery's reasons for what it
+    left out."""
     input_dir = Path(settings["input_dir"])
     if not input_dir.is_dir():
-        return []
+        return [], []
     manifest = discover(
         input_dir,
         tolerance_s=settings["tolerance_s"],
@@ -130,7 +149,7 @@ def scan(settings: dict) -> list[Candidate]:
                 writing=any(abs((t - t0).total_seconds()) <= tolerance for t in writing),
             )
         )
-    return candidates
+    return candidates, manifest.skipped
 
 
 def interrupt_when_orphaned() -> None:
@@ -148,6 +167,8 @@ class Stream:
         self.child: subprocess.Popen | None = None
         self.stopping = False
         self.retry_at: dict[str, float] = {}  # group -> when to try a failed batch again
+        self.warned: set[str] = set()  # discovery's reasons already shown since the start
+        self.record_files: dict[str, list[str] | None] = {}  # group -> files in its record
 
     def final_ms(self, group: str) -> Path:
         return Path(self.settings["output_dir"]) / f"{group}.ms"
@@ -155,8 +176,18 @@ class Stream:
     def ready(self, now: float) -> tuple[list[Candidate], int]:
         """Groups to convert now, and how many are still waiting."""
         ready, waiting = [], 0
-        for c in scan(self.settings):
-            if is_published(self.final_ms(c.id)) or self.state.settled(c):
+        candidates, skipped = scan(self.settings)
+        for reason in skipped:  # e.g. a dangling symlink: its group is never a candidate
+            if reason not in self.warned:
+                self.warned.add(reason)
+                say(f"warning: {reason}")
+        by_file = self.state.published_by_file()
+        for c in candidates:
+            published = self.published_as(c, by_file)
+            if published:
+                self.report_late(c, published)
+                continue
+            if self.state.settled(c):
                 continue
             if (
                 c.writing
@@ -178,6 +209,51 @@ class Stream:
                 continue
             ready.append(c)
         return ready, waiting
+
+    def published_as(self, c: Candidate, by_file: dict[str, str]) -> str | None:
+        """The published group holding ``c``'s files: ``c`` itself, or the group that a file of
+        ``c`` was published in (a re-sent sb00 under ``latest`` renames a group: its id is the
+        sb00 file kept)."""
+        if is_published(self.final_ms(c.id)):
+            return c.id
+        for name in c.files:
+            gid = by_file.get(name)
+            if gid and is_published(self.final_ms(gid)):
+                return gid
+        return None
+
+    def published_files(self, gid: str) -> list[str] | None:
+        """The file names the published MS of ``gid`` was made from: as the stream recorded it,
+        else in the group record its concat job wrote (None: published before records)."""
+        entry = self.state.groups.get(gid)
+        if entry and entry["status"] == "published":
+            return entry["files"]
+        if gid not in self.record_files:  # read once: a backlog has many published groups
+            record = read_group_record(self.settings["metrics_dir"], gid)
+            self.record_files[gid] = record["files"] if record else None
+        return self.record_files[gid]
+
+    def report_late(self, c: Candidate, gid: str) -> None:
+        """Report, once, each file of ``c`` that the published MS of ``gid`` was not made from
+        (never converted silently into nothing, never converted twice)."""
+        published = self.published_files(gid)
+        if published is None:
+            return
+        entry = self.state.groups.get(gid)
+        if not entry or entry["status"] != "published":  # published by another run
+            entry = {"status": "published", "files": published}
+        late = entry.get("late_files", {})
+        new = [name for name in c.files if name not in published and name not in late]
+        if not new:
+            return
+        for name in new:
+            late[name] = (
+                f"arrived after group {gid} was published without it; move "
+                f"{self.final_ms(gid)} aside to convert the group again"
+            )
+            say(f"warning: {name}: {late[name]}")
+        self.state.groups[gid] = {**entry, "late_files": late}
+        self.state.save()
 
     def convert(self, batch: list[Candidate]) -> None:
         ids = [c.id for c in batch]
@@ -213,7 +289,8 @@ class Stream:
             self.child = None
         manifest_path = MANIFEST_PATH  # the batch's, in this working directory
         fresh = manifest_path.exists() and manifest_path.stat().st_mtime >= started
-        skipped = Manifest.read(manifest_path).skipped if fresh else []
+        batch_manifest = Manifest.read(manifest_path) if fresh else Manifest("")
+        skipped = batch_manifest.skipped
         events = metrics.read_events(self.settings["metrics_dir"], since=started)
         for c in batch:
             done = time.time()
@@ -222,7 +299,11 @@ class Stream:
             if is_published(self.final_ms(c.id)):
                 published = self.final_ms(c.id).stat().st_ctime  # its rename into place
                 latency = round(published - c.last_arrival, 1)
-                self.state.record(c, "published", latency_s=latency, at=done)
+                # the files the batch converted (one may have come since the scan): late files
+                # are those not in this list
+                group = batch_manifest.groups.get(c.id)
+                files = group and sorted(os.path.basename(p) for p in group.files.values())
+                self.state.record(c, "published", files=files, latency_s=latency, at=done)
                 say(f"{c.id} published {latency:.1f} s after its last file")
             elif self.stopping:
                 continue  # interrupted: the next start converts it
@@ -244,7 +325,7 @@ class Stream:
             try:
                 batch, waiting = self.ready(now)
             except Dsa110msError as exc:
-                say(f"error: {exc}")
+                print(f"dsa110ms: error: {exc}", file=sys.stderr, flush=True)
                 return 1
             if batch:
                 self.convert(batch)
@@ -266,14 +347,15 @@ class Stream:
 
 
 def parse_config_overrides(pairs: list[str]) -> dict:
-    """``key=value`` pairs as ``snakemake --config`` reads them (values in YAML)."""
-    config = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"{PREFIX} error: --config {pair!r}: expected key=value")
-        config[key] = yaml.safe_load(value)
-    return config
+    """``key=value`` pairs exactly as ``snakemake --config`` reads them (each value: int, float,
+    bool, YAML with every scalar a string, or the string itself), since every batch passes the
+    same pairs to Snakemake. Raises ConfigError with Snakemake's one-line reason."""
+    from snakemake.cli import parse_config
+
+    try:
+        return parse_config(pairs)
+    except ValueError as exc:
+        raise ConfigError(f"--config {' '.join(pairs)}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,14 +386,16 @@ def main(argv: list[str] | None = None) -> int:
     # discovery runs every poll: its warnings about groups still arriving are noise here
     logging.getLogger("dsa110ms.groups").setLevel(logging.ERROR)
     args.snakemake_args = extra
+    from snakemake.utils import update_config  # nested keys merged as Snakemake merges them
+
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     for path in args.configfile:
-        config.update(yaml.safe_load(Path(path).read_text()) or {})
-    config.update(parse_config_overrides(args.config))
+        update_config(config, yaml.safe_load(Path(path).read_text()) or {})
     try:
+        update_config(config, parse_config_overrides(args.config))
         settings = validate_config(config)
     except Dsa110msError as exc:
-        print(f"{PREFIX} error: {exc}", file=sys.stderr)
+        print(f"dsa110ms: error: {exc}", file=sys.stderr)
         return 1
     stream = Stream(args, settings)
     signal.signal(signal.SIGTERM, stream.stop)

@@ -53,3 +53,65 @@ def test_nested_command_line_values_are_typed():
     assert s["simulate"]["n_groups"] == 2 and s["simulate"]["subbands"] == [0, 15]
     with pytest.raises(ConfigError, match="simulate.n_groups"):
         validate_config({"simulate": {"n_groups": "two"}})
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ({"tolerance_s": float("nan")}, "config key tolerance_s: nan is not a finite number"),
+        ({"tolerance_s": "nan"}, "config key tolerance_s: nan is not a finite number"),
+        ({"tolerance_s": float("inf")}, "config key tolerance_s: inf is not a finite number"),
+        ({"tolerance_s": 1e300}, "config key tolerance_s: 1e+300 is greater than the maximum"),
+        ({"tolerance_s": 400}, "tolerance_s: 400 is greater than the maximum of 150; Max."),
+        (
+            {"simulate": {"source_ha_offset_deg": "-inf"}},
+            "config key simulate.source_ha_offset_deg: -inf is not a finite number",
+        ),
+        (
+            {"faults": {"concat_delay_s": float("nan")}},
+            "config key faults.concat_delay_s: nan is not a finite number",
+        ),
+    ],
+)
+def test_numbers_must_be_finite_and_tolerance_below_half_the_cadence(bad, words):
+    """NaN passes jsonschema's minimum and maximum (every comparison with NaN is false)."""
+    with pytest.raises(ConfigError) as err:
+        validate_config(bad)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_schema_bound_on_tolerance_is_the_one_discovery_enforces():
+    from dsa110ms.config import load_schema
+    from dsa110ms.groups import MAX_TOLERANCE_S
+
+    assert load_schema()["properties"]["tolerance_s"]["maximum"] == MAX_TOLERANCE_S
+    assert validate_config({"tolerance_s": MAX_TOLERANCE_S})["tolerance_s"] == MAX_TOLERANCE_S
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (
+            {"start_time": "2026-02-30T25:61:61"},
+            "config key start_time: '2026-02-30T25:61:61' is not a real time (day is out of "
+            "range for month)",
+        ),
+        (
+            {"end_time": "2026-01-15T24:00:00"},
+            "config key end_time: '2026-01-15T24:00:00' is not a real time (hour must be in 0..23)",
+        ),
+        (
+            {"groups": ["2026-01-15T03:00:00", "2026-13-01T00:00:00"]},
+            "config key groups.1: '2026-13-01T00:00:00' is not a real time (month must be in",
+        ),
+        (
+            {"simulate": {"start": "2026-02-29T00:00:00"}},
+            "config key simulate.start: '2026-02-29T00:00:00' is not a real time",
+        ),
+    ],
+)
+def test_impossible_times_are_one_line(bad, words):
+    with pytest.raises(ConfigError) as err:
+        validate_config(bad)
+    assert words in str(err.value) and "\n" not in str(err.value)
+    assert validate_config({"start_time": "2028-02-29T23:59:59"})["start_time"]  # a leap day

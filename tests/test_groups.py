@@ -1,11 +1,13 @@
 """Group discovery from file names: jitter, _incomplete, duplicates, gaps, window, policies."""
 
 import datetime as dt
+import os
+from pathlib import Path
 
 import pytest
 
 from dsa110ms.errors import DiscoveryError
-from dsa110ms.groups import Manifest, discover, subband_file_name
+from dsa110ms.groups import MAX_TOLERANCE_S, Manifest, discover, parse_timestamp, subband_file_name
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0)
 
@@ -78,13 +80,53 @@ def test_duplicate_subband_policies(tmp_path):
     assert g.files[4].endswith("12:00:20_sb04.hdf5")
 
 
-def test_duplicate_sb00_merges_into_one_group(tmp_path):
+def test_duplicate_sb00_merges_into_one_group_named_by_the_sb00_kept(tmp_path):
     touch_group(tmp_path, T0)
     (tmp_path / subband_file_name(T0 + dt.timedelta(seconds=5), 0)).touch()
-    m = discover(tmp_path)
-    assert len(m) == 0 and "sb00" in m.skipped[0]
+    # the id is the same under every policy: the stream scans with `latest` and runs each batch
+    # (only=[id]) with the configured policy
+    m = discover(tmp_path, only=["2026-03-01T12:00:05"])
+    assert len(m) == 0 and m.skipped[0].startswith("group 2026-03-01T12:00:05: skipped, dup")
     (g,) = list(discover(tmp_path, duplicate_subbands="latest"))
-    assert g.id == "2026-03-01T12:00:00" and g.files[0].endswith("12:00:05_sb00.hdf5")
+    assert g.id == "2026-03-01T12:00:05" and g.files[0].endswith("12:00:05_sb00.hdf5")
+
+
+def test_group_id_is_the_time_of_the_sb00_file_converted(tmp_path):
+    """Two consecutive observations (sb00 at 12:00:02 and 12:05:09) at the largest tolerance
+    and duplicate_subbands=latest: two groups, each named by its own sb00 and holding its own
+    files (a window of 400 s took them as one group named 12:00:02 holding 12:05:09's data)."""
+    touch_group(tmp_path, T0 + dt.timedelta(seconds=2), jitter=(0, 1, -1, 2))
+    touch_group(tmp_path, T0 + dt.timedelta(seconds=309), jitter=(0, 2, 1, 3))
+    m = discover(tmp_path, tolerance_s=MAX_TOLERANCE_S, duplicate_subbands="latest")
+    assert [g.id for g in m] == ["2026-03-01T12:00:02", "2026-03-01T12:05:09"]
+    for g in m:
+        times = [parse_timestamp(Path(p).name[:19]) for p in g.files.values()]
+        assert len(times) == 16 and all(abs(t - parse_timestamp(g.id)).seconds <= 3 for t in times)
+    for bad in (400, 1e300, float("nan"), float("inf"), 0):
+        with pytest.raises(DiscoveryError, match="tolerance_s=.*at most 150 s"):
+            discover(tmp_path, tolerance_s=bad)
+
+
+def test_file_far_from_the_sb00_kept_skips_the_group_naming_it(tmp_path):
+    """sb00 re-sent 55 s later: `latest` keeps it, so the group is named 12:00:55, and sb05
+    (10 s before the first sb00, 65 s before the id) is farther than the 60 s tolerance."""
+    touch_group(tmp_path, T0, subbands=[sb for sb in range(16) if sb != 5])
+    (tmp_path / subband_file_name(T0 - dt.timedelta(seconds=10), 5)).touch()
+    (tmp_path / subband_file_name(T0 + dt.timedelta(seconds=55), 0)).touch()
+    m = discover(tmp_path, duplicate_subbands="latest")
+    assert len(m) == 0
+    assert m.skipped == [
+        "group 2026-03-01T12:00:55: skipped, 2026-03-01T11:59:50_sb05.hdf5 more than 60 s from "
+        "2026-03-01T12:00:55_sb00.hdf5, whose name is the group's id; move the files that do not "
+        "belong to it out of input_dir"
+    ]
+
+
+def test_group_without_sb00_is_named_by_its_earliest_file_kept(tmp_path):
+    for seconds, sb in ((0, 1), (2, 2), (10, 1)):  # sb01 re-sent at 12:00:10
+        (tmp_path / subband_file_name(T0 + dt.timedelta(seconds=seconds), sb)).touch()
+    (g,) = discover(tmp_path, incomplete_groups="convert", duplicate_subbands="latest")
+    assert g.id == "2026-03-01T12:00:02" and g.files[1].endswith("12:00:10_sb01.hdf5")
 
 
 def test_tolerance(tmp_path):
@@ -155,3 +197,19 @@ def test_unreadable_file_skips_its_group_with_the_reason(tmp_path):
         "0",
         f"{bad}: not readable (permission denied); group 2026-03-01T12:00:00 not converted",
     ]
+
+
+def test_dangling_symlink_is_reported_as_such(tmp_path):
+    touch_group(tmp_path, T0)
+    link = sorted(tmp_path.glob("*_sb05.hdf5"))[0]
+    link.unlink()
+    link.symlink_to(tmp_path / "gone" / link.name)
+    m = discover(tmp_path)
+    assert len(m) == 0
+    assert m.skipped == [
+        f"{link}: dangling symlink (target {tmp_path / 'gone' / link.name} does not exist); "
+        "group 2026-03-01T12:00:00 not converted"
+    ]
+    os.makedirs(tmp_path / "gone")
+    (tmp_path / "gone" / link.name).touch()
+    assert len(discover(tmp_path)) == 1

@@ -385,3 +385,15 @@ def test_a_damaged_published_ms_is_converted_again_and_set_aside(tmp_path, scrat
     (aside,) = ms.parent.glob(f"{gid}.ms.invalid-*")
     assert (aside / STAMP_NAME).is_file() and not (aside / "FIELD").exists()
     assert staging_left(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("target", ["simulate", "all"])
+def test_braces_in_a_directory_are_one_line(target, tmp_path):
+    """Finding 7: input_dir holding ``{x}`` (Snakemake reads braces as wildcards, with no escape
+    in patterns) ended in a RuleException about rule simulate: now one line naming the key."""
+    config = {"input_dir": tmp_path / "data{x}", "output_dir": tmp_path / "out"}
+    proc = run_snakemake(tmp_path, target, "--cores", "1", config=config, check=False)
+    assert proc.returncode != 0
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("dsa110ms: error:")]
+    assert len(lines) == 1 and "config key input_dir:" in lines[0] and "{ or }" in lines[0]
+    assert "Traceback" not in proc.stdout and "RuleException" not in proc.stdout
