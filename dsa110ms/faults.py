@@ -32,6 +32,8 @@ LOCK_ERRORS = {
     "errno39": lambda where: OSError(errno.ENOTEMPTY, os.strerror(errno.ENOTEMPTY), where),
 }
 PERMANENT_ERRORS = ("corrupt",)
+#: The join process dies as casacore makes it die on a write error (std::terminate: SIGABRT).
+PROCESS_ERRORS = ("abort",)
 
 
 @dataclass

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import casa
 from .errors import JoinError, TransientJoinError, ValidationError
-from .faults import LOCK_ERRORS, PERMANENT_ERRORS
+from .faults import LOCK_ERRORS, PERMANENT_ERRORS, PROCESS_ERRORS
 from .faults import active as active_faults
 from .files import write_text_atomically
 from .metrics import du_bytes
@@ -379,7 +379,7 @@ def build_group(
             assemble(
                 template, ordered, staging, spw_layout=spw_layout, imaging_columns=imaging_columns
             )
-            if injected == "abort":  # as casacore aborts on a write error (std::terminate)
+            if injected in PROCESS_ERRORS:
                 os.abort()
         return validate_joined(
             staging,

@@ -71,4 +71,6 @@ def test_schema_lists_exactly_the_fault_kinds():
 
     concat = load_schema()["properties"]["faults"]["properties"]["concat"]
     kinds = concat["additionalProperties"]["additionalProperties"]["enum"]
-    assert sorted(kinds) == sorted([*faults.LOCK_ERRORS, *faults.PERMANENT_ERRORS])
+    assert sorted(kinds) == sorted(
+        [*faults.LOCK_ERRORS, *faults.PERMANENT_ERRORS, *faults.PROCESS_ERRORS]
+    )

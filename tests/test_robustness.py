@@ -266,7 +266,7 @@ def test_full_scratch_refuses_early_and_leaves_nothing(tmp_path, tiny_tmpfs):
         if " ERROR " in line
     ]
     assert reasons and all("MB available" in r or "no space left" in r for r in reasons)
-    assert leftovers(tmp_path / "out") == []
+    assert visible(tmp_path / "out") == [] and staging_left(tmp_path / "out") == []
     assert leftovers(tiny_tmpfs / "dsa110ms") == []
 
 

@@ -29,7 +29,8 @@ from .test_robustness import assert_matches_input, small_config, small_groups, w
 
 #: Shell metacharacters, a space and unicode in one name. The command substitutions would
 #: create ``pwned-*`` files in the working directory if the name ever reached a shell unquoted.
-#: (Braces are refused by the config: Snakemake reads them as wildcards, see test_braces_in_a_directory_are_one_line.)
+#: (Braces are refused by the config: Snakemake reads them as wildcards, see
+#: test_braces_in_a_directory_are_one_line.)
 HOSTILE = 'it\'s "odd"; $(touch pwned-1) `touch pwned-2` ü'
 
 
