@@ -211,17 +211,14 @@ def _group_processes(pgid: int) -> list[int]:
     return pids
 
 
-@pytest.mark.parametrize("phase", ["parts", "concat"])
-def test_jobs_die_with_the_main_process_and_an_immediate_rerun_is_correct(
-    phase, tmp_path, scratch_root
-):
-    """Finding 4: SIGKILL of the main Snakemake process only (not its jobs), during the parts or
-    during the join. Its jobs die at once (none lives on to publish or remove parts under a
-    rerun); an immediate plain rerun publishes the correct MSs and leaves nothing stale."""
+def test_jobs_die_with_the_main_process_and_an_immediate_rerun_is_correct(tmp_path, scratch_root):
+    """Finding 4: SIGKILL of the main Snakemake process only (not its jobs) during the join.
+    Its jobs die at once (none lives on to publish or remove parts under a rerun); an immediate
+    plain rerun publishes the correct MSs and leaves nothing stale. (Part jobs watch their run
+    the same way, but take too little time here to be caught alive.)"""
     d = tmp_path / "in"
     ids = small_groups(d, 2, start="2026-07-04T00:00:00")
-    faults = {"concat_delay_s": 60} if phase == "concat" else {}
-    config = small_config(d, tmp_path / "out", scratch_root, faults=faults)
+    config = small_config(d, tmp_path / "out", scratch_root, faults={"concat_delay_s": 60})
     proc = subprocess.Popen(
         snakemake_command(tmp_path, "--cores", "2", config=config),
         stdout=subprocess.DEVNULL,
@@ -229,13 +226,7 @@ def test_jobs_die_with_the_main_process_and_an_immediate_rerun_is_correct(
         start_new_session=True,
     )
     logs = tmp_path / "logs"
-    if phase == "parts":
-        wait_for(lambda: any(logs.glob("*/part_sb*.log")), what="a part job")
-    else:
-        wait_for(
-            lambda: any("joining" in p.read_text() for p in logs.glob("*/concat.log")),
-            what="a join",
-        )
+    wait_for(lambda: any(log_says(p, "joining") for p in logs.glob("*/concat.log")), what="a join")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     wait_for(lambda: _group_processes(proc.pid) == [], timeout=10, what="the jobs to die")
