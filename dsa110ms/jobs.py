@@ -150,7 +150,7 @@ def join_job(
 
     The last attempt removes the group's scratch whatever the outcome: the job itself cleans the
     node it runs on (on a cluster, Snakemake's hooks run only on the submitting host)."""
-    from .join import join_group, kill_child
+    from .join import JoinOptions, join_group, kill_child
     from .report import group_record, write_group_record
 
     die_with_run(on_death=kill_child)
@@ -166,19 +166,22 @@ def join_job(
         started = time.time()
         event = {"group": group, "attempt": attempt}
         try:
+            options = JoinOptions(
+                spw_layout=spw_layout,
+                join_method=join_method,
+                imaging_columns=imaging_columns,
+                field_per_integration=settings["telescope"] == "dsa110",
+                contiguous=contiguous,
+            )
             summary, published = join_group(
                 group,
                 template,
                 parts,
                 output,
+                options,
                 instance=layout.instance,
                 group_scratch=group_scratch,
                 sources=sources,
-                contiguous=contiguous,
-                spw_layout=spw_layout,
-                join_method=join_method,
-                imaging_columns=imaging_columns,
-                field_per_integration=settings["telescope"] == "dsa110",
                 attempt=attempt,
             )
         except BaseException as exc:

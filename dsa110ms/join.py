@@ -19,6 +19,7 @@ import shutil
 import signal
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -328,19 +329,34 @@ def mount_point(path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class JoinOptions:
+    """How a group is joined and what its MS must be.
+
+    ``spw_layout``: "per_subband" (one SPW per part) or "single" (one SPW with every channel),
+    see :func:`assemble`. ``join_method`` for "per_subband": "direct" (:func:`assemble`, one
+    pass) or "concat" (:func:`concat_reference`, ``casatasks.concat``: the reference; same
+    content). ``imaging_columns``: "none" or "model_corrected". ``field_per_integration``:
+    validate one FIELD per integration (DSA-110 mode). ``contiguous``: the parts cover the band
+    without gaps (False for an incomplete group converted under ``incomplete_groups:
+    convert``)."""
+
+    spw_layout: str = "per_subband"
+    join_method: str = "direct"
+    imaging_columns: str = "none"
+    field_per_integration: bool = False
+    contiguous: bool = True
+
+
 def build_group(
     group: str,
     template: str | os.PathLike,
     parts: Sequence[str | os.PathLike],
     staging: Path,
+    options: JoinOptions,
     *,
     group_scratch: Path,
     sources: Mapping[str, str],
-    contiguous: bool,
-    spw_layout: str,
-    join_method: str,
-    imaging_columns: str,
-    field_per_integration: bool,
     attempt: int,
 ) -> MsSummary:
     """Check the parts, write the MS at ``staging`` and validate it (the work of the join
@@ -364,18 +380,20 @@ def build_group(
         attempt,
         len(ordered),
         staging,
-        spw_layout,
+        options.spw_layout,
     )
     try:
         if faults.concat_delay_s:
             time.sleep(faults.concat_delay_s)
         if injected in LOCK_ERRORS:
             raise LOCK_ERRORS[injected](f"{staging} (injected fault)")
-        if join_method == "concat" and spw_layout == "per_subband":
+        imaging_columns = options.imaging_columns
+        if options.join_method == "concat" and options.spw_layout == "per_subband":
             workdir = group_scratch / f"concat_inputs.{attempt}"
             concat_reference(template, ordered, staging, workdir, imaging_columns=imaging_columns)
             remove_owned(workdir, group_scratch.parent)
         else:
+            spw_layout = options.spw_layout
             assemble(
                 template, ordered, staging, spw_layout=spw_layout, imaging_columns=imaging_columns
             )
@@ -385,9 +403,9 @@ def build_group(
             staging,
             summaries,
             group,
-            contiguous=contiguous,
-            spw_layout=spw_layout,
-            field_per_integration=field_per_integration,
+            contiguous=options.contiguous,
+            spw_layout=options.spw_layout,
+            field_per_integration=options.field_per_integration,
         )
     except (RuntimeError, OSError, ValidationError, JoinError) as exc:
         raise TransientJoinError(
@@ -401,15 +419,11 @@ def join_group(
     template: str | os.PathLike,
     parts: Sequence[str | os.PathLike],
     output: OutputArea,
+    options: JoinOptions,
     *,
     instance: str,
     group_scratch: str | os.PathLike,
     sources: Mapping[str, str] | None = None,
-    contiguous: bool = True,
-    spw_layout: str = "per_subband",
-    join_method: str = "direct",
-    imaging_columns: str = "none",
-    field_per_integration: bool = False,
     attempt: int = 1,
 ) -> tuple[MsSummary | None, bool]:
     """Join the group's ``template`` and ``parts``, validate, publish at
@@ -424,14 +438,8 @@ def join_group(
     naming ENOSPC when the output file system is full. Free space for the whole MS is checked
     before anything is written.
 
-    Parts are ordered by frequency, lowest first (SPW 0). ``spw_layout``: "per_subband" (one
-    SPW per part) or "single" (one SPW with every channel), see :func:`assemble`.
-    ``join_method`` for "per_subband": "direct" (:func:`assemble`, one pass) or "concat"
-    (:func:`concat_reference`, ``casatasks.concat``: the reference; same content).
-    ``field_per_integration``: validate one FIELD per integration (DSA-110 mode).
-    ``contiguous``: the parts cover the band without gaps (False for an incomplete group
-    converted under ``incomplete_groups: convert``). ``sources``: part path -> input file, to
-    name the input in errors.
+    Parts are ordered by frequency, lowest first (SPW 0); ``options``: :class:`JoinOptions`.
+    ``sources``: part path -> input file, to name the input in errors.
 
     Failures are classified by where they happen, not by message: reading and checking the
     parts fails permanently (:class:`JoinError`; a marker in the group's scratch makes later
@@ -451,7 +459,7 @@ def join_group(
             log.info("group %s: %s is published and intact; kept, nothing joined", group, final)
             write_text_atomically(output.stamp(group), (final / STAMP_NAME).read_text())
             return None, False
-        need = output_space_needed(template, parts, imaging_columns)
+        need = output_space_needed(template, parts, options.imaging_columns)
         if full := out_of_space(output.output_dir, need):
             raise full
         staging = output.new_staging(instance, group)
@@ -462,13 +470,9 @@ def join_group(
                 template,
                 parts,
                 staging,
+                options,
                 group_scratch=group_scratch,
                 sources=dict(sources or {}),
-                contiguous=contiguous,
-                spw_layout=spw_layout,
-                join_method=join_method,
-                imaging_columns=imaging_columns,
-                field_per_integration=field_per_integration,
                 attempt=attempt,
             )
             published = publish(output, staging, group, summary)

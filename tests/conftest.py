@@ -106,6 +106,17 @@ def leftovers(root: Path) -> list[str]:
     return sorted(str(p) for p in root.rglob("*")) if root.exists() else []
 
 
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 3 MB tmpfs mounted for the test (needs root, as CI runs): a file system that fills."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)]).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
 def visible(directory: Path) -> list[str]:
     """What a user sees in an output directory: names not starting with a dot (the workflow's
     own state is in ``.dsa110ms``)."""

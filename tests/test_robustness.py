@@ -240,19 +240,6 @@ def test_interrupted_run_then_plain_rerun(sig, phase, tmp_path, scratch_root):
     assert visible(out) == sorted(f"{g}.ms" for g in ids) and staging_left(out) == []
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    """A 3 MB tmpfs mounted for the test (needs root, as CI runs)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)]).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield mount
-    left = leftovers(mount / "dsa110ms")
-    subprocess.run(["umount", str(mount)], check=True)
-    assert not left, f"left on the small tmpfs: {left[:5]}"
-
-
 def test_full_scratch_refuses_early_and_leaves_nothing(tmp_path, tiny_tmpfs):
     d = tmp_path / "in"
     (gid,) = small_groups(d, 1, n_antennas=24)  # ~1.8 MB files: one part fits, not two

@@ -239,25 +239,14 @@ def test_jobs_die_with_the_main_process_and_an_immediate_rerun_is_correct(tmp_pa
     assert visible(out) == sorted(f"{g}.ms" for g in ids) and staging_left(out) == []
 
 
-@pytest.fixture
-def tiny_output(tmp_path):
-    """A 3 MB tmpfs as output_dir (needs root, as CI runs)."""
-    mount = tmp_path / "tiny-out"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)]).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
-
-
-def test_a_full_output_file_system_is_a_clean_named_failure(tmp_path, scratch_root, tiny_output):
+def test_a_full_output_file_system_is_a_clean_named_failure(tmp_path, scratch_root, tiny_tmpfs):
     """Finding 5: the MS does not fit in output_dir. The join fails before writing, with one
     line naming ENOSPC and the file system; nothing is left in the output; the summary counts
     the attempts."""
     d = tmp_path / "in"
     (gid,) = small_groups(d, 1, start="2026-07-05T00:00:00", n_antennas=24)
     proc = run_snakemake(
-        tmp_path, "--cores", "2", config=small_config(d, tiny_output, scratch_root), check=False
+        tmp_path, "--cores", "2", config=small_config(d, tiny_tmpfs, scratch_root), check=False
     )
     assert proc.returncode != 0
     errors = [
@@ -265,8 +254,8 @@ def test_a_full_output_file_system_is_a_clean_named_failure(tmp_path, scratch_ro
         for line in (tmp_path / "logs" / gid / "concat.log").read_text().splitlines()
         if " ERROR " in line
     ]
-    assert errors and all("ENOSPC" in e and str(tiny_output) in e for e in errors), errors
-    assert visible(tiny_output) == [] and staging_left(tiny_output) == []
+    assert errors and all("ENOSPC" in e and str(tiny_tmpfs) in e for e in errors), errors
+    assert visible(tiny_tmpfs) == [] and staging_left(tiny_tmpfs) == []
     (row,) = [line for line in proc.stdout.splitlines() if line.strip().startswith(gid)]
     assert "FAILED" in row and "ENOSPC" in row and " 2 " in row, row  # 3 attempts: 2 retries
 
