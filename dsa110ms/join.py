@@ -11,6 +11,7 @@ path is removed before the error propagates: nothing partial is ever left at the
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import multiprocessing
@@ -310,16 +311,19 @@ def free_bytes(directory: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def out_of_space(directory: Path, need: int) -> JoinError | None:
-    """A permanent JoinError naming ENOSPC and the file system if ``directory`` has less than
-    ``need`` bytes free, else None."""
-    free = free_bytes(directory)
+def out_of_space(directory: Path, need: int, written: int = 0) -> JoinError | None:
+    """A permanent JoinError naming ENOSPC and the file system (caused by an ENOSPC OSError,
+    which the metrics count) if ``directory`` cannot hold ``need`` bytes, ``written`` of which
+    are written already; else None."""
+    free = free_bytes(directory) + written
     if free >= need:
         return None
-    return JoinError(
+    error = JoinError(
         f"{directory}: no space left on device (ENOSPC): the MS needs ~{need / 1e6:.0f} MB, "
         f"{free / 1e6:.0f} MB available on the file system of {mount_point(directory)}"
     )
+    error.__cause__ = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory))
+    return error
 
 
 def mount_point(path: Path) -> Path:
@@ -476,15 +480,14 @@ def join_group(
                 attempt=attempt,
             )
             published = publish(output, staging, group, summary)
-        except ChildDied as exc:
-            raise out_of_space(output.output_dir, 1) or TransientJoinError(
-                f"group {group}: attempt {attempt} failed: {exc}; free space on "
-                f"{mount_point(output.output_dir)}: "
-                f"{free_bytes(output.output_dir) / 1e6:.0f} MB"
-            ) from exc
-        except OSError as exc:  # publishing: a full disk, a permission
-            raise out_of_space(output.output_dir, 1) or TransientJoinError(
-                f"group {group}: attempt {attempt} could not publish {final}: {exc}"
+        except (ChildDied, OSError) as exc:  # casacore's abort on a write error, publishing
+            written = du_bytes(staging) if staging.exists() else 0
+            if full := out_of_space(output.output_dir, need, written):
+                raise full from full.__cause__  # ENOSPC
+            raise TransientJoinError(
+                f"group {group}: attempt {attempt} failed: {exc}; "
+                f"{free_bytes(output.output_dir) / 1e6:.0f} MB free on the file system of "
+                f"{mount_point(output.output_dir)}"
             ) from exc
         finally:
             output.remove_staging(instance, group)

@@ -268,13 +268,21 @@ class OutputArea:
         self.staging_dir(instance, group).mkdir(mode=0o700)
         return self.staging_ms(instance, group)
 
-    def remove_staging(self, instance: str, group: str | None = None) -> list[Path]:
-        """Remove this instance's staging (of one group, or all: left by a killed run)."""
+    def remove_staging(self, instance: str, group: str) -> None:
+        """Remove this instance's staging of ``group`` (the caller holds the group's lock)."""
+        self.remove(self.staging_dir(instance, group))
+
+    def remove_stale_staging(self) -> list[Path]:
+        """Remove staging left by joins that died (any run's, killed or crashed): a staging
+        directory ``<instance>.<group>`` whose group's lock is free has no join writing it."""
         staging = self.state_dir / "staging"
-        pattern = f"{instance}.{group}" if group else f"{instance}.*"
-        removed = sorted(staging.glob(pattern)) if staging.is_dir() else []
-        for path in removed:
-            self.remove(path)
+        removed = []
+        for path in sorted(staging.iterdir()) if staging.is_dir() else []:
+            group = path.name.rpartition(".")[2]  # instance names may hold dots, ids do not
+            with self.group_lock(group, timeout_s=0.0) as held:
+                if held:
+                    self.remove(path)
+                    removed.append(path)
         return removed
 
     def check_stamps(self, groups) -> list[str]:
@@ -302,7 +310,8 @@ class OutputArea:
     def group_lock(self, group: str, timeout_s: float = GROUP_LOCK_TIMEOUT_S):
         """Hold the group's lock (flock) while joining and publishing it: two runs never join
         the same group into one output directory at once; the second waits, then finds the
-        group published. Released by the kernel if the holder dies."""
+        group published. Released by the kernel if the holder dies. ``timeout_s=0``: do not
+        wait; yields whether the lock was taken."""
         self.prepare()
         fd = os.open(self.lock(group), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
@@ -312,6 +321,9 @@ class OutputArea:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    if not timeout_s:
+                        yield False
+                        return
                     if not said:
                         holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
                         log.warning(
@@ -325,7 +337,7 @@ class OutputArea:
                     time.sleep(0.2)
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-            yield
+            yield True
         finally:
             os.close(fd)
 

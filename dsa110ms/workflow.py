@@ -277,7 +277,7 @@ def prepare_main_process(run: Run) -> None:
 
 def on_start(run: Run) -> None:
     """Own this run's scratch (create + lock), then remove scratch of runs that are dead and
-    this instance's staging MSs left by a killed join. Errors end the run with one line."""
+    staging MSs left by joins that died. Errors end the run with one line."""
     global _owner, _started
     with one_line_errors():
         _started = time.time()
@@ -291,8 +291,8 @@ def on_start(run: Run) -> None:
             _owner.describe_owner()
         report = scratch.sweep_stale(layout.root, keep=layout.instance)
         run.output.prepare()
-        for path in run.output.remove_staging(layout.instance):
-            log.info("removed staging MS left by a killed run: %s", path)
+        for path in run.output.remove_stale_staging():
+            log.info("removed staging MS left by a join that died: %s", path)
         log.info(
             "scratch %s (locked); stale sweep removed %d, skipped %d live",
             layout.instance_dir,

@@ -378,3 +378,37 @@ def test_braces_in_a_directory_are_one_line(target, tmp_path):
     lines = [x for x in proc.stdout.splitlines() if x.startswith("dsa110ms: error:")]
     assert len(lines) == 1 and "config key input_dir:" in lines[0] and "{ or }" in lines[0]
     assert "Traceback" not in proc.stdout and "RuleException" not in proc.stdout
+
+
+def test_staging_of_dead_joins_is_removed_whoever_left_it_and_live_ones_are_kept(tmp_path):
+    """A join killed outright (its process and its run) leaves its staging MS; the next run
+    from *any* working directory removes it, unless a live join of that group holds its lock."""
+    from dsa110ms.publish import OutputArea
+
+    area = OutputArea.of(tmp_path / "out")
+    for instance, group in (("dead-1234567890", "2026-07-10T00:00:00"), ("live.x", "g2")):
+        ms = area.new_staging(instance, group)
+        ms.mkdir()
+        (ms / "table.dat").write_text("partial")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from dsa110ms.publish import OutputArea\n"
+            "with OutputArea.of(sys.argv[1]).group_lock('g2'):\n"
+            "    print('held', flush=True); time.sleep(600)\n",
+            str(area.output_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        removed = area.remove_stale_staging()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert removed == [area.staging_dir("dead-1234567890", "2026-07-10T00:00:00")]
+    assert area.staging_dir("live.x", "g2").is_dir()
+    assert area.remove_stale_staging() == [area.staging_dir("live.x", "g2")]
