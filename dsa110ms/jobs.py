@@ -111,7 +111,7 @@ def part_job(
         make_group_dir(Path(part).parent)
         claim_group(Path(part).parent)
         active = _activate(settings)
-        with metrics.timed("part", group=group, subband=subband, bytes=0) as event:
+        with metrics.timed("part", group=group, subband=subband, file=uvh5, bytes=0) as event:
             write_part(uvh5, part, **options, crash=active.part_crashes(group, subband))
             event["bytes"] = metrics.du_bytes(part)
 
@@ -127,7 +127,7 @@ def template_job(
         make_group_dir(Path(template).parent)
         claim_group(Path(template).parent)
         _activate(settings)
-        with metrics.timed("template", group=group):
+        with metrics.timed("template", group=group, file=uvh5):
             write_template(uvh5, template, **options)
 
 

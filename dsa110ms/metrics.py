@@ -190,6 +190,8 @@ def group_facts(events: Iterable[Mapping], group: str, group_scratch_suffix: str
             attempts += e["kind"] == "join"
             if e.get("error"):
                 error = f"{e['kind']}: {e['error']}"
+                if e.get("file") and e["file"] not in e["error"]:  # name the file it failed on
+                    error = f"{e['kind']} of {e['file']}: {e['error']}"
         elif e["kind"] == "cleanup" and e.get("path", "").endswith(group_scratch_suffix):
             cleanups.append(e["ok"])
     return {

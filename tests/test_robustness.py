@@ -163,6 +163,10 @@ def test_bad_inputs_fail_with_one_line_reasons_and_others_convert(tmp_path, scra
         return line
 
     assert str(truncated) in reason(ids[0], "part_sb00_*.log")
+    # the end-of-run summary names the file each failed group failed on
+    for gid, path in ((ids[0], truncated), (ids[1], not_hdf5), (ids[2], fewer_times)):
+        (row,) = [x for x in proc.stdout.splitlines() if x.strip().startswith(gid)]
+        assert "FAILED" in row and str(path) in row, row
     assert str(not_hdf5) in reason(ids[1], "part_sb15_*.log")
     line = reason(ids[2], "concat.log")
     assert str(fewer_times) in line and "number of times" in line
