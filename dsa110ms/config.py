@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
 import re
 from pathlib import Path
 
@@ -89,7 +90,24 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     errors = sorted(validator.iter_errors(settings), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError(explain(errors[0], schema))
+    refuse_paths_casa_splits(settings)
     return settings
+
+
+def refuse_paths_casa_splits(settings: dict) -> None:
+    """``join_method: concat`` runs ``casatasks.concat``, which splits the table names of its
+    inputs' subtables on spaces (casatasks/private/mslisthelper.py): refused up front, with the
+    key to change, rather than failing every join. The default join has no such limit."""
+    if settings["join_method"] != "concat":
+        return
+    for key in ("scratch_root", "output_dir"):
+        path = os.path.abspath(settings[key])
+        if any(c.isspace() for c in path):
+            raise ConfigError(
+                f"config key {key}: {path!r} holds whitespace, which casatasks.concat cannot "
+                "handle (it splits table names on spaces); use join_method=direct or a path "
+                "without whitespace"
+            )
 
 
 def _check_finite(value, schema: dict, path=()) -> None:

@@ -22,7 +22,7 @@ from typing import NoReturn
 from . import casa, faults, metrics, paths, progress, scratch
 from .cluster import cluster_job_id
 from .config import validate_config
-from .errors import ConfigError, DiscoveryError, Dsa110msError, OutputError, ScratchError
+from .errors import DiscoveryError, Dsa110msError, OutputError, ScratchError
 from .groups import Manifest, discover
 from .owned import remove_owned
 from .publish import OutputArea
@@ -96,22 +96,6 @@ def one_line_errors():
         exit_with(exc)
 
 
-def refuse_paths_casa_splits(settings: dict) -> None:
-    """``join_method: concat`` runs ``casatasks.concat``, which splits the table names of its
-    inputs' subtables on spaces (casatasks/private/mslisthelper.py): refused up front, with the
-    key to change, rather than failing every join. The default join has no such limit."""
-    if settings["join_method"] != "concat":
-        return
-    for key in ("scratch_root", "output_dir"):
-        path = os.path.abspath(settings[key])
-        if any(c.isspace() for c in path):
-            raise ConfigError(
-                f"config key {key}: {path!r} holds whitespace, which casatasks.concat cannot "
-                "handle (it splits table names on spaces); use join_method=direct or a path "
-                "without whitespace"
-            )
-
-
 @dataclass
 class Run:
     """One evaluation of the Snakefile: settings, groups and scratch layout."""
@@ -125,7 +109,6 @@ class Run:
     @classmethod
     def load(cls, config: dict, *, is_main_process: bool, workdir: str | os.PathLike = ".") -> Run:
         settings = validate_config(config)
-        refuse_paths_casa_splits(settings)
         layout = scratch.ScratchLayout.for_workdir(settings["scratch_root"], workdir)
         manifest, error = None, None
         manifest_path = Path(workdir) / MANIFEST_PATH
