@@ -48,6 +48,9 @@ JOB_SETTINGS = (
     "scratch_root",
     "telescope",
     "keep_autocorrelations",
+    "spw_layout",
+    "join_method",
+    "imaging_columns",
 )
 
 
@@ -140,9 +143,6 @@ def join_job(
     log_path: str,
     sources: Mapping[str, str],
     contiguous: bool,
-    spw_layout: str,
-    join_method: str,
-    imaging_columns: str,
     attempt: int,
     settings: Mapping | None = None,
 ) -> None:
@@ -166,13 +166,7 @@ def join_job(
         started = time.time()
         event = {"group": group, "attempt": attempt}
         try:
-            options = JoinOptions(
-                spw_layout=spw_layout,
-                join_method=join_method,
-                imaging_columns=imaging_columns,
-                field_per_integration=settings["telescope"] == "dsa110",
-                contiguous=contiguous,
-            )
+            options = JoinOptions.from_settings(settings, contiguous=contiguous)
             summary, published = join_group(
                 group,
                 template,

@@ -20,7 +20,7 @@ import shutil
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,15 @@ from .msfix import weights_from_spectrum
 from .mspart import ROW_ARRAYS, Part, open_part
 from .mstables import fixed_array_columns
 from .owned import remove_owned
-from .publish import STAMP_NAME, MsSummary, OutputArea, damage, publish, validate_joined
+from .publish import (
+    STAMP_NAME,
+    MsSummary,
+    OutputArea,
+    damage,
+    ms_options,
+    publish,
+    validate_joined,
+)
 from .template import DIGEST_KEYWORD, SOURCE_KEYWORD
 
 log = logging.getLogger(__name__)
@@ -293,15 +301,18 @@ def permanent_failure_marker(group_scratch: Path) -> Path:
 
 
 def output_space_needed(
-    template: str | os.PathLike, parts: Sequence[str | os.PathLike], imaging_columns: str
+    template: str | os.PathLike, parts: Sequence[str | os.PathLike], options: JoinOptions
 ) -> int:
     """Bytes the joined MS will take, from what is on scratch (an estimate with 10 % margin):
-    the parts' spectral columns, the template's row columns once per part, and with
+    the parts' spectral columns; the template's main-table (row) columns once per part with
+    one SPW per part, once with a single SPW; its subtables once; with
     ``imaging_columns="model_corrected"`` two more copies of DATA (~60 % of a part)."""
     part_bytes = sum(du_bytes(p) for p in parts)
-    template_bytes = du_bytes(template)
-    need = part_bytes + template_bytes * len(parts)
-    if imaging_columns == "model_corrected":
+    rows = sum(e.stat().st_size for e in os.scandir(template) if e.is_file())
+    subtables = du_bytes(template) - rows
+    copies = len(parts) if options.spw_layout == "per_subband" else 1
+    need = part_bytes + rows * copies + subtables
+    if options.imaging_columns == "model_corrected":
         need += int(1.2 * part_bytes)
     return int(need * 1.1)
 
@@ -350,6 +361,21 @@ class JoinOptions:
     imaging_columns: str = "none"
     field_per_integration: bool = False
     contiguous: bool = True
+    #: the settings the MS is made with, recorded in its stamp (:func:`dsa110ms.publish.ms_options`)
+    made_with: Mapping = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping, *, contiguous: bool) -> JoinOptions:
+        """The options of a run's settings (validated config), for a group that covers the band
+        (``contiguous``) or not."""
+        return cls(
+            spw_layout=settings["spw_layout"],
+            join_method=settings["join_method"],
+            imaging_columns=settings["imaging_columns"],
+            field_per_integration=settings["telescope"] == "dsa110",
+            contiguous=contiguous,
+            made_with=ms_options(settings),
+        )
 
 
 def build_group(
@@ -459,13 +485,14 @@ def join_group(
         raise JoinError(f"{marker.read_text().strip()} (permanent: attempt {attempt} not tried)")
     with output.group_lock(group):
         final = output.final_ms(group)
-        if os.path.lexists(final) and damage(final) is None:
+        if os.path.lexists(final) and damage(final, group) is None:
             log.info("group %s: %s is published and intact; kept, nothing joined", group, final)
             write_text_atomically(output.stamp(group), (final / STAMP_NAME).read_text())
             return None, False
-        need = output_space_needed(template, parts, options.imaging_columns)
+        need = output_space_needed(template, parts, options)
         if full := out_of_space(output.output_dir, need):
             raise full
+        log.info("group %s: the MS needs ~%.1f MB (estimate)", group, need / 1e6)
         staging = output.new_staging(instance, group)
         try:
             summary = in_child_process(
@@ -479,7 +506,7 @@ def join_group(
                 sources=dict(sources or {}),
                 attempt=attempt,
             )
-            published = publish(output, staging, group, summary)
+            published = publish(output, staging, group, summary, options.made_with)
         except (ChildDied, OSError) as exc:  # casacore's abort on a write error, publishing
             written = du_bytes(staging) if staging.exists() else 0
             if full := out_of_space(output.output_dir, need, written):

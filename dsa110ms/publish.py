@@ -23,12 +23,14 @@ is ever deleted.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +40,7 @@ import numpy as np
 from . import casa
 from .errors import OutputError, ValidationError
 from .files import write_text_atomically
-from .owned import make_owned_dir, remove_owned
+from .owned import make_owned_dir, open_own_file, remove_owned
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +213,18 @@ STAMP_NAME = "dsa110ms_published.json"
 #: ``published/<group>.json`` (the concat rule's declared output), ``locks/<group>.lock`` (held
 #: while a run joins and publishes the group), ``staging/<instance>.<group>/<group>.ms`` (the MS
 #: being joined; same file system as the final path, so publication is one rename).
-STATE_DIR = ".dsa110ms"
+STATE_DIR = ".dsa110ms-output"
+#: Its marker kind (:mod:`dsa110ms.owned`).
+STATE_KIND = "state of the published MSs"
+#: The settings an MS is made with, recorded in its stamp: a later run with other values keeps
+#: the MS and says so (:meth:`OutputArea.check_stamps`).
+MS_OPTIONS = ("telescope", "keep_autocorrelations", "spw_layout", "join_method", "imaging_columns")
+
+
+def ms_options(settings: Mapping) -> dict:
+    return {k: settings[k] for k in MS_OPTIONS}
+
+
 #: How long a join waits for another run holding the group's lock (s) before failing.
 GROUP_LOCK_TIMEOUT_S = 3600.0
 
@@ -250,10 +263,15 @@ class OutputArea:
         return self.staging_dir(instance, group) / f"{group}.ms"
 
     def prepare(self) -> None:
-        """Create (and mark) the state directory and its subdirectories."""
-        make_owned_dir(self.state_dir, "state of the published MSs")
+        """Create (and mark) the state directory and its subdirectories, which must be real
+        directories (a symlink there would send stamps, locks or staging elsewhere)."""
+        make_owned_dir(self.state_dir, STATE_KIND)
         for sub in ("published", "locks", "staging"):
-            (self.state_dir / sub).mkdir(mode=0o700, exist_ok=True)
+            path = self.state_dir / sub
+            with contextlib.suppress(FileExistsError):
+                path.mkdir(mode=0o700)
+            if path.is_symlink() or not path.is_dir():
+                raise OutputError(f"{path}: is not a directory of this workflow (a symlink?)")
 
     def remove(self, path: Path) -> bool:
         """Remove an entry of the state directory (:func:`dsa110ms.owned.remove_owned`)."""
@@ -285,17 +303,26 @@ class OutputArea:
                     removed.append(path)
         return removed
 
-    def check_stamps(self, groups) -> list[str]:
+    def check_stamps(self, groups, options: Mapping) -> list[str]:
         """Make every group's published stamp tell the truth about its MS (run by the main
         process when the Snakefile is read, before Snakemake looks at outputs): written for an
         intact published MS that has none (e.g. a run killed between publishing and writing it),
         removed where the MS is gone, damaged or not ours, so that the group is converted again.
-        Returns one line per group whose stamp was removed, with the reason."""
+        Returns one line per group whose stamp was removed, with the reason, and per intact MS
+        made with other ``options`` (:class:`dsa110ms.join.JoinOptions`) than this run's: it is
+        kept."""
         notes = []
         for group in groups:
             final, stamp = self.final_ms(group), self.stamp(group)
-            problem = damage(final) if os.path.lexists(final) else "missing"
+            problem = damage(final, group) if os.path.lexists(final) else "missing"
             if problem is None:
+                made_with = json.loads((final / STAMP_NAME).read_text()).get("options", options)
+                if made_with != dict(options):
+                    differ = sorted(k for k in options if made_with.get(k) != options[k])
+                    notes.append(
+                        f"{final}: made with other options ({', '.join(differ)}); kept - move it "
+                        "away to convert the group again with this run's"
+                    )
                 if not stamp.exists():
                     self.prepare()
                     write_text_atomically(stamp, (final / STAMP_NAME).read_text())
@@ -313,7 +340,7 @@ class OutputArea:
         group published. Released by the kernel if the holder dies. ``timeout_s=0``: do not
         wait; yields whether the lock was taken."""
         self.prepare()
-        fd = os.open(self.lock(group), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = open_own_file(self.lock(group))
         try:
             deadline, said = time.monotonic() + timeout_s, False
             while True:
@@ -364,10 +391,11 @@ def is_published(ms: str | os.PathLike) -> bool:
     return (Path(ms) / STAMP_NAME).is_file()
 
 
-def damage(ms: str | os.PathLike) -> str | None:
-    """Why the MS at a final path cannot be trusted (None if it is an intact published MS):
-    not published by this workflow (no stamp), or a table or a column file it was published
-    with is missing or shorter (e.g. a subtable deleted, a copy cut off). Cheap: stats only."""
+def damage(ms: str | os.PathLike, group: str) -> str | None:
+    """Why the MS at ``group``'s final path cannot be trusted (None if it is an intact
+    published MS of that group): not published by this workflow (no stamp), published for
+    another group (copied over), or a table or a column file it was published with is missing
+    or shorter (e.g. a subtable deleted, a copy cut off). Cheap: stats only."""
     ms = Path(ms)
     if ms.is_symlink() or not ms.is_dir():
         return "not a directory"
@@ -377,6 +405,8 @@ def damage(ms: str | os.PathLike) -> str | None:
         return f"not published by this workflow (no {STAMP_NAME})"
     except (OSError, ValueError) as exc:
         return f"its {STAMP_NAME} cannot be read ({exc})"
+    if stamp.get("group", group) != group:
+        return f"it holds group {stamp['group']}, not {group} (copied over?)"
     for rel, size in stamp.get("files", {}).items():
         try:
             got = os.lstat(ms / rel).st_size
@@ -387,8 +417,12 @@ def damage(ms: str | os.PathLike) -> str | None:
     return None
 
 
-def write_stamp(ms: Path, summary: MsSummary) -> None:
+def write_stamp(ms: Path, group: str, summary: MsSummary, options: Mapping) -> None:
+    """The stamp inside a validated MS: its group, what was validated, the options it was made
+    with, and every table and column file with its size (:func:`damage`)."""
     stamp = {
+        "group": group,
+        "options": dict(options),
         "rows": summary.nrows,
         "spws": summary.n_spws,
         "channels": int(sum(len(f) for f in summary.spw_freqs)),
@@ -409,7 +443,9 @@ def set_aside(final: Path, why: str) -> Path:
     return aside
 
 
-def publish(area: OutputArea, staging: Path, group: str, summary: MsSummary) -> bool:
+def publish(
+    area: OutputArea, staging: Path, group: str, summary: MsSummary, options: Mapping
+) -> bool:
     """Make a validated MS visible at its final path in one rename and write its published
     stamp; the caller holds the group's lock. Returns False if an intact published MS is there
     already (kept; ours is dropped by the caller). An MS at the final path that this workflow did
@@ -417,12 +453,12 @@ def publish(area: OutputArea, staging: Path, group: str, summary: MsSummary) -> 
     complete validated MS at every instant."""
     final = area.final_ms(group)
     if os.path.lexists(final):
-        problem = damage(final)
+        problem = damage(final, group)
         if problem is None:
             log.info("%s: already published and intact; kept", final)
             return False
         set_aside(final, problem)
-    write_stamp(staging, summary)
+    write_stamp(staging, group, summary, options)
     os.rename(staging, final)
     write_text_atomically(area.stamp(group), (final / STAMP_NAME).read_text())
     log.info("published %s", final)

@@ -12,14 +12,16 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from . import metrics
+from .errors import OutputError
 from .files import write_text_atomically
-from .groups import FILE_PATTERN, N_SUBBANDS
+from .groups import FILE_PATTERN, N_SUBBANDS, TIMESTAMP_PATTERN
 from .mspart import open_part
 from .publish import MsSummary, is_published
 from .quicklook import group_quicklook
@@ -120,6 +122,42 @@ def table_row(record: Mapping, facts: Mapping) -> dict:
     }
 
 
+TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN)
+#: In every table this workflow writes: a groups.html without it is not ours to replace.
+GENERATOR = '<meta name="generator" content="dsa110ms">'
+TITLE_PREFIX = "DSA-110 conversion: "  # what tables written before GENERATOR existed start with
+
+
+def check_report_dir(report_dir: str | os.PathLike) -> None:
+    """Snakemake replaces ``groups.html`` and empties ``plots/`` of ``report_dir`` before every
+    report job (they are the rule's declared outputs): refuse a report_dir holding anything
+    this workflow did not write there, rather than let Snakemake remove it."""
+    d = Path(report_dir)
+    if not os.path.lexists(d):
+        return
+    strangers = [] if d.is_dir() and not d.is_symlink() else [d]
+    for entry in d.iterdir() if not strangers else ():
+        if entry.name == "groups.html":
+            head = entry.read_bytes()[:2000].decode(errors="replace") if entry.is_file() else ""
+            if GENERATOR not in head and f"<title>{TITLE_PREFIX}" not in head:
+                strangers.append(entry)
+        elif entry.name == "plots" and entry.is_dir() and not entry.is_symlink():
+            strangers += [
+                p
+                for p in entry.iterdir()
+                if p.name != ".snakemake_timestamp"
+                and not (p.suffix == ".png" and TIMESTAMP_RE.fullmatch(p.stem))
+            ]
+        else:
+            strangers.append(entry)
+    if strangers:
+        raise OutputError(
+            f"report_dir {d}: holds {strangers[0]}, which this workflow did not write; the "
+            "report replaces groups.html and empties plots/ there: choose a new or empty "
+            "report_dir"
+        )
+
+
 def table_html(rows: list[dict], title: str) -> str:
     """The per-group table as a standalone HTML page."""
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in COLUMNS)
@@ -130,7 +168,7 @@ def table_html(rows: list[dict], title: str) -> str:
         for r in rows
     )
     return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<html><head><meta charset="utf-8">{GENERATOR}<title>{html.escape(title)}</title>
 <style>
 body {{ font-family: sans-serif; font-size: 13px; }}
 table {{ border-collapse: collapse; }}
@@ -232,6 +270,6 @@ def make_report(
             plot_group(record, figure)
         link_or_copy(figure, plots_dir / f"{group}.png")
     published = sum(r["status"] == "published" for r in rows)
-    title = f"DSA-110 conversion: {published} of {len(rows)} groups published"
+    title = f"{TITLE_PREFIX}{published} of {len(rows)} groups published"
     Path(table_path).write_text(table_html(rows, title))
     return rows

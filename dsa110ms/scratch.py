@@ -43,7 +43,7 @@ from pathlib import Path
 
 from .cluster import cluster_job_id
 from .errors import ScratchError
-from .owned import is_owned, make_owned_dir, remove_owned
+from .owned import is_owned, make_owned_dir, open_own_file, owned_kind, remove_owned
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ LOCK_NAME = ".owner.lock"
 #: An instance directory without a lock file is only swept once it is this old: its creator may
 #: be between mkdir and creating the lock.
 UNLOCKED_GRACE_S = 300.0
+#: The marker kind of instance directories: the only entries of the root the sweep considers
+#: (``output_dir`` may be the same directory, with its own marked state directory in it).
+INSTANCE_KIND = "scratch of one working directory"
 
 
 def instance_name(workdir: str | os.PathLike) -> str:
@@ -108,12 +111,20 @@ def check_root(root: Path, *, create: bool = True) -> None:
         )
     if not os.access(root, os.W_OK | os.X_OK):
         raise ScratchError(f"scratch_root {root}: this user cannot create entries in it")
+    # Whoever owns the root can rename our entries in it; in a sticky root (/dev/shm, /tmp)
+    # nobody else can. So: a root of this user, or a sticky one of root's.
+    sticky_system = st.st_uid == 0 and st.st_mode & stat.S_ISVTX
+    if st.st_uid != os.getuid() and not sticky_system:
+        raise ScratchError(
+            f"scratch_root {root}: owned by uid {st.st_uid}, who could replace this workflow's "
+            "entries in it; use a directory of yours, or a sticky system one such as /dev/shm"
+        )
 
 
 def make_instance_dir(layout: ScratchLayout) -> Path:
     """The instance directory (mode 0700, marked as ours) under a checked root."""
     check_root(layout.root)
-    return make_owned_dir(layout.instance_dir, "scratch of one working directory")
+    return make_owned_dir(layout.instance_dir, INSTANCE_KIND)
 
 
 def make_group_dir(path: Path) -> None:
@@ -140,10 +151,9 @@ class OwnerLock:
         """Take the lock without waiting; None if a live process holds it or (create=False) the
         file does not exist. The returned lock is on the file that ``path`` names now: a sweep
         that unlinked it between open and flock is detected and the attempt repeated."""
-        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
         for _ in range(10):
             try:
-                fd = os.open(path, flags, 0o600)
+                fd = open_own_file(path, create=create)
             except FileNotFoundError:
                 if not create:
                     return None
@@ -313,7 +323,7 @@ def sweep_stale(root: str | os.PathLike, *, keep: str | None = None) -> SweepRep
     if root.is_symlink() or not root.is_dir():
         return report
     for entry in sorted(root.iterdir()):
-        if entry.name == keep or not is_owned(entry):
+        if entry.name == keep or owned_kind(entry) != INSTANCE_KIND:
             continue
         job_locks = list(entry.glob(f"{JOB_LOCK_PREFIX}*.lock"))
         if any(_is_held(path) for path in job_locks):

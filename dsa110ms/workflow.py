@@ -25,7 +25,8 @@ from .config import validate_config
 from .errors import DiscoveryError, Dsa110msError, OutputError, ScratchError
 from .groups import Manifest, discover
 from .owned import remove_owned
-from .publish import OutputArea
+from .publish import OutputArea, ms_options
+from .report import check_report_dir
 from .runwatch import export_run_process
 
 log = logging.getLogger("dsa110ms")
@@ -251,10 +252,12 @@ def prepare_main_process(run: Run) -> None:
     if os.path.lexists(output_dir) and not output_dir.is_dir():
         raise OutputError(f"output_dir {output_dir} is not a directory")
     scratch.check_root(layout.root, create=False)
+    check_report_dir(run.settings["report_dir"])
     if _owner is None and layout.lock_path.exists():
         _owner = scratch.OwnerLock.try_acquire(layout.lock_path, create=False)
     if run.manifest is not None and os.path.isdir(run.settings["output_dir"]):
-        for note in run.output.check_stamps(g.id for g in run.manifest):
+        options = ms_options(run.settings)
+        for note in run.output.check_stamps((g.id for g in run.manifest), options):
             log.warning("%s", note)
 
 
@@ -268,14 +271,19 @@ def on_start(run: Run) -> None:
         check_writable(Path(run.settings["output_dir"]))
         faults.activate(run.settings["faults"])
         metrics.configure(run.settings["metrics_dir"])
+        run.output.prepare()
         if _owner is None:
             _owner = scratch.acquire_instance(layout)
         else:
             _owner.describe_owner()
-        report = scratch.sweep_stale(layout.root, keep=layout.instance)
-        run.output.prepare()
-        for path in run.output.remove_stale_staging():
-            log.info("removed staging MS left by a join that died: %s", path)
+        try:
+            report = scratch.sweep_stale(layout.root, keep=layout.instance)
+            for path in run.output.remove_stale_staging():
+                log.info("removed staging MS left by a join that died: %s", path)
+        except Dsa110msError:  # onerror does not run after a failed onstart: clean up here
+            remove_owned(layout.instance_dir, layout.root)
+            _owner.release()
+            raise
         log.info(
             "scratch %s (locked); stale sweep removed %d, skipped %d live",
             layout.instance_dir,

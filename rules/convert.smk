@@ -57,9 +57,6 @@ rule concat:
         attempt=lambda wc, attempt: attempt,
     params:
         output_dir=RUN.settings["output_dir"],
-        spw_layout=RUN.settings["spw_layout"],
-        join_method=RUN.settings["join_method"],
-        imaging_columns=RUN.settings["imaging_columns"],
         complete=lambda wc: RUN.is_complete(wc.group),
         sources=lambda wc: RUN.part_sources(wc.group),
     script:

@@ -11,8 +11,5 @@ join_job(
     log_path=smk.log[0],
     sources=smk.params.sources,
     contiguous=smk.params.complete,
-    spw_layout=smk.params.spw_layout,
-    join_method=smk.params.join_method,
-    imaging_columns=smk.params.imaging_columns,
     attempt=smk.resources.attempt,
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dsa110ms.publish import OutputArea
 from dsa110ms.simulate import SimulationSpec, simulate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,13 +120,13 @@ def tiny_tmpfs(tmp_path):
 
 def visible(directory: Path) -> list[str]:
     """What a user sees in an output directory: names not starting with a dot (the workflow's
-    own state is in ``.dsa110ms``)."""
+    own state is in ``.dsa110ms-output``)."""
     return sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
 
 
 def staging_left(output_dir: Path) -> list[str]:
     """Staging MSs left in an output directory (there must be none after a run)."""
-    return leftovers(output_dir / ".dsa110ms" / "staging")
+    return leftovers(OutputArea.of(output_dir).state_dir / "staging")
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dsa110ms.publish import STAMP_NAME, damage
+from dsa110ms.publish import STAMP_NAME, OutputArea, damage
 from dsa110ms.scratch import ScratchLayout, acquire_instance
 
 from .conftest import (
@@ -109,10 +109,10 @@ def log_says(log: Path, text: str) -> bool:
         return False
 
 
-def _watch_ms(ms: Path, seen: list, stop: threading.Event) -> None:
-    """Record, every 20 ms, whether ``ms`` is an intact published MS."""
+def _watch_ms(ms: Path, group: str, seen: list, stop: threading.Event) -> None:
+    """Record, every 20 ms, whether ``ms`` is an intact published MS of ``group``."""
     while not stop.is_set():
-        seen.append(os.path.isdir(ms) and damage(ms) is None)
+        seen.append(os.path.isdir(ms) and damage(ms, group) is None)
         time.sleep(0.02)
 
 
@@ -146,7 +146,7 @@ def test_a_second_run_never_removes_the_first_runs_ms(tmp_path, scratch_root):
     )
     seen: list[bool] = []
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch_ms, args=(ms, seen, stop))
+    watcher = threading.Thread(target=_watch_ms, args=(ms, gid, seen, stop))
     watcher.start()
     try:
         concat_b = work_b / "logs" / gid / "concat.log"
@@ -359,7 +359,7 @@ def test_a_damaged_published_ms_is_converted_again_and_set_aside(tmp_path, scrat
     assert "Nothing to be done" in proc.stdout, "calibrating in place is not damage"
 
     subprocess.run(["rm", "-r", str(ms / "FIELD")], check=True)
-    assert damage(ms) == "FIELD/table.dat is missing (it was published with it)"
+    assert damage(ms, gid) == "FIELD/table.dat is missing (it was published with it)"
     proc = run_snakemake(tmp_path, "--cores", "2", config=config)
     assert f"{ms}: FIELD/table.dat is missing" in proc.stdout
     assert_matches_input(ms, d, gid)
@@ -383,8 +383,6 @@ def test_braces_in_a_directory_are_one_line(target, tmp_path):
 def test_staging_of_dead_joins_is_removed_whoever_left_it_and_live_ones_are_kept(tmp_path):
     """A join killed outright (its process and its run) leaves its staging MS; the next run
     from *any* working directory removes it, unless a live join of that group holds its lock."""
-    from dsa110ms.publish import OutputArea
-
     area = OutputArea.of(tmp_path / "out")
     for instance, group in (("dead-1234567890", "2026-07-10T00:00:00"), ("live.x", "g2")):
         ms = area.new_staging(instance, group)
@@ -412,3 +410,51 @@ def test_staging_of_dead_joins_is_removed_whoever_left_it_and_live_ones_are_kept
     assert removed == [area.staging_dir("dead-1234567890", "2026-07-10T00:00:00")]
     assert area.staging_dir("live.x", "g2").is_dir()
     assert area.remove_stale_staging() == [area.staging_dir("live.x", "g2")]
+
+
+def test_a_report_dir_holding_other_files_is_refused_and_left_alone(tmp_path, scratch_root):
+    """Hostile trial: report_dir pointed at a directory of the user's; Snakemake would empty
+    its plots/ and replace its groups.html. Refused with one line; nothing there changes."""
+    d = tmp_path / "in"
+    small_groups(d, 1, start="2026-07-11T00:00:00")
+    mine = tmp_path / "mine"
+    (mine / "plots").mkdir(parents=True)
+    (mine / "plots" / "fig1.png").write_text("a figure")
+    (mine / "groups.html").write_text("<html>my groups</html>")
+    config = small_config(d, tmp_path / "out", scratch_root, report_dir=str(mine))
+    proc = run_snakemake(tmp_path, "--cores", "2", config=config, check=False)
+    assert proc.returncode != 0
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("dsa110ms: error:")]
+    assert f"report_dir {mine}: holds" in line
+    assert (mine / "plots" / "fig1.png").read_text() == "a figure"
+    assert (mine / "groups.html").read_text() == "<html>my groups</html>"
+
+
+def test_one_directory_as_working_dir_output_and_scratch_root(tmp_path):
+    """Hostile trial: output_dir = scratch_root = the working directory, through a symlink.
+    Each run's state stays apart (the sweep removes only scratch instances, never the output's
+    state); an MS copied over another group's path is set aside and converted again; a run with
+    other options keeps the MSs and says so."""
+    d = tmp_path / "in"
+    ids = small_groups(d, 2, start="2026-07-12T00:00:00")
+    real = tmp_path / "real"
+    real.mkdir()
+    shared = tmp_path / "shared"
+    shared.symlink_to(real)
+    config = small_config(d, shared, real)
+    run_snakemake(real, "--cores", "2", config=config)
+    state = OutputArea.of(shared).state_dir
+    old = time.time() - 3600
+    os.utime(state, (old, old))  # older than any grace period of the sweep
+    first, second = (shared / f"{g}.ms" for g in ids)
+    subprocess.run(["rm", "-r", str(second)], check=True)
+    subprocess.run(["cp", "-a", str(first), str(second)], check=True)
+    proc = run_snakemake(real, "--cores", "2", config=config)
+    assert f"{second}: it holds group {ids[0]}, not {ids[1]}" in proc.stdout
+    for gid in ids:
+        assert_matches_input(shared / f"{gid}.ms", d, gid)
+    assert len(list(real.glob(f"{ids[1]}.ms.invalid-*"))) == 1
+    assert staging_left(shared) == [] and state.is_dir()
+    proc = run_snakemake(real, "--cores", "2", config={**config, "spw_layout": "single"})
+    assert "made with other options (spw_layout); kept" in proc.stdout
+    assert "Nothing to be done" in proc.stdout

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,7 +55,7 @@ def test_sweep_spares_live_runs_and_removes_dead_ones(scratch_root, tmp_path):
 
 
 def test_sweep_waits_before_removing_unlocked_young_dirs(scratch_root):
-    make_owned_dir(scratch_root / "starting-0000000000", "test")
+    make_owned_dir(scratch_root / "starting-0000000000", scratch.INSTANCE_KIND)
     report = scratch.sweep_stale(scratch_root)
     assert report.removed == [] and len(report.live) == 1
     old = time.time() - scratch.UNLOCKED_GRACE_S - 1
@@ -71,7 +72,7 @@ def test_remove_owned_removes_only_marked_entries_inside_root_never_through_syml
     scratch_root.mkdir()
     foreign = scratch_root / "foreign"  # not ours: no marker
     (foreign / "g").mkdir(parents=True)
-    make_owned_dir(scratch_root / "inst", "test")
+    make_owned_dir(scratch_root / "inst", scratch.INSTANCE_KIND)
     (scratch_root / "inst" / "g").mkdir()
     (scratch_root / "inst" / "g" / "link").symlink_to(outside)
     (scratch_root / "inst" / "toplink").symlink_to(outside)
@@ -84,8 +85,8 @@ def test_remove_owned_removes_only_marked_entries_inside_root_never_through_syml
         (scratch_root, "not inside"),
         (foreign, "not created by this workflow"),
         (foreign / "g", "not created by this workflow"),
-        (scratch_root / "inst" / "toplink" / "data", "not created by this workflow"),
-        (scratch_root / "inst-link" / "g", "not created by this workflow"),
+        (scratch_root / "inst" / "toplink" / "data", "not a real directory"),
+        (scratch_root / "inst-link" / "g", "not a real directory"),
     ):
         with pytest.raises(ScratchError, match=why):
             remove_owned(path, scratch_root)
@@ -170,3 +171,56 @@ def test_cluster_jobs_remove_their_groups_and_those_of_jobs_killed_on_the_node(
         live.kill()
         live.wait()
     assert scratch.sweep_stale(scratch_root).removed == [str(layout.instance_dir)]
+
+
+def test_removal_never_follows_a_symlink_swapped_in_while_it_runs(tmp_path):
+    """Hostile trial: while our instance directory is being cleaned, another process keeps
+    swapping it for a symlink to a directory that is not ours. Checked and removed through
+    directory descriptors, the removal never reaches that directory."""
+    root = tmp_path / "root"
+    root.mkdir()
+    victim = tmp_path / "victim"
+    (victim / "g").mkdir(parents=True)
+    (victim / "g" / "data").write_text("not ours")
+    inst = make_owned_dir(root / "inst", scratch.INSTANCE_KIND)
+    swapper = textwrap.dedent(
+        f"""
+        import os, time
+        inst, hold, victim = {str(inst)!r}, {str(root / "hold")!r}, {str(victim)!r}
+        end = time.time() + 3
+        while time.time() < end:
+            os.rename(inst, hold); os.symlink(victim, inst); os.unlink(inst); os.rename(hold, inst)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", swapper])
+    removed = refused = 0
+    while proc.poll() is None:
+        try:
+            (inst / "g").mkdir(exist_ok=True)
+            removed += remove_owned(inst / "g", root)
+        except (OSError, ScratchError):
+            refused += 1
+    assert proc.returncode == 0
+    assert (victim / "g" / "data").read_text() == "not ours"
+    assert removed > 10 and refused > 10, (removed, refused)
+
+
+def test_scratch_root_of_another_user_is_refused_unless_sticky_and_system(tmp_path):
+    """Whoever owns the scratch root can rename our entries in it: a root of another user is
+    refused; a sticky root of root's, as /dev/shm and /tmp, is fine."""
+    other = tmp_path / "other"
+    other.mkdir(mode=0o777)
+    os.chown(other, 65534, 65534)
+    with pytest.raises(ScratchError, match="owned by uid 65534"):
+        scratch.check_root(other)
+    scratch.check_root(Path("/dev/shm"))
+
+
+def test_lock_files_are_never_written_through_links(tmp_path):
+    """A lock file that is a hard link to someone's file is refused, not truncated."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("do not lose")
+    os.link(precious, tmp_path / "x.lock")
+    with pytest.raises(ScratchError, match="not a lock file"):
+        scratch.OwnerLock.try_acquire(tmp_path / "x.lock", create=True)
+    assert precious.read_text() == "do not lose"
