@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -34,10 +33,21 @@ from pathlib import Path
 
 import psutil
 
+from dsa110ms.owned import make_owned_dir, remove_owned
+
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "bench" / "cache"
 SHM = Path("/dev/shm/dsa110ms-bench")
 PYTHON = sys.executable
+
+
+def fresh(path: Path, root: Path = CACHE) -> Path:
+    """An empty directory of the benchmark's, marked as the workflow marks its own: what an
+    earlier benchmark left there is removed by the workflow's one remover, which refuses
+    anything it did not create (dsa110ms.owned)."""
+    root.mkdir(parents=True, exist_ok=True)
+    remove_owned(path, root)
+    return make_owned_dir(path, "benchmark")
 
 
 def full_size_group(n_groups: int = 1) -> Path:
@@ -46,8 +56,7 @@ def full_size_group(n_groups: int = 1) -> Path:
 
     d = CACHE / ("full" if n_groups == 1 else f"full{n_groups}") / "in"
     if len(list(d.glob("*.hdf5"))) != 16 * n_groups:
-        shutil.rmtree(d, ignore_errors=True)
-        simulate(SimulationSpec(**FULL_SIZE, n_groups=n_groups), d)
+        simulate(SimulationSpec(**FULL_SIZE, n_groups=n_groups), fresh(d))
     for f in d.glob("*.hdf5"):  # warm the page cache
         with open(f, "rb") as fh:
             while fh.read(1 << 24):
@@ -129,14 +138,12 @@ def snakemake_command(work: Path, input_dir: Path, *extra: str, **config) -> lis
 
 
 def bench_ours(input_dir: Path, label: str = "ours", **config) -> dict:
-    work = CACHE / f"work-{label}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = fresh(CACHE / f"work-{label}")
     os.sync()  # every method starts with no dirty pages in flight
     wall, sampler, _ = run_timed(snakemake_command(work, input_dir, **config), work)
     run = json.loads((work / "logs/metrics/runs.jsonl").read_text().splitlines()[-1])
     size = du_bytes(work / "out")
-    shutil.rmtree(work / "out")
+    fresh(work)
     return {
         "method": f"{label} (snakemake --cores 2)",
         "wall_s": round(wall, 1),
@@ -159,17 +166,14 @@ def bench_dry_run(n_groups: int = 1000) -> dict:
 
     input_dir = CACHE / f"placeholders-{n_groups}"
     if len(list(input_dir.glob("*.hdf5"))) != 16 * n_groups:
-        shutil.rmtree(input_dir, ignore_errors=True)
-        input_dir.mkdir(parents=True)
+        fresh(input_dir)
         start = dt.datetime(2026, 1, 1)
         for g in range(n_groups):
             t = start + dt.timedelta(seconds=309 * g)
             for sb in range(16):
                 jitter = dt.timedelta(seconds=sb % 3)
                 (input_dir / subband_file_name(t + jitter, sb)).touch()
-    work = CACHE / "work-dryrun"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = fresh(CACHE / "work-dryrun")
     wall, sampler, output = run_timed(snakemake_command(work, input_dir, "-n", "-q"), work)
     jobs = 18 * n_groups + 1
     return {
@@ -181,14 +185,13 @@ def bench_dry_run(n_groups: int = 1000) -> dict:
 
 def bench_script(name: str, label: str, input_dir: Path) -> dict:
     """Run bench/<name>.py in its own process; it prints a JSON line of stage times."""
-    out = CACHE / f"out-{name}"
-    shutil.rmtree(out, ignore_errors=True)
+    out = fresh(CACHE / f"out-{name}")
     os.sync()
     cmd = [PYTHON, "-m", f"bench.{name}", str(input_dir), str(out), str(SHM / name)]
     wall, sampler, output = run_timed(cmd, REPO)
     stages = json.loads(output.strip().splitlines()[-1])
     size = du_bytes(out)
-    shutil.rmtree(out)
+    fresh(out)
     return {
         "method": label,
         "wall_s": round(wall, 1),
@@ -250,10 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTHONPATH", str(REPO))
     results = []
     for name in a.only or list(METHODS):
-        shutil.rmtree(SHM, ignore_errors=True)
+        fresh(SHM, SHM.parent)
         results.append(METHODS[name]())
         print(json.dumps(results[-1]), flush=True)
-    shutil.rmtree(SHM, ignore_errors=True)
+    remove_owned(SHM, SHM.parent)
     record = {"results": results, "ratios": ratios(results)}
     (CACHE / "results.json").write_text(json.dumps(record, indent=1))
     print(table(results))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import shutil
 import sys
 import time
 import warnings
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from dsa110ms.groups import discover
 from dsa110ms.join import concat_parts
+from dsa110ms.owned import make_owned_dir, remove_owned
 
 
 def write_one(args: tuple[str, str]) -> str:
@@ -31,8 +31,9 @@ def write_one(args: tuple[str, str]) -> str:
 
 def main(input_dir: str, output_dir: str, scratch: str) -> None:
     (group,) = list(discover(input_dir))
-    scratch_dir = Path(scratch)
-    shutil.rmtree(scratch_dir, ignore_errors=True)
+    scratch_dir = Path(scratch)  # inside the benchmark's marked scratch (bench/run.py)
+    remove_owned(scratch_dir, scratch_dir.parent)
+    make_owned_dir(scratch_dir, "benchmark")
     jobs = [
         (group.files[sb], str(scratch_dir / f"sb{sb:02d}.ms"))
         for sb in group.subbands_ascending_frequency()
@@ -44,7 +45,7 @@ def main(input_dir: str, output_dir: str, scratch: str) -> None:
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     concat_parts(parts, Path(output_dir) / f"{group.id}.ms")
     t2 = time.perf_counter()
-    shutil.rmtree(scratch_dir, ignore_errors=True)
+    remove_owned(scratch_dir, scratch_dir.parent)
     print(json.dumps({"parts_s": round(t1 - t0, 1), "join_s": round(t2 - t1, 1)}))
 
 
