@@ -25,7 +25,7 @@ DEMO_CONFIG := --config input_dir=$(DEMO)/input output_dir=$(DEMO)/output log_di
 run: $(STAMP)
 	$(BIN)/snakemake simulate --cores $(CORES) $(DEMO_CONFIG)
 	$(BIN)/snakemake --cores $(CORES) $(DEMO_CONFIG)
-	@$(BIN)/python -m dsa110ms.summary $(DEMO)/output
+	@$(BIN)/python -m dsa110ms.observe.summary $(DEMO)/output
 	@echo "Run report: $(DEMO)/report/groups.html, figures in $(DEMO)/report/plots/"
 
 # The rule graph in the docs (needs graphviz's dot: apt-get install graphviz).

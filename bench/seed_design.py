@@ -17,12 +17,12 @@ import warnings
 from pathlib import Path
 
 from dsa110ms.groups import discover
-from dsa110ms.join import concat_parts
+from dsa110ms.ms.join import concat_parts
 from dsa110ms.owned import make_owned_dir, remove_owned
 
 
 def write_one(args: tuple[str, str]) -> str:
-    from dsa110ms.template import write_pyuvdata_ms as write_part
+    from dsa110ms.ms.template import write_pyuvdata_ms as write_part
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -10,7 +10,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import CasaDataError
+from dsa110ms.errors import CasaDataError
 
 SITE_CONFIG = Path(__file__).with_name("casasiteconfig.py")
 

@@ -32,8 +32,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DiscoveryError
-from .files import write_text_atomically
+from dsa110ms.errors import DiscoveryError
+from dsa110ms.files import write_text_atomically
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,9 @@ import stat
 import time
 from pathlib import Path
 
-from . import faults, metrics
-from .errors import ScratchError
+from dsa110ms import faults
+from dsa110ms.errors import ScratchError
+from dsa110ms.observe import metrics
 
 log = logging.getLogger(__name__)
 

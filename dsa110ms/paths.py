@@ -1,7 +1,7 @@
 """File names the rules and the jobs must agree on, in one place.
 
 The rules use them with wildcards as Snakemake patterns; a part job computes its own paths from
-the same functions (:func:`dsa110ms.jobs.part_command`), so that no path is written into its
+the same functions (:func:`dsa110ms.run.jobs.part_command`), so that no path is written into its
 shell command.
 """
 

@@ -3,7 +3,7 @@ them.
 
 A part job needs the visibilities, flags and sample counts of one subband, nothing that depends
 on the sky: the group's geometry (fields, UVW, antennas) is computed once per group by the
-template job (:mod:`dsa110ms.template`) with pyuvdata. Importing pyuvdata and astropy costs a
+template job (:mod:`dsa110ms.ms.template`) with pyuvdata. Importing pyuvdata and astropy costs a
 job ~3 s; h5py and numpy ~0.3 s, so the 16 part jobs of a group read their files here.
 
 What pyuvdata (3.2) does between reading a file and writing an MS, reproduced exactly (and tested
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputFileError
+from dsa110ms.errors import InputFileError
 
 #: CASA's polarization order (pyuvdata.utils.pol.determine_pol_order, order="CASA").
 CASA_POL_ORDER = (1, 2, 3, 4, -1, -3, -4, -2, -5, -7, -8, -6, 0)

@@ -31,8 +31,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import telescope as tel
-from .groups import INCOMPLETE_SUFFIX, format_timestamp, subband_file_name
+from dsa110ms import telescope as tel
+from dsa110ms.groups import INCOMPLETE_SUFFIX, format_timestamp, subband_file_name
 
 log = logging.getLogger(__name__)
 

@@ -40,14 +40,20 @@ from pathlib import Path
 
 import yaml
 
-from . import metrics
-from .config import validate_config
-from .errors import ConfigError, Dsa110msError
-from .files import write_text_atomically
-from .groups import INCOMPLETE_SUFFIX, TIMESTAMP_PATTERN, Manifest, discover, parse_timestamp
-from .publish import is_published
-from .report import read_group_record
-from .workflow import MANIFEST_PATH
+from dsa110ms.errors import ConfigError, Dsa110msError
+from dsa110ms.files import write_text_atomically
+from dsa110ms.groups import (
+    INCOMPLETE_SUFFIX,
+    TIMESTAMP_PATTERN,
+    Manifest,
+    discover,
+    parse_timestamp,
+)
+from dsa110ms.ms.publish import is_published
+from dsa110ms.observe import metrics
+from dsa110ms.observe.report import read_group_record
+from dsa110ms.run.workflow import MANIFEST_PATH
+from dsa110ms.settings import validate_config
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"

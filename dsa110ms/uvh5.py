@@ -14,8 +14,8 @@ import logging
 
 import numpy as np
 
-from .errors import InputFileError
-from .geometry import MeridianFields, baseline_uvw, meridian_fields
+from dsa110ms.errors import InputFileError
+from dsa110ms.geometry import MeridianFields, baseline_uvw, meridian_fields
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import sys
 # environment made from envs/dsa110ms.yaml), and in `script:` jobs through PYTHONPATH.
 sys.path.insert(0, workflow.basedir)
 
-from dsa110ms import workflow as dsa110ms_workflow
+from dsa110ms.run import workflow as dsa110ms_workflow
 
 dsa110ms_workflow.export_package_path(workflow.basedir)
 dsa110ms_workflow.log_to_stderr()

@@ -36,9 +36,9 @@ rule ms_part:
     resources:
         mem_mb=1000,
     # A module and the wildcards only: no path is ever written into a shell command
-    # (dsa110ms/partjob.py computes the paths declared above from the run's settings).
+    # (dsa110ms/run/partjob.py computes the paths declared above from the run's settings).
     shell:
-        "python -m dsa110ms.partjob {wildcards.group} {wildcards.filetime} {wildcards.subband}"
+        "python -m dsa110ms.run.partjob {wildcards.group} {wildcards.filetime} {wildcards.subband}"
 
 
 rule concat:

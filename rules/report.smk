@@ -1,5 +1,5 @@
 # The run report (`snakemake --report report.html`): a per-group table and quick-look figures
-# made from the groups' records and the run's metrics (dsa110ms/report.py).
+# made from the groups' records and the run's metrics (dsa110ms/observe/report.py).
 
 
 rule run_report:

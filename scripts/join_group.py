@@ -1,6 +1,6 @@
 """Rule concat: join a group's parts, validate, publish, remove the group's scratch."""
 
-from dsa110ms.jobs import join_job
+from dsa110ms.run.jobs import join_job
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 join_job(

@@ -1,6 +1,6 @@
 """Rule run_report: the per-group table and quick-look figures of the run report."""
 
-from dsa110ms.jobs import report_job
+from dsa110ms.run.jobs import report_job
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 report_job(

@@ -1,6 +1,6 @@
 """Rule ms_template: one subband file -> the group's template MS on scratch."""
 
-from dsa110ms.jobs import template_job
+from dsa110ms.run.jobs import template_job
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 template_job(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dsa110ms.publish import OutputArea
+from dsa110ms.ms.publish import OutputArea
 from dsa110ms.simulate import SimulationSpec, simulate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,7 +89,7 @@ def hold_lock(root, workdir):
     code = textwrap.dedent(
         f"""
         import sys, time
-        from dsa110ms import scratch
+        from dsa110ms.run import scratch
         layout = scratch.ScratchLayout.for_workdir({str(root)!r}, {str(workdir)!r})
         lock = scratch.acquire_instance(layout)
         (layout.group_dir("g")).mkdir()

@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
-from dsa110ms.config import SCHEMA_PATH, validate_config
 from dsa110ms.errors import ConfigError
+from dsa110ms.settings import SCHEMA_PATH, validate_config
 
 
 def test_defaults_fill_everything():
@@ -81,8 +81,8 @@ def test_numbers_must_be_finite_and_tolerance_below_half_the_cadence(bad, words)
 
 
 def test_schema_bound_on_tolerance_is_the_one_discovery_enforces():
-    from dsa110ms.config import load_schema
     from dsa110ms.groups import MAX_TOLERANCE_S
+    from dsa110ms.settings import load_schema
 
     assert load_schema()["properties"]["tolerance_s"]["maximum"] == MAX_TOLERANCE_S
     assert validate_config({"tolerance_s": MAX_TOLERANCE_S})["tolerance_s"] == MAX_TOLERANCE_S

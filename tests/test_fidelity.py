@@ -12,7 +12,7 @@ import pytest
 
 from dsa110ms import casa
 from dsa110ms.groups import discover, subband_file_name
-from dsa110ms.msfix import ON_SOURCE
+from dsa110ms.ms.metadata import ON_SOURCE
 
 from .conftest import SCRATCH_PARENT, run_snakemake
 from .msdata import assert_same_ms, read_ms
@@ -233,7 +233,7 @@ def test_generic_mode_equals_pyuvdata_write_ms_of_unsplit_object(generic_input, 
 
 def test_generic_mode_refuses_unphased_dsa110_files(two_groups, tmp_path):
     from dsa110ms.errors import InputFileError
-    from dsa110ms.template import write_template
+    from dsa110ms.ms.template import write_template
 
     first = next(iter(discover(two_groups)))
     with pytest.raises(InputFileError, match="unprojected"):
@@ -242,8 +242,8 @@ def test_generic_mode_refuses_unphased_dsa110_files(two_groups, tmp_path):
 
 def fast_path(group, work: Path, **options) -> tuple[Path, list[str]]:
     """The group's template and parts, as the workflow's jobs write them."""
-    from dsa110ms.mspart import write_part
-    from dsa110ms.template import write_template
+    from dsa110ms.ms.part import write_part
+    from dsa110ms.ms.template import write_template
 
     keep = options.get("keep_autocorrelations", True)
     template = write_template(group.files[0], work / "template.ms", keep_autocorrelations=keep)
@@ -261,11 +261,11 @@ def fast_path(group, work: Path, **options) -> tuple[Path, list[str]]:
 )
 def test_fast_path_equals_pyuvdata_parts_joined_by_casatasks_concat(two_groups, tmp_path, options):
     """The reference is the straightforward design: every subband written as an MS by pyuvdata's
-    write_ms (plus dsa110ms.msfix), the 16 MSs joined by casatasks.concat. The fast path
+    write_ms (plus dsa110ms.ms.metadata), the 16 MSs joined by casatasks.concat. The fast path
     (template + NumPy parts + one-pass join) and the selectable concat method give the same MS:
     every main-table column and every subtable but HISTORY, cell by cell."""
-    from dsa110ms.join import assemble, check_parts, concat_parts, concat_reference
-    from dsa110ms.template import write_pyuvdata_ms
+    from dsa110ms.ms.join import assemble, check_parts, concat_parts, concat_reference
+    from dsa110ms.ms.template import write_pyuvdata_ms
 
     group = next(iter(discover(two_groups)))
     reference_parts = [

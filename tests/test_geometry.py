@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dsa110ms.groups import scan
+from dsa110ms.ms.template import write_template
 from dsa110ms.simulate import SimulationSpec, simulate
-from dsa110ms.template import write_template
 
 from .independent import ms_uvw_reference
 

@@ -159,7 +159,7 @@ def test_manifest_round_trip(tmp_path):
 
 def test_every_process_of_a_run_sees_the_main_process_manifest(tmp_path):
     """Cluster jobs re-read the Snakefile; they must not re-discover (files keep arriving)."""
-    from dsa110ms.workflow import Run
+    from dsa110ms.run.workflow import Run
 
     (tmp_path / "in").mkdir()
     touch_group(tmp_path / "in", T0)

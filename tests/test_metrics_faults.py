@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from dsa110ms import faults, metrics
+from dsa110ms import faults
+from dsa110ms.observe import metrics
 
 
 def test_read_events_finds_a_window_in_a_long_history(tmp_path):
@@ -67,7 +68,7 @@ def test_cleanup_permission_fault_fails_each_path_once():
 
 
 def test_schema_lists_exactly_the_fault_kinds():
-    from dsa110ms.config import load_schema
+    from dsa110ms.settings import load_schema
 
     concat = load_schema()["properties"]["faults"]["properties"]["concat"]
     kinds = concat["additionalProperties"]["additionalProperties"]["enum"]

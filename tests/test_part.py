@@ -13,7 +13,7 @@ import pytest
 from dsa110ms import rawuvh5
 from dsa110ms.errors import ValidationError
 from dsa110ms.groups import discover
-from dsa110ms.mspart import MANIFEST_NAME, open_part, write_part
+from dsa110ms.ms.part import MANIFEST_NAME, open_part, write_part
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import re
 import numpy as np
 from casacore import tables
 
-from dsa110ms.quicklook import subband_quicklook
+from dsa110ms.observe.quicklook import subband_quicklook
 
 from .conftest import run_snakemake
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dsa110ms.groups import discover
-from dsa110ms.publish import is_published
+from dsa110ms.ms.publish import is_published
 from dsa110ms.simulate import SimulationSpec, simulate
 
 from .conftest import (

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from dsa110ms.publish import STAMP_NAME, OutputArea, damage
-from dsa110ms.scratch import ScratchLayout, acquire_instance
+from dsa110ms.ms.publish import STAMP_NAME, OutputArea, damage
+from dsa110ms.run.scratch import ScratchLayout, acquire_instance
 
 from .conftest import (
     WITHOUT_DAC_OVERRIDE,
@@ -163,7 +163,7 @@ def test_a_second_run_never_removes_the_first_runs_ms(tmp_path, scratch_root):
                 sys.executable,
                 "-c",
                 "import sys, time\n"
-                "from dsa110ms.publish import OutputArea\n"
+                "from dsa110ms.ms.publish import OutputArea\n"
                 "with OutputArea.of(sys.argv[1]).group_lock(sys.argv[2]):\n"
                 "    print('held', flush=True); time.sleep(600)\n",
                 str(out),
@@ -393,7 +393,7 @@ def test_staging_of_dead_joins_is_removed_whoever_left_it_and_live_ones_are_kept
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from dsa110ms.publish import OutputArea\n"
+            "from dsa110ms.ms.publish import OutputArea\n"
             "with OutputArea.of(sys.argv[1]).group_lock('g2'):\n"
             "    print('held', flush=True); time.sleep(600)\n",
             str(area.output_dir),

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dsa110ms import scratch
 from dsa110ms.errors import ScratchError
 from dsa110ms.owned import make_owned_dir, remove_owned
+from dsa110ms.run import scratch
 
 from .conftest import hold_lock
 
@@ -131,7 +131,7 @@ def node_job_process(root, workdir, job: str, group: str):
         f"""
         import time
         from pathlib import Path
-        from dsa110ms import scratch
+        from dsa110ms.run import scratch
         layout = scratch.ScratchLayout.for_workdir({str(root)!r}, {str(workdir)!r})
         scratch.NodeJob.start(layout, {job!r})
         scratch.claim_group(layout.group_dir({group!r}), {{"SLURM_JOB_ID": {job!r}}})

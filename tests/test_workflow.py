@@ -11,7 +11,7 @@ import pytest
 
 from dsa110ms import casa
 from dsa110ms.groups import discover
-from dsa110ms.scratch import ScratchLayout
+from dsa110ms.run.scratch import ScratchLayout
 from dsa110ms.simulate import SimulationSpec, simulate
 
 from .conftest import hold_lock, leftovers, run_snakemake, staging_left, visible

@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import casa
-from .errors import OutputError, ValidationError
-from .files import write_text_atomically
-from .owned import make_owned_dir, open_own_file, remove_owned
+from dsa110ms import casa
+from dsa110ms.errors import OutputError, ValidationError
+from dsa110ms.files import write_text_atomically
+from dsa110ms.owned import make_owned_dir, open_own_file, remove_owned
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ class OutputArea:
         intact published MS that has none (e.g. a run killed between publishing and writing it),
         removed where the MS is gone, damaged or not ours, so that the group is converted again.
         Returns one line per group whose stamp was removed, with the reason, and per intact MS
-        made with other ``options`` (:class:`dsa110ms.join.JoinOptions`) than this run's: it is
+        made with other ``options`` (:class:`dsa110ms.ms.join.JoinOptions`) than this run's: it is
         kept."""
         notes = []
         for group in groups:

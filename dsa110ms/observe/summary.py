@@ -1,12 +1,12 @@
-"""``python -m dsa110ms.summary DIR``: list the published MSs in DIR as CASA sees them."""
+"""``python -m dsa110ms.observe.summary DIR``: list the published MSs in DIR as CASA sees them."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from . import casa
-from .publish import summarize
+from dsa110ms import casa
+from dsa110ms.ms.publish import summarize
 
 
 def describe(ms: Path) -> str:
@@ -23,7 +23,7 @@ def describe(ms: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m dsa110ms.summary OUTPUT_DIR", file=sys.stderr)
+        print("usage: python -m dsa110ms.observe.summary OUTPUT_DIR", file=sys.stderr)
         return 2
     found = sorted(Path(args[0]).glob("*.ms"))
     if not found:

@@ -12,8 +12,8 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker, validators
 
-from .errors import ConfigError
-from .groups import TIMESTAMP_PATTERN, parse_timestamp
+from dsa110ms.errors import ConfigError
+from dsa110ms.groups import TIMESTAMP_PATTERN, parse_timestamp
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 FIX = "fix it in config/config.yaml or with snakemake --config"

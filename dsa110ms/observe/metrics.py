@@ -23,8 +23,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .cluster import cluster_job_id
-from .files import write_text_atomically
+from dsa110ms.files import write_text_atomically
+from dsa110ms.run.cluster import cluster_job_id
 
 log = logging.getLogger(__name__)
 

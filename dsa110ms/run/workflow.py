@@ -19,15 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-from . import casa, faults, metrics, paths, progress, scratch
-from .cluster import cluster_job_id
-from .config import validate_config
-from .errors import DiscoveryError, Dsa110msError, OutputError, ScratchError
-from .groups import Manifest, discover
-from .owned import remove_owned
-from .publish import OutputArea, ms_options
-from .report import check_report_dir
-from .runwatch import export_run_process
+from dsa110ms import casa, faults, paths
+from dsa110ms.errors import DiscoveryError, Dsa110msError, OutputError, ScratchError
+from dsa110ms.groups import Manifest, discover
+from dsa110ms.ms.publish import OutputArea, ms_options
+from dsa110ms.observe import metrics, progress
+from dsa110ms.observe.report import check_report_dir
+from dsa110ms.owned import remove_owned
+from dsa110ms.run import scratch
+from dsa110ms.run.cluster import cluster_job_id
+from dsa110ms.run.runwatch import export_run_process
+from dsa110ms.settings import validate_config
 
 log = logging.getLogger("dsa110ms")
 
@@ -65,8 +67,8 @@ def setup_run(config: dict, snakemake_workflow) -> Run:
 
 
 def export_job_settings(run: Run) -> None:
-    """The settings job processes read (:func:`dsa110ms.jobs.export_settings`)."""
-    from .jobs import export_settings
+    """The settings job processes read (:func:`dsa110ms.run.jobs.export_settings`)."""
+    from dsa110ms.run.jobs import export_settings
 
     export_settings(run.settings, run.layout.instance)
 
@@ -199,8 +201,8 @@ class Run:
         return [str(self.output.stamp(g)) for g in self.groups()]
 
     def part_options(self) -> dict:
-        """How every part and the template are written (:func:`dsa110ms.mspart.write_part`,
-        :func:`dsa110ms.template.write_template`)."""
+        """How every part and the template are written (:func:`dsa110ms.ms.part.write_part`,
+        :func:`dsa110ms.ms.template.write_template`)."""
         return {k: self.settings[k] for k in ("telescope", "keep_autocorrelations")}
 
     def part_sources(self, group: str) -> dict[str, str]:
@@ -240,7 +242,7 @@ def prepare_main_process(run: Run) -> None:
     If this working directory's scratch exists (parts left by an earlier run that Snakemake may
     reuse), lock it so no concurrent sweep can remove it. Then make every group's published
     stamp (the rules' declared output) tell the truth about its MS
-    (:meth:`dsa110ms.publish.OutputArea.check_stamps`): a group whose MS is gone, damaged or not
+    (:meth:`dsa110ms.ms.publish.OutputArea.check_stamps`): a group whose MS is gone, damaged or not
     ours is converted again; its MS is set aside, never removed, by the job that replaces it.
     Snakemake's own locks are not used (``nolock`` in the workflow profile): the owner lock
     keeps two runs of one working directory apart, and dies with its process.
@@ -295,7 +297,7 @@ def on_start(run: Run) -> None:
 def start_cluster_job(run: Run) -> None:
     """In the Snakemake process that runs a cluster job on its node: own the scratch the job's
     groups use there and remove it when this process exits, whatever the outcome
-    (:class:`dsa110ms.scratch.NodeJob`; Snakemake's hooks run only on the submitting host)."""
+    (:class:`dsa110ms.run.scratch.NodeJob`; Snakemake's hooks run only on the submitting host)."""
     job = cluster_job_id()
     if not job:
         return
@@ -382,7 +384,7 @@ def on_finish(run: Run, *, success: bool) -> None:
 def write_report_after_failure(run: Run, events: list[dict]) -> None:
     """The run report, with the failed groups in it: rule run_report needs every group's MS, so
     it does not run when a group failed; `snakemake --report` then bundles this one."""
-    from .report import make_report
+    from dsa110ms.observe.report import make_report
 
     try:
         make_report(
@@ -401,7 +403,7 @@ def write_report_after_failure(run: Run, events: list[dict]) -> None:
 
 
 def summary_rows(run: Run, events: list[dict]) -> list[dict]:
-    """One row per group of the run for :func:`dsa110ms.progress.summary_table`, and one per
+    """One row per group of the run for :func:`dsa110ms.observe.progress.summary_table`, and one per
     group or file discovery skipped, each with its reason."""
     rows = []
     for group in run.groups() if run.manifest else []:

@@ -15,13 +15,14 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from . import casa, faults, metrics, paths, progress
-from .errors import JoinError, TransientJoinError
-from .joblog import job_log
-from .owned import remove_owned
-from .publish import OutputArea
-from .runwatch import die_with_run
-from .scratch import ScratchLayout, claim_group, make_group_dir
+from dsa110ms import casa, faults, paths
+from dsa110ms.errors import JoinError, TransientJoinError
+from dsa110ms.ms.publish import OutputArea
+from dsa110ms.observe import metrics, progress
+from dsa110ms.owned import remove_owned
+from dsa110ms.run.joblog import job_log
+from dsa110ms.run.runwatch import die_with_run
+from dsa110ms.run.scratch import ScratchLayout, claim_group, make_group_dir
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _activate(settings: Mapping | None) -> faults.Faults:
 
 
 def part_command(group: str, filetime: str, subband: str, settings: Mapping | None = None):
-    """Rule ms_part, as ``python -m dsa110ms.partjob GROUP FILETIME SUBBAND``: the paths are
+    """Rule ms_part, as ``python -m dsa110ms.run.partjob GROUP FILETIME SUBBAND``: the paths are
     computed here from the exported settings, so that no path is ever written into a shell
     command (only the rule's wildcards, which its constraints limit to digits, ``-``, ``T``
     and ``:``)."""
@@ -107,7 +108,7 @@ def part_job(
 ) -> None:
     """Rule ms_part: one subband file -> one MS part on scratch. ``settings``: metrics_dir and
     faults (default: those exported by the Snakefile, :func:`export_settings`)."""
-    from .mspart import write_part
+    from dsa110ms.ms.part import write_part
 
     die_with_run()
     with job_log(log_path):
@@ -123,7 +124,7 @@ def template_job(
     *, uvh5: str, template: str, group: str, log_path: str, options: Mapping, settings=None
 ) -> None:
     """Rule ms_template: the group's template MS from one of its files (pyuvdata)."""
-    from .template import write_template
+    from dsa110ms.ms.template import write_template
 
     die_with_run()
     with job_log(log_path):
@@ -150,8 +151,8 @@ def join_job(
 
     The last attempt removes the group's scratch whatever the outcome: the job itself cleans the
     node it runs on (on a cluster, Snakemake's hooks run only on the submitting host)."""
-    from .join import JoinOptions, join_group, kill_child
-    from .report import group_record, write_group_record
+    from dsa110ms.ms.join import JoinOptions, join_group, kill_child
+    from dsa110ms.observe.report import group_record, write_group_record
 
     die_with_run(on_death=kill_child)
     settings = _settings(settings)
@@ -225,8 +226,8 @@ def report_job(
     plots: str,
     log_path: str,
 ) -> None:
-    """Rule run_report: the run report's table and figures (:mod:`dsa110ms.report`)."""
-    from .report import make_report
+    """Rule run_report: the run report's table and figures (:mod:`dsa110ms.observe.report`)."""
+    from dsa110ms.observe.report import make_report
 
     with job_log(log_path) as log:
         rows = make_report(

@@ -41,9 +41,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cluster import cluster_job_id
-from .errors import ScratchError
-from .owned import is_owned, make_owned_dir, open_own_file, owned_kind, remove_owned
+from dsa110ms.errors import ScratchError
+from dsa110ms.owned import is_owned, make_owned_dir, open_own_file, owned_kind, remove_owned
+from dsa110ms.run.cluster import cluster_job_id
 
 log = logging.getLogger(__name__)
 
@@ -239,10 +239,10 @@ class NodeJob:
     scratch its jobs claim (:func:`claim_group`), and removes it when it exits.
 
     Retries run inside the cluster job (the submitting process never resubmits one, see
-    :func:`dsa110ms.workflow.retry_inside_cluster_jobs`), so nothing on the node is worth keeping
-    after it: :meth:`finish` removes the job's groups whatever the outcome, including groups whose
-    part job was killed outright (SIGKILL, OOM killer). A job killed outright itself is cleaned
-    by the next :meth:`start` in the same instance on that node."""
+    :func:`dsa110ms.run.workflow.retry_inside_cluster_jobs`), so nothing on the node is worth
+    keeping after it: :meth:`finish` removes the job's groups whatever the outcome, including
+    groups whose part job was killed outright (SIGKILL, OOM killer). A job killed outright
+    itself is cleaned by the next :meth:`start` in the same instance on that node."""
 
     layout: ScratchLayout
     job: str

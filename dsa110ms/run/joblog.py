@@ -7,7 +7,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import Dsa110msError
+from dsa110ms.errors import Dsa110msError
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

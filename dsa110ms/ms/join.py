@@ -1,7 +1,7 @@
 """Joining the parts of a group into one MS, validating it and publishing it.
 
 Each attempt starts from a clean staging path in the output directory's state directory
-(:class:`dsa110ms.publish.OutputArea`: same file system, so publication is one rename; the
+(:class:`dsa110ms.ms.publish.OutputArea`: same file system, so publication is one rename; the
 instance name keeps two runs that share an output directory apart), under the group's lock.
 ``casatasks.concat`` appends to an existing output, so a leftover staging MS from an earlier
 attempt is removed first. Whatever fails, even a join process aborted by casacore, the staging
@@ -25,17 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import casa
-from .errors import JoinError, TransientJoinError, ValidationError
-from .faults import LOCK_ERRORS, PERMANENT_ERRORS, PROCESS_ERRORS
-from .faults import active as active_faults
-from .files import write_text_atomically
-from .metrics import du_bytes
-from .msfix import weights_from_spectrum
-from .mspart import ROW_ARRAYS, Part, open_part
-from .mstables import fixed_array_columns
-from .owned import remove_owned
-from .publish import (
+from dsa110ms import casa
+from dsa110ms.errors import JoinError, TransientJoinError, ValidationError
+from dsa110ms.faults import LOCK_ERRORS, PERMANENT_ERRORS, PROCESS_ERRORS
+from dsa110ms.faults import active as active_faults
+from dsa110ms.files import write_text_atomically
+from dsa110ms.ms.layout import fixed_array_columns
+from dsa110ms.ms.metadata import weights_from_spectrum
+from dsa110ms.ms.part import ROW_ARRAYS, Part, open_part
+from dsa110ms.ms.publish import (
     STAMP_NAME,
     MsSummary,
     OutputArea,
@@ -44,7 +42,9 @@ from .publish import (
     publish,
     validate_joined,
 )
-from .template import DIGEST_KEYWORD, SOURCE_KEYWORD
+from dsa110ms.ms.template import DIGEST_KEYWORD, SOURCE_KEYWORD
+from dsa110ms.observe.metrics import du_bytes
+from dsa110ms.owned import remove_owned
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def assemble(
 
 def _replace_array_columns(out, spectral: list[str], cell: tuple[int, int], npol: int) -> None:
     """Drop the template's variable-shape array columns; add fixed-shape ones
-    (:mod:`dsa110ms.mstables`), keeping the template's descriptions (comments, units)."""
+    (:mod:`dsa110ms.ms.layout`), keeping the template's descriptions (comments, units)."""
     from casacore import tables
 
     descs = {c: out.getcoldesc(c) for c in REPLACED_COLUMNS}
@@ -361,7 +361,7 @@ class JoinOptions:
     imaging_columns: str = "none"
     field_per_integration: bool = False
     contiguous: bool = True
-    #: the settings the MS is made with, recorded in its stamp (:func:`dsa110ms.publish.ms_options`)
+    #: the settings the MS is made with, recorded in its stamp (:func:`.publish.ms_options`)
     made_with: Mapping = field(default_factory=dict)
 
     @classmethod

@@ -18,13 +18,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from . import metrics
-from .errors import OutputError
-from .files import write_text_atomically
-from .groups import FILE_PATTERN, N_SUBBANDS, TIMESTAMP_PATTERN
-from .mspart import open_part
-from .publish import MsSummary, is_published
-from .quicklook import group_quicklook
+from dsa110ms.errors import OutputError
+from dsa110ms.files import write_text_atomically
+from dsa110ms.groups import FILE_PATTERN, N_SUBBANDS, TIMESTAMP_PATTERN
+from dsa110ms.ms.part import open_part
+from dsa110ms.ms.publish import MsSummary, is_published
+from dsa110ms.observe import metrics
+from dsa110ms.observe.quicklook import group_quicklook
 
 #: MJD seconds of the Unix epoch (the MS TIME column counts from MJD 0).
 UNIX_EPOCH_MJD_S = 40587 * 86400.0

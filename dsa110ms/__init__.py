@@ -1,0 +1,1 @@
+"""DSA-110 UVH5 subband files -> validated CASA Measurement Sets (docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""What a run tells people: metrics from job events, progress lines, the run report."""

@@ -1,0 +1,1 @@
+"""Running the workflow: what the Snakefile needs, the jobs, scratch, cluster behaviour."""
