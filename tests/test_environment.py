@@ -54,8 +54,8 @@ def test_casa_starts_offline_without_touching_home(tmp_path):
 def test_python_casacore_and_casatools_in_one_process(two_groups, tmp_path):
     """pyuvdata writes with python-casacore; casatools reads it back in the same process (as
     the join job writes with python-casacore and validates with casatools)."""
-    from dsa110ms.ms.publish import check_opens, summarize
     from dsa110ms.ms.template import write_pyuvdata_ms
+    from dsa110ms.ms.validate import check_opens, summarize
 
     f = next(x for x in scan(two_groups)[0] if x.subband == 15)
     with warnings.catch_warnings():

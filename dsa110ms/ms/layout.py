@@ -71,3 +71,23 @@ def fixed_array_columns(
             }
         )
     return descs, dminfo
+
+
+#: Per-channel columns of the SPECTRAL_WINDOW table (RESOLUTION and EFFECTIVE_BW are the
+#: channel width, as pyuvdata writes them).
+WIDTH_COLUMNS = ("CHAN_WIDTH", "EFFECTIVE_BW", "RESOLUTION")
+
+
+#: Columns of the template's main table the join replaces with the parts' (fixed-shape) columns.
+REPLACED_COLUMNS = ("DATA", "FLAG", "WEIGHT_SPECTRUM", "WEIGHT", "SIGMA")
+
+
+#: MODEL_DATA and CORRECTED_DATA are described like DATA, with the MS definition's comments.
+IMAGING_COLUMN_COMMENTS = {
+    "MODEL_DATA": "The model data column",
+    "CORRECTED_DATA": "The corrected data column",
+}
+
+
+#: Columns of the template's main table that hold no values (pyuvdata never fills them).
+EMPTY_COLUMNS = ("FLAG_CATEGORY",)

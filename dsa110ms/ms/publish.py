@@ -1,24 +1,13 @@
-"""Validation of a joined Measurement Set and its atomic publication.
+"""Publication: the output directory's state, and a validated MS made visible in one rename.
 
-A joined MS is checked against what its parts promise before anyone can see it:
-
-- it opens with CASA's ``ms`` and ``msmetadata`` tools, and every subtable the main table refers
-  to exists and opens;
-- rows: the sum of the parts' (one SPW per part), or each part's (single SPW);
-- SPW frequencies are the parts' (one SPW per part, or all channels in one SPW), channels
-  ascending within and across SPWs and, for a complete group, one contiguous grid;
-- the FIELD table holds the parts' fields once (the 16 subbands share their fields, one per
-  integration in DSA-110 mode: each part's fields are checked when it is summarized);
-- the TIME range equals the parts' TIME range;
-- UVW are finite and no longer than the array's longest baseline.
-
-Only then is it stamped (``dsa110ms_published.json`` inside it: what was validated, and the size
-of every column file, for a cheap integrity check) and renamed, in one ``rename(2)``, from its
-staging path to ``<output_dir>/<group>.ms``; then its published stamp, the rule's declared output,
-is written (:class:`OutputArea`). Existing outputs: an intact stamped MS is trusted and kept;
-anything else at a final path (a partial copy, another tool's output, a published MS that lost a
-table) is set aside as ``<group>.ms.invalid-<time>`` and converted again. Nothing at a final path
-is ever deleted.
+A validated MS (:mod:`dsa110ms.ms.validate`) is stamped (``dsa110ms_published.json`` inside it:
+its group, the options it was made with, what was validated, and the size of every column file,
+for a cheap integrity check) and renamed, in one ``rename(2)``, from its staging path to
+``<output_dir>/<group>.ms``; then its published stamp, the rule's declared output, is written
+(:class:`OutputArea`). Existing outputs: an intact stamped MS is trusted and kept; anything else
+at a final path (a partial copy, another tool's output, a published MS that lost a table) is set
+aside as ``<group>.ms.invalid-<time>`` and converted again. Nothing at a final path is ever
+deleted.
 """
 
 from __future__ import annotations
@@ -35,175 +24,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from dsa110ms import casa
-from dsa110ms.errors import OutputError, ValidationError
+from dsa110ms.errors import OutputError
 from dsa110ms.files import write_text_atomically
+from dsa110ms.ms.validate import MsSummary
 from dsa110ms.owned import make_owned_dir, open_own_file, remove_owned
 
 log = logging.getLogger(__name__)
-
-#: Frequencies are compared to this precision (Hz); the channel grid is exact in binary.
-FREQ_TOLERANCE_HZ = 1e-3
-
-
-@dataclass(frozen=True)
-class MsSummary:
-    """What validation needs to know about an MS (part or joined). Frequencies in Hz, TIME in s."""
-
-    path: str
-    nrows: int
-    spw_freqs: tuple[np.ndarray, ...]  # CHAN_FREQ of each SPW, in SPW order
-    field_names: tuple[str, ...]
-    time_min: float
-    time_max: float
-    n_times: int
-
-    @property
-    def n_spws(self) -> int:
-        return len(self.spw_freqs)
-
-
-def summarize(ms_path: str | os.PathLike) -> MsSummary:
-    """Read the summary of an MS (python-casacore: the join already has it loaded)."""
-    from casacore import tables
-
-    path = str(ms_path)
-    try:
-        with tables.table(path, ack=False) as tb:
-            nrows = tb.nrows()
-            times = tb.getcol("TIME") if nrows else np.zeros(1)
-        with tables.table(f"{path}/SPECTRAL_WINDOW", ack=False) as tb:
-            freqs = tuple(
-                np.asarray(tb.getcell("CHAN_FREQ", i), dtype=float) for i in range(tb.nrows())
-            )
-        with tables.table(f"{path}/FIELD", ack=False) as tb:
-            names = tuple(str(n) for n in tb.getcol("NAME")) if tb.nrows() else ()
-    except RuntimeError as exc:
-        raise ValidationError(f"{path}: cannot be read as a Measurement Set: {exc}") from exc
-    return MsSummary(
-        path, nrows, freqs, names, float(times.min()), float(times.max()), len(np.unique(times))
-    )
-
-
-def check_opens(ms_path: str) -> None:
-    """Every referenced subtable exists and opens; CASA's ms and msmetadata tools open it."""
-    from casacore import tables
-
-    try:
-        with tables.table(ms_path, ack=False) as tb:
-            keywords = tb.getkeywords()
-        for name, value in keywords.items():
-            if isinstance(value, str) and value.startswith("Table: "):
-                sub = value.removeprefix("Table: ")
-                if not os.path.isdir(sub):
-                    raise ValidationError(f"{ms_path}: subtable {name} missing ({sub})")
-                with tables.table(sub, ack=False):
-                    pass
-        tools = casa.tools()
-        ms = tools.ms()
-        ms.open(ms_path)
-        ms.close()
-        msmd = tools.msmetadata()
-        msmd.open(ms_path)
-        msmd.nspw()
-        msmd.done()
-    except RuntimeError as exc:
-        raise ValidationError(f"{ms_path}: CASA cannot open it: {exc}") from exc
-
-
-def check_frequencies(
-    spw_freqs: tuple[np.ndarray, ...], where: str, *, contiguous: bool = True
-) -> None:
-    """Channels ascend within and across SPWs (in SPW order); with ``contiguous``, they are one
-    evenly spaced grid without gaps (a group converted without some subbands under
-    incomplete_groups=convert has gaps)."""
-    for i, f in enumerate(spw_freqs):
-        if len(f) > 1 and not np.all(np.diff(f) > 0):
-            raise ValidationError(f"{where}: SPW {i} channels are not in ascending frequency")
-        if i and f[0] <= spw_freqs[i - 1][-1]:
-            raise ValidationError(
-                f"{where}: SPW {i} starts at {f[0]:.3f} Hz, not above SPW {i - 1} "
-                f"(ends {spw_freqs[i - 1][-1]:.3f} Hz): SPWs must ascend"
-            )
-    steps = np.diff(np.concatenate(spw_freqs))
-    if contiguous and len(steps) and np.ptp(steps) > FREQ_TOLERANCE_HZ:
-        k = int(np.argmax(np.abs(steps - steps[0])))
-        raise ValidationError(
-            f"{where}: channels are not contiguous (step {steps[k]:.3f} Hz after "
-            f"{np.concatenate(spw_freqs)[k]:.3f} Hz, channel spacing {steps[0]:.3f} Hz)"
-        )
-
-
-def check_uvw(ms_path: str, where: str) -> None:
-    """UVW finite and no longer than the longest baseline of the array (plus 1 m)."""
-    from casacore import tables
-
-    with tables.table(ms_path, ack=False) as tb:
-        uvw = tb.getcol("UVW")  # (nrow, 3)
-    with tables.table(f"{ms_path}/ANTENNA", ack=False) as tb:
-        pos = tb.getcol("POSITION")  # (nant, 3)
-    if not np.all(np.isfinite(uvw)):
-        raise ValidationError(f"{where}: UVW has non-finite values")
-    longest = max(np.linalg.norm(pos - p, axis=1).max() for p in pos)
-    got = np.linalg.norm(uvw, axis=1).max() if uvw.size else 0.0
-    if got > longest + 1.0:
-        raise ValidationError(
-            f"{where}: |UVW| up to {got:.1f} m, longer than the longest baseline ({longest:.1f} m)"
-        )
-
-
-def validate_joined(
-    joined: str | os.PathLike,
-    parts: list[MsSummary],
-    group: str,
-    *,
-    contiguous: bool = True,
-    spw_layout: str = "per_subband",
-    field_per_integration: bool = False,
-) -> MsSummary:
-    """Check a joined MS against its parts (in SPW order); raises ValidationError naming group.
-
-    ``contiguous``: the parts cover the band without gaps (the group is complete).
-    ``spw_layout``: "per_subband" (one SPW per part, rows add up) or "single" (one SPW with all
-    channels, rows as in each part). ``field_per_integration`` (DSA-110 mode): one FIELD per
-    integration time."""
-    where = f"group {group} ({joined})"
-    check_opens(str(joined))
-    got = summarize(joined)
-    if spw_layout == "single":
-        want_rows = parts[0].nrows
-        want_freqs = (np.concatenate([p.spw_freqs[0] for p in parts]),)
-    else:
-        want_rows = sum(p.nrows for p in parts)
-        want_freqs = tuple(p.spw_freqs[0] for p in parts)
-    if got.nrows != want_rows:
-        raise ValidationError(f"{where}: {got.nrows} rows, the parts make {want_rows}")
-    if got.n_spws != len(want_freqs):
-        raise ValidationError(f"{where}: {got.n_spws} SPWs, expected {len(want_freqs)}")
-    for i, (f, want) in enumerate(zip(got.spw_freqs, want_freqs, strict=True)):
-        if len(f) != len(want) or np.abs(f - want).max() > FREQ_TOLERANCE_HZ:
-            raise ValidationError(f"{where}: SPW {i} frequencies differ from the parts'")
-    check_frequencies(got.spw_freqs, where, contiguous=contiguous)
-    want_fields = sorted(set().union(*(p.field_names for p in parts)))
-    if sorted(got.field_names) != want_fields:
-        raise ValidationError(
-            f"{where}: fields {sorted(got.field_names)} differ from the parts' {want_fields}"
-        )
-    if field_per_integration and len(got.field_names) != got.n_times:
-        raise ValidationError(
-            f"{where}: {len(got.field_names)} fields for {got.n_times} integrations; "
-            "expected one meridian field per integration"
-        )
-    t_lo, t_hi = min(p.time_min for p in parts), max(p.time_max for p in parts)
-    if (got.time_min, got.time_max) != (t_lo, t_hi):
-        raise ValidationError(
-            f"{where}: TIME range {got.time_min}-{got.time_max} s differs from the parts' "
-            f"{t_lo}-{t_hi} s"
-        )
-    check_uvw(str(joined), where)
-    return got
 
 
 #: Written into every MS we publish (inside the MS directory, before the rename): an MS at the
@@ -309,8 +135,7 @@ class OutputArea:
         intact published MS that has none (e.g. a run killed between publishing and writing it),
         removed where the MS is gone, damaged or not ours, so that the group is converted again.
         Returns one line per group whose stamp was removed, with the reason, and per intact MS
-        made with other ``options`` (:class:`dsa110ms.ms.join.JoinOptions`) than this run's: it is
-        kept."""
+        made with other ``options`` (:func:`ms_options`) than this run's: it is kept."""
         notes = []
         for group in groups:
             final, stamp = self.final_ms(group), self.stamp(group)

@@ -22,7 +22,8 @@ from dsa110ms.errors import OutputError
 from dsa110ms.files import write_text_atomically
 from dsa110ms.groups import FILE_PATTERN, N_SUBBANDS, TIMESTAMP_PATTERN
 from dsa110ms.ms.part import open_part
-from dsa110ms.ms.publish import MsSummary, is_published
+from dsa110ms.ms.publish import is_published
+from dsa110ms.ms.validate import MsSummary
 from dsa110ms.observe import metrics
 from dsa110ms.observe.quicklook import group_quicklook
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from dsa110ms import casa
-from dsa110ms.ms.publish import summarize
+from dsa110ms.ms.validate import summarize
 
 
 def describe(ms: Path) -> str:

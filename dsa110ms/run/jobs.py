@@ -151,7 +151,7 @@ def join_job(
 
     The last attempt removes the group's scratch whatever the outcome: the job itself cleans the
     node it runs on (on a cluster, Snakemake's hooks run only on the submitting host)."""
-    from dsa110ms.ms.join import JoinOptions, join_group, kill_child
+    from dsa110ms.ms.join_group import JoinOptions, join_group, kill_child
     from dsa110ms.observe.report import group_record, write_group_record
 
     die_with_run(on_death=kill_child)
