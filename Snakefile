@@ -25,13 +25,13 @@ rule all:
 
 
 onstart:
-    dsa110ms_workflow.on_start(RUN)
-    dsa110ms_workflow.retry_inside_cluster_jobs(workflow)
+    dsa110ms_hooks.on_start(RUN)
+    dsa110ms_internals.retry_inside_cluster_jobs(workflow)
 
 
 onsuccess:
-    dsa110ms_workflow.on_finish(RUN, success=True)
+    dsa110ms_hooks.on_finish(RUN, success=True)
 
 
 onerror:
-    dsa110ms_workflow.on_finish(RUN, success=False)
+    dsa110ms_hooks.on_finish(RUN, success=False)

@@ -1,4 +1,11 @@
-"""One exception type per kind of failure a user can act on; messages name the file and reason."""
+"""One exception type per kind of failure a user can act on; messages name the file and reason.
+:func:`one_line_errors` turns one into the line a person sees, ``dsa110ms: error: <reason>``."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import NoReturn
 
 
 class Dsa110msError(Exception):
@@ -41,3 +48,19 @@ class TransientJoinError(JoinError):
 
 class ValidationError(Dsa110msError):
     """A joined Measurement Set is not what the parts promise; it is not published."""
+
+
+def exit_with(error: Dsa110msError) -> NoReturn:
+    """End Snakemake with the error's one line (it names the file or key and what to do)
+    instead of a traceback."""
+    print(f"dsa110ms: error: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+@contextmanager
+def one_line_errors():
+    """Around Snakefile code: a :class:`Dsa110msError` ends the run with its line."""
+    try:
+        yield
+    except Dsa110msError as exc:
+        exit_with(exc)

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from dsa110ms.errors import ConfigError, Dsa110msError
+from dsa110ms.errors import Dsa110msError
 from dsa110ms.files import write_text_atomically
 from dsa110ms.groups import (
     INCOMPLETE_SUFFIX,
@@ -52,6 +52,7 @@ from dsa110ms.groups import (
 from dsa110ms.ms.publish import is_published
 from dsa110ms.observe import metrics
 from dsa110ms.observe.report import read_group_record
+from dsa110ms.run.internals import parse_config_overrides
 from dsa110ms.run.workflow import MANIFEST_PATH
 from dsa110ms.settings import validate_config
 
@@ -350,18 +351,6 @@ class Stream:
         self.stopping = True
         if self.child is not None:
             self.child.send_signal(signal.SIGINT)  # Snakemake's Ctrl-C: stops and cleans up
-
-
-def parse_config_overrides(pairs: list[str]) -> dict:
-    """``key=value`` pairs exactly as ``snakemake --config`` reads them (each value: int, float,
-    bool, YAML with every scalar a string, or the string itself), since every batch passes the
-    same pairs to Snakemake. Raises ConfigError with Snakemake's one-line reason."""
-    from snakemake.cli import parse_config
-
-    try:
-        return parse_config(pairs)
-    except ValueError as exc:
-        raise ConfigError(f"--config {' '.join(pairs)}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,8 @@ import sys
 # environment made from envs/dsa110ms.yaml), and in `script:` jobs through PYTHONPATH.
 sys.path.insert(0, workflow.basedir)
 
+from dsa110ms.run import hooks as dsa110ms_hooks
+from dsa110ms.run import internals as dsa110ms_internals
 from dsa110ms.run import workflow as dsa110ms_workflow
 
 dsa110ms_workflow.export_package_path(workflow.basedir)

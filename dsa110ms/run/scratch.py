@@ -239,7 +239,7 @@ class NodeJob:
     scratch its jobs claim (:func:`claim_group`), and removes it when it exits.
 
     Retries run inside the cluster job (the submitting process never resubmits one, see
-    :func:`dsa110ms.run.workflow.retry_inside_cluster_jobs`), so nothing on the node is worth
+    :func:`dsa110ms.run.internals.retry_inside_cluster_jobs`), so nothing on the node is worth
     keeping after it: :meth:`finish` removes the job's groups whatever the outcome, including
     groups whose part job was killed outright (SIGKILL, OOM killer). A job killed outright
     itself is cleaned by the next :meth:`start` in the same instance on that node."""

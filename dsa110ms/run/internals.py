@@ -1,0 +1,41 @@
+"""Every reach of this package into Snakemake's internals, in one place.
+
+Each is pinned by ``tests/test_internals.py`` (what it relies on exists and behaves so in the
+Snakemake version of requirements.lock). The rest of the package uses documented interfaces
+only: the Snakefile's ``workflow.basedir``, ``workflow.is_main_process`` and
+``workflow.remote_exec`` (read in :func:`dsa110ms.run.workflow.setup_run`),
+``snakemake.utils.update_config``, and the workflow profile (``nolock``, ``keep-going``,
+``rerun-incomplete``).
+"""
+
+from __future__ import annotations
+
+from dsa110ms.errors import ConfigError
+
+
+def retry_inside_cluster_jobs(snakemake_workflow) -> None:
+    """Under a cluster executor, retries run only inside the group's job, never as resubmissions.
+
+    The job on the node re-reads the Snakefile and retries a failed concat there (up to
+    ``concat_retries``), where the group's parts are. Were the submitting process to retry the
+    failed group job as well, each resubmission would start again from ``--attempt n`` and retry
+    inside itself too: measured with ``concat_retries: 2`` and a join that always fails, 10 joins
+    over 3 SLURM jobs instead of 3 joins in 1. So the submitting process sets every rule's retries
+    to 0 once it knows its executor (which it does not yet know when the Snakefile is read).
+    A failing concat therefore runs ``concat_retries + 1`` times, in one SLURM job, on one node.
+    """
+    if snakemake_workflow.non_local_exec:
+        for rule in snakemake_workflow.rules:
+            rule.restart_times = 0
+
+
+def parse_config_overrides(pairs: list[str]) -> dict:
+    """``key=value`` pairs exactly as ``snakemake --config`` reads them (each value: int, float,
+    bool, YAML with every scalar a string, or the string itself), since every batch passes the
+    same pairs to Snakemake. Raises ConfigError with Snakemake's one-line reason."""
+    from snakemake.cli import parse_config
+
+    try:
+        return parse_config(pairs)
+    except ValueError as exc:
+        raise ConfigError(f"--config {' '.join(pairs)}: {exc}") from None

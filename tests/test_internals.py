@@ -1,0 +1,26 @@
+"""What dsa110ms/run/internals.py relies on in Snakemake (requirements.lock's version): if an
+upgrade changes it, this fails before a run does."""
+
+import snakemake.api  # noqa: F401 - imports snakemake's modules in the order they need
+from snakemake.rules import Rule
+from snakemake.workflow import Workflow
+
+from dsa110ms.errors import ConfigError
+from dsa110ms.run.internals import parse_config_overrides
+
+
+def test_workflow_knows_its_executor_and_rules_carry_their_retries():
+    for name in ("non_local_exec", "is_main_process", "remote_exec", "rules"):
+        assert hasattr(Workflow, name), name
+    assert isinstance(Rule.restart_times, property) and Rule.restart_times.fset is not None
+
+
+def test_config_overrides_parse_as_snakemake_config_does():
+    got = parse_config_overrides(["start_time=2026-01-15T03:00:00", "concat_retries=3", "key=b=c"])
+    assert got == {"start_time": "2026-01-15T03:00:00", "concat_retries": 3, "key": "b=c"}
+    try:
+        parse_config_overrides(["no-equals-sign"])
+    except ConfigError as exc:
+        assert "no-equals-sign" in str(exc)
+    else:
+        raise AssertionError("a pair without = must be refused")
