@@ -1,168 +1,57 @@
-"""Configuration: validated against config/schema.yaml, defaults filled in, one-line errors."""
+"""The run's settings: the configuration validated once (:mod:`dsa110ms.schema`) into a frozen
+:class:`Settings`.
+
+Adding a config key: its entry in config/schema.yaml, its :class:`Settings` field
+(tests/test_config.py checks they agree) and its one consumer. Every process of a run gets the
+same :class:`Settings`: the Snakefile validates the config, jobs receive it through one channel
+(:class:`dsa110ms.run.jobs.JobContext`), without importing the schema validator.
+"""
 
 from __future__ import annotations
 
-import copy
-import difflib
-import math
-import os
-import re
-from pathlib import Path
-
-import yaml
-from jsonschema import Draft202012Validator, FormatChecker, validators
-
-from dsa110ms.errors import ConfigError
-from dsa110ms.groups import TIMESTAMP_PATTERN, parse_timestamp
-
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
-FIX = "fix it in config/config.yaml or with snakemake --config"
+import json
+from dataclasses import asdict, dataclass
 
 
-def _with_defaults(validator_class):
-    """A validator that fills in ``default`` values while it validates (jsonschema FAQ recipe)."""
-    validate_properties = validator_class.VALIDATORS["properties"]
+@dataclass(frozen=True)
+class Settings:
+    """Every config key, validated (config/schema.yaml says what each means; times are UTC
+    ``YYYY-MM-DDTHH:MM:SS``, ``tolerance_s`` in seconds). Directories are as given (relative ones
+    to the working directory)."""
 
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for name, sub in properties.items():
-                if "default" in sub:
-                    instance.setdefault(name, copy.deepcopy(sub["default"]))
-        yield from validate_properties(validator, properties, instance, schema)
+    input_dir: str
+    output_dir: str
+    scratch_root: str
+    log_dir: str
+    report_dir: str
+    tolerance_s: float
+    start_time: str | None
+    end_time: str | None
+    groups: list[str] | None
+    incomplete_groups: str
+    duplicate_subbands: str
+    telescope: str
+    spw_layout: str
+    join_method: str
+    imaging_columns: str
+    keep_autocorrelations: bool
+    concat_retries: int
+    simulate: dict
+    metrics_dir: str
+    alert_command: str | None
+    faults: dict
 
-    return validators.extend(validator_class, {"properties": set_defaults})
+    @classmethod
+    def from_config(cls, config: dict) -> Settings:
+        """Validate ``config`` (ConfigError with one line if it is wrong)."""
+        from dsa110ms.schema import validate_config
 
+        return cls(**validate_config(config))
 
-DefaultingValidator = _with_defaults(Draft202012Validator)
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
 
-#: Formats of the schema: ``timestamp``, a real time, not only the YYYY-MM-DDTHH:MM:SS shape that
-#: ``pattern`` checks (2026-02-30T25:61:61 has the shape); ``directory``, a path Snakemake can
-#: use in its patterns. Only these formats are checked.
-FORMATS = FormatChecker(formats=())
-
-
-@FORMATS.checks("timestamp", raises=ValueError)
-def _is_timestamp(value) -> bool:
-    # other types and other shapes are left to `type` and `pattern`, which say what is wrong
-    if isinstance(value, str) and re.fullmatch(TIMESTAMP_PATTERN, value):
-        parse_timestamp(value)  # ValueError says which field is out of range
-    return True
-
-
-@FORMATS.checks("directory", raises=ValueError)
-def _is_directory_name(value) -> bool:
-    # Snakemake reads braces in a path as wildcards and has no escape for them in patterns
-    if isinstance(value, str) and ("{" in value or "}" in value):
-        raise ValueError("it holds { or }, which Snakemake reads as wildcards")
-    return True
-
-
-def load_schema(path: Path = SCHEMA_PATH) -> dict:
-    return yaml.safe_load(path.read_text())
-
-
-def _coerce(value, schema: dict):
-    """Numbers written as strings -> numbers, where the schema wants numbers.
-
-    ``snakemake --config key='{a: 1}'`` parses nested values with YAML's BaseLoader, which keeps
-    every scalar a string; top-level values arrive typed. Anything that does not convert is left
-    alone for the validator to report.
-    """
-    kind = schema.get("type")
-    if isinstance(value, dict) and "properties" in schema:
-        return {k: _coerce(v, schema["properties"].get(k, {})) for k, v in value.items()}
-    if isinstance(value, list) and "items" in schema:
-        return [_coerce(v, schema["items"]) for v in value]
-    if isinstance(value, str) and kind in ("integer", "number"):
-        try:
-            return int(value) if kind == "integer" else float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def validate_config(config: dict, schema: dict | None = None) -> dict:
-    """A validated copy of ``config`` with defaults; raises ConfigError with one line."""
-    schema = schema or load_schema()
-    settings = _coerce(copy.deepcopy(dict(config)), schema)
-    _check_finite(settings, schema)
-    validator = DefaultingValidator(schema, format_checker=FORMATS)
-    errors = sorted(validator.iter_errors(settings), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise ConfigError(explain(errors[0], schema))
-    refuse_paths_casa_splits(settings)
-    return settings
-
-
-def refuse_paths_casa_splits(settings: dict) -> None:
-    """``join_method: concat`` runs ``casatasks.concat``, which splits the table names of its
-    inputs' subtables on spaces (casatasks/private/mslisthelper.py): refused up front, with the
-    key to change, rather than failing every join. The default join has no such limit."""
-    if settings["join_method"] != "concat":
-        return
-    for key in ("scratch_root", "output_dir"):
-        path = os.path.abspath(settings[key])
-        if any(c.isspace() for c in path):
-            raise ConfigError(
-                f"config key {key}: {path!r} holds whitespace, which casatasks.concat cannot "
-                "handle (it splits table names on spaces); use join_method=direct or a path "
-                "without whitespace"
-            )
-
-
-def _check_finite(value, schema: dict, path=()) -> None:
-    """ConfigError for the first NaN or infinity anywhere in the config (``--config
-    tolerance_s=nan`` arrives as a float). Checked here because NaN passes every ``minimum`` and
-    ``maximum`` of the schema (all comparisons with NaN are false)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        key = ".".join(str(p) for p in path)
-        raise ConfigError(
-            f"config key {key}: {value!r} is not a finite number{_description(schema, path)} "
-            f"({FIX})"
-        )
-    if isinstance(value, (dict, list)):
-        for k, v in value.items() if isinstance(value, dict) else enumerate(value):
-            _check_finite(v, schema, (*path, k))
-
-
-def explain(error, schema: dict) -> str:
-    """One line for a schema violation: the key, what is wrong, what is allowed, where to fix."""
-    key = ".".join(str(p) for p in error.absolute_path)
-    fix = FIX
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        unknown = sorted(set(error.instance) - set(allowed))
-        hints = []
-        for name in unknown:
-            close = difflib.get_close_matches(name, allowed, n=1)
-            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        where = f"in {key}" if key else "in the configuration"
-        return f"unknown config key {', '.join(hints)} {where}; known keys: {', '.join(allowed)}"
-    if error.validator == "enum":
-        allowed = ", ".join(str(v) for v in error.validator_value)
-        return f"config key {key}: {error.instance!r} is not allowed; allowed: {allowed} ({fix})"
-    description = _description(schema, error.absolute_path)
-    if error.validator == "pattern":
-        what = f"{error.instance!r} is not in the expected form"
-        return f"config key {key}: {what}{description} ({fix})"
-    if error.validator == "format" and error.validator_value == "directory":
-        return f"config key {key}: {error.instance!r}: {error.cause}; rename the directory ({fix})"
-    if error.validator == "format":  # timestamp
-        why = f" ({error.cause})" if error.cause else ""
-        return f"config key {key}: {error.instance!r} is not a real time{why} ({fix})"
-    return f"config key {key or '(top level)'}: {error.message}{description} ({fix})"
-
-
-def _description(schema: dict, path) -> str:
-    """The key's description from the schema, to say what it expects."""
-    node = schema
-    for part in path:
-        node = node.get("properties", {}).get(part) if isinstance(node, dict) else None
-        if node is None:
-            return ""
-    text = " ".join(str(node.get("description", "")).split())
-    return f"; {key_help(text)}" if text else ""
-
-
-def key_help(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        """Settings validated by another process of the run (no schema needed)."""
+        return cls(**json.loads(text))

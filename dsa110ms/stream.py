@@ -54,7 +54,7 @@ from dsa110ms.observe import metrics
 from dsa110ms.observe.report import read_group_record
 from dsa110ms.run.internals import parse_config_overrides
 from dsa110ms.run.workflow import MANIFEST_PATH
-from dsa110ms.settings import validate_config
+from dsa110ms.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
@@ -118,18 +118,18 @@ class StreamState:
         }
 
 
-def scan(settings: dict) -> tuple[list[Candidate], list[str]]:
+def scan(settings: Settings) -> tuple[list[Candidate], list[str]]:
     """Every group in the input directory, whatever its state (discovery with the policy that
     keeps incomplete groups, so that waiting ones are seen), and discovery's reasons for what it
     left out."""
-    input_dir = Path(settings["input_dir"])
+    input_dir = Path(settings.input_dir)
     if not input_dir.is_dir():
         return [], []
     manifest = discover(
         input_dir,
-        tolerance_s=settings["tolerance_s"],
-        start_time=settings["start_time"],
-        end_time=settings["end_time"],
+        tolerance_s=settings.tolerance_s,
+        start_time=settings.start_time,
+        end_time=settings.end_time,
         incomplete_groups="convert",
         duplicate_subbands="latest",
     )
@@ -138,7 +138,7 @@ def scan(settings: dict) -> tuple[list[Candidate], list[str]]:
         for e in os.scandir(input_dir)
         if e.name.endswith(INCOMPLETE_SUFFIX) and (m := TIMESTAMP.match(e.name))
     ]
-    tolerance = settings["tolerance_s"]
+    tolerance = settings.tolerance_s
     candidates = []
     for group in manifest:
         t0 = parse_timestamp(group.id)
@@ -167,10 +167,10 @@ def interrupt_when_orphaned() -> None:
 
 
 class Stream:
-    def __init__(self, args: argparse.Namespace, settings: dict):
+    def __init__(self, args: argparse.Namespace, settings: Settings):
         self.args = args
         self.settings = settings
-        self.state = StreamState.load(Path(settings["log_dir"]) / "stream" / "state.json")
+        self.state = StreamState.load(Path(settings.log_dir) / "stream" / "state.json")
         self.child: subprocess.Popen | None = None
         self.stopping = False
         self.retry_at: dict[str, float] = {}  # group -> when to try a failed batch again
@@ -178,7 +178,7 @@ class Stream:
         self.record_files: dict[str, list[str] | None] = {}  # group -> files in its record
 
     def final_ms(self, group: str) -> Path:
-        return Path(self.settings["output_dir"]) / f"{group}.ms"
+        return Path(self.settings.output_dir) / f"{group}.ms"
 
     def ready(self, now: float) -> tuple[list[Candidate], int]:
         """Groups to convert now, and how many are still waiting."""
@@ -203,12 +203,12 @@ class Stream:
             ):
                 waiting += 1
                 continue
-            if c.missing and self.settings["incomplete_groups"] != "convert":
+            if c.missing and self.settings.incomplete_groups != "convert":
                 gaps = ", ".join(f"sb{sb:02d}" for sb in c.missing)
-                status = "failed" if self.settings["incomplete_groups"] == "fail" else "skipped"
+                status = "failed" if self.settings.incomplete_groups == "fail" else "skipped"
                 reason = (
                     f"incomplete after waiting {self.args.wait_s:g} s (missing {gaps}); "
-                    f"policy incomplete_groups={self.settings['incomplete_groups']}"
+                    f"policy incomplete_groups={self.settings.incomplete_groups}"
                 )
                 self.state.record(c, status, reason=reason, at=now)
                 self.state.save()
@@ -236,7 +236,7 @@ class Stream:
         if entry and entry["status"] == "published":
             return entry["files"]
         if gid not in self.record_files:  # read once: a backlog has many published groups
-            record = read_group_record(self.settings["metrics_dir"], gid)
+            record = read_group_record(self.settings.metrics_dir, gid)
             self.record_files[gid] = record["files"] if record else None
         return self.record_files[gid]
 
@@ -282,7 +282,7 @@ class Stream:
             *self.args.config,
             f"groups={json.dumps(ids)}",
         ]
-        log_path = Path(self.settings["log_dir"]) / "stream" / "batches.log"
+        log_path = Path(self.settings.log_dir) / "stream" / "batches.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n")
@@ -298,7 +298,7 @@ class Stream:
         fresh = manifest_path.exists() and manifest_path.stat().st_mtime >= started
         batch_manifest = Manifest.read(manifest_path) if fresh else Manifest("")
         skipped = batch_manifest.skipped
-        events = metrics.read_events(self.settings["metrics_dir"], since=started)
+        events = metrics.read_events(self.settings.metrics_dir, since=started)
         for c in batch:
             done = time.time()
             why_skipped = [r for r in skipped if c.id in r]
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         update_config(config, yaml.safe_load(Path(path).read_text()) or {})
     try:
         update_config(config, parse_config_overrides(args.config))
-        settings = validate_config(config)
+        settings = Settings.from_config(config)
     except Dsa110msError as exc:
         print(f"dsa110ms: error: {exc}", file=sys.stderr)
         return 1
@@ -396,9 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stream.stop)
     signal.signal(signal.SIGINT, stream.stop)
     say(
-        f"watching {settings['input_dir']} -> {settings['output_dir']} (poll {args.poll_s:g} s, "
+        f"watching {settings.input_dir} -> {settings.output_dir} (poll {args.poll_s:g} s, "
         f"wait {args.wait_s:g} s for missing subbands, policy "
-        f"incomplete_groups={settings['incomplete_groups']})"
+        f"incomplete_groups={settings.incomplete_groups})"
     )
     return stream.run()
 

@@ -18,8 +18,6 @@ rule ms_template:
         "../envs/dsa110ms.yaml"
     resources:
         mem_mb=1000,
-    params:
-        options=RUN.part_options(),
     script:
         "../scripts/write_template.py"
 
@@ -49,14 +47,13 @@ rule concat:
         published=RUN.published_pattern(),
     log:
         RUN.log_pattern("{group}/concat.log"),
-    retries: RUN.settings["concat_retries"]
+    retries: RUN.settings.concat_retries
     conda:
         "../envs/dsa110ms.yaml"
     resources:
         mem_mb=2000,
         attempt=lambda wc, attempt: attempt,
     params:
-        output_dir=RUN.settings["output_dir"],
         complete=lambda wc: RUN.is_complete(wc.group),
         sources=lambda wc: RUN.part_sources(wc.group),
     script:

@@ -3,12 +3,12 @@
 
 rule simulate:
     output:
-        record=f"{RUN.settings['input_dir']}/simulation.json",
+        record=f"{RUN.settings.input_dir}/simulation.json",
     log:
         RUN.log_pattern("simulate.log"),
     conda:
         "../envs/dsa110ms.yaml"
     params:
-        spec=RUN.settings["simulate"],
+        spec=RUN.settings.simulate,
     script:
         "../scripts/simulate.py"

@@ -7,7 +7,6 @@ join_job(
     group=smk.wildcards.group,
     template=smk.input.template,
     parts=list(smk.input.parts),
-    output_dir=smk.params.output_dir,
     log_path=smk.log[0],
     sources=smk.params.sources,
     contiguous=smk.params.complete,

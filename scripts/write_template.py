@@ -8,5 +8,4 @@ template_job(
     template=smk.output.template,
     group=smk.wildcards.group,
     log_path=smk.log[0],
-    options=smk.params.options,
 )

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from dsa110ms.errors import ConfigError
-from dsa110ms.settings import SCHEMA_PATH, validate_config
+from dsa110ms.schema import SCHEMA_PATH, validate_config
 
 
 def test_defaults_fill_everything():
@@ -82,7 +82,7 @@ def test_numbers_must_be_finite_and_tolerance_below_half_the_cadence(bad, words)
 
 def test_schema_bound_on_tolerance_is_the_one_discovery_enforces():
     from dsa110ms.groups import MAX_TOLERANCE_S
-    from dsa110ms.settings import load_schema
+    from dsa110ms.schema import load_schema
 
     assert load_schema()["properties"]["tolerance_s"]["maximum"] == MAX_TOLERANCE_S
     assert validate_config({"tolerance_s": MAX_TOLERANCE_S})["tolerance_s"] == MAX_TOLERANCE_S
@@ -115,3 +115,15 @@ def test_impossible_times_are_one_line(bad, words):
         validate_config(bad)
     assert words in str(err.value) and "\n" not in str(err.value)
     assert validate_config({"start_time": "2028-02-29T23:59:59"})["start_time"]  # a leap day
+
+
+def test_settings_fields_are_the_schema_keys():
+    """Adding a config key: the schema entry and the Settings field, both or neither."""
+    from dataclasses import fields
+
+    from dsa110ms.schema import load_schema
+    from dsa110ms.settings import Settings
+
+    assert [f.name for f in fields(Settings)] == list(load_schema()["properties"])
+    settings = Settings.from_config({"spw_layout": "single"})
+    assert settings.spw_layout == "single" and Settings.from_json(settings.to_json()) == settings

@@ -68,7 +68,7 @@ def test_cleanup_permission_fault_fails_each_path_once():
 
 
 def test_schema_lists_exactly_the_fault_kinds():
-    from dsa110ms.settings import load_schema
+    from dsa110ms.schema import load_schema
 
     concat = load_schema()["properties"]["faults"]["properties"]["concat"]
     kinds = concat["additionalProperties"]["additionalProperties"]["enum"]

@@ -30,6 +30,7 @@ from dsa110ms.ms.publish import STAMP_NAME, OutputArea, damage, ms_options, publ
 from dsa110ms.ms.validate import MsSummary, check_parts, validate_joined
 from dsa110ms.observe.metrics import du_bytes
 from dsa110ms.owned import remove_owned
+from dsa110ms.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +104,14 @@ class JoinOptions:
     made_with: Mapping = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, settings: Mapping, *, contiguous: bool) -> JoinOptions:
+    def from_settings(cls, settings: Settings, *, contiguous: bool) -> JoinOptions:
         """The options of a run's settings (validated config), for a group that covers the band
         (``contiguous``) or not."""
         return cls(
-            spw_layout=settings["spw_layout"],
-            join_method=settings["join_method"],
-            imaging_columns=settings["imaging_columns"],
-            field_per_integration=settings["telescope"] == "dsa110",
+            spw_layout=settings.spw_layout,
+            join_method=settings.join_method,
+            imaging_columns=settings.imaging_columns,
+            field_per_integration=settings.telescope == "dsa110",
             contiguous=contiguous,
             made_with=ms_options(settings),
         )

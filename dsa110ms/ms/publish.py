@@ -28,6 +28,7 @@ from dsa110ms.errors import OutputError
 from dsa110ms.files import write_text_atomically
 from dsa110ms.ms.validate import MsSummary
 from dsa110ms.owned import make_owned_dir, open_own_file, remove_owned
+from dsa110ms.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ STATE_KIND = "state of the published MSs"
 MS_OPTIONS = ("telescope", "keep_autocorrelations", "spw_layout", "join_method", "imaging_columns")
 
 
-def ms_options(settings: Mapping) -> dict:
-    return {k: settings[k] for k in MS_OPTIONS}
+def ms_options(settings: Settings) -> dict:
+    return {k: getattr(settings, k) for k in MS_OPTIONS}
 
 
 #: How long a join waits for another run holding the group's lock (s) before failing.

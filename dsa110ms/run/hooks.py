@@ -49,14 +49,14 @@ def prepare_main_process(run: Run) -> None:
     global _owner
     layout = run.layout
     # before Snakemake looks at the outputs and parts there (it would end in a traceback)
-    output_dir = Path(run.settings["output_dir"])
+    output_dir = Path(run.settings.output_dir)
     if os.path.lexists(output_dir) and not output_dir.is_dir():
         raise OutputError(f"output_dir {output_dir} is not a directory")
     scratch.check_root(layout.root, create=False)
-    check_report_dir(run.settings["report_dir"])
+    check_report_dir(run.settings.report_dir)
     if _owner is None and layout.lock_path.exists():
         _owner = scratch.OwnerLock.try_acquire(layout.lock_path, create=False)
-    if run.manifest is not None and os.path.isdir(run.settings["output_dir"]):
+    if run.manifest is not None and os.path.isdir(run.settings.output_dir):
         options = ms_options(run.settings)
         for note in run.output.check_stamps((g.id for g in run.manifest), options):
             log.warning("%s", note)
@@ -69,9 +69,9 @@ def on_start(run: Run) -> None:
     with one_line_errors():
         _started = time.time()
         layout = run.layout
-        check_writable(Path(run.settings["output_dir"]))
-        faults.activate(run.settings["faults"])
-        metrics.configure(run.settings["metrics_dir"])
+        check_writable(Path(run.settings.output_dir))
+        faults.activate(run.settings.faults)
+        metrics.configure(run.settings.metrics_dir)
         run.output.prepare()
         if _owner is None:
             _owner = scratch.acquire_instance(layout)
@@ -122,14 +122,14 @@ def on_finish(run: Run, *, success: bool) -> None:
     failed = [
         g for g in (run.groups() if run.manifest else []) if not os.path.isdir(run.final_ms(g))
     ]
-    events = metrics.read_events(run.settings["metrics_dir"], _started)
+    events = metrics.read_events(run.settings.metrics_dir, _started)
     summary = metrics.summarize_run(
         events,
         started=_started,
         success=success and cleanup_error is None,
         failed_groups=failed,
     )
-    metrics.write_run(run.settings["metrics_dir"], summary)
+    metrics.write_run(run.settings.metrics_dir, summary)
     print(progress.summary_table(summary_rows(run, events)), file=sys.stderr, flush=True)
     if not success and run.manifest is not None:
         write_report_after_failure(run, events)
@@ -145,7 +145,7 @@ def on_finish(run: Run, *, success: bool) -> None:
         "removed and verified gone" if cleanup_error is None else "NOT removed",
     )
     if summary["groups_failed"] or summary["cleanup_failures"]:
-        alert(run.settings["alert_command"], summary)
+        alert(run.settings.alert_command, summary)
     if cleanup_error is not None:
         raise cleanup_error
 
@@ -158,8 +158,8 @@ def write_report_after_failure(run: Run, events: list[dict]) -> None:
     try:
         make_report(
             run.groups(),
-            metrics_dir=run.settings["metrics_dir"],
-            output_dir=run.settings["output_dir"],
+            metrics_dir=run.settings.metrics_dir,
+            output_dir=run.settings.output_dir,
             events=events,
             scratch_instance=run.layout.instance,
             table_path=run.report_table(),

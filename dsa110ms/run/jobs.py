@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from dsa110ms import casa, faults, paths
@@ -23,6 +24,7 @@ from dsa110ms.owned import remove_owned
 from dsa110ms.run.joblog import job_log
 from dsa110ms.run.runwatch import die_with_run
 from dsa110ms.run.scratch import ScratchLayout, claim_group, make_group_dir
+from dsa110ms.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,64 +37,60 @@ def error_class(exc: BaseException) -> str:
     return type(cause).__name__
 
 
-#: The run's settings that jobs need (metrics directory, test faults, where parts and logs go),
-#: exported as JSON by the Snakefile in every process. Not rule params, so that changing them (a
-#: test turning faults off) does not make Snakemake rerun finished jobs; not the config, so that
-#: a part job need not import the schema validator (jsonschema, ~0.15 s of its ~0.8 s).
-SETTINGS_ENV = "DSA110MS_JOB_SETTINGS"
-JOB_SETTINGS = (
-    "metrics_dir",
-    "faults",
-    "concat_retries",
-    "input_dir",
-    "log_dir",
-    "scratch_root",
-    "telescope",
-    "keep_autocorrelations",
-    "spw_layout",
-    "join_method",
-    "imaging_columns",
-)
+#: The one channel by which jobs get the run's settings: a JSON environment variable every
+#: Snakemake process of the run sets when it reads the Snakefile, and every job inherits. Not
+#: rule params, so that changing a setting (a test turning faults off) does not make Snakemake
+#: rerun finished jobs and no setting is written into a shell command; not the config, so that a
+#: part job need not import the schema validator (jsonschema, ~0.15 s of its ~0.8 s).
+CONTEXT_ENV = "DSA110MS_JOB_CONTEXT"
 
 
-def export_settings(settings: Mapping, instance: str, environ=os.environ) -> None:
-    """Make the validated run settings the jobs need visible to every job process, with the
-    scratch instance and the run's start (Unix s): kept from the process that started the run
-    (a cluster job's Snakemake inherits it), so that a job reads only this run's window of the
-    events."""
-    started = json.loads(environ.get(SETTINGS_ENV, "{}")).get("run_started", time.time())
-    environ[SETTINGS_ENV] = json.dumps(
-        {k: settings[k] for k in JOB_SETTINGS} | {"instance": instance, "run_started": started}
-    )
+@dataclass(frozen=True)
+class JobContext:
+    """What every job of a run knows: the run's settings, its scratch instance, and when the run
+    started (Unix s; a job reads only this run's window of the metrics events)."""
+
+    settings: Settings
+    instance: str
+    run_started: float
+
+    @property
+    def layout(self) -> ScratchLayout:
+        return ScratchLayout(Path(os.path.abspath(self.settings.scratch_root)), self.instance)
+
+    @classmethod
+    def export(cls, settings: Settings, instance: str, environ=os.environ) -> None:
+        """Set the context for the jobs this process starts. The run's start is kept from the
+        process that started the run (a cluster job's Snakemake inherits it)."""
+        before = json.loads(environ.get(CONTEXT_ENV, "{}")).get("run_started")
+        context = {"settings": json.loads(settings.to_json()), "instance": instance}
+        environ[CONTEXT_ENV] = json.dumps(context | {"run_started": before or time.time()})
+
+    @classmethod
+    def current(cls, environ=os.environ) -> JobContext:
+        """The context the Snakefile exported (:meth:`export`)."""
+        d = json.loads(environ[CONTEXT_ENV])
+        return cls(Settings(**d["settings"]), d["instance"], d["run_started"])
+
+    def activate(self) -> faults.Faults:
+        """Metrics and test faults of this job process."""
+        metrics.configure(self.settings.metrics_dir)
+        return faults.activate(self.settings.faults)
 
 
-def _settings(settings: Mapping | None) -> Mapping:
-    """``settings``, or the ones the Snakefile exported."""
-    return settings if settings is not None else json.loads(os.environ.get(SETTINGS_ENV, "{}"))
-
-
-def _activate(settings: Mapping | None) -> faults.Faults:
-    """Faults and metrics of this job process, from ``settings`` or the exported ones."""
-    settings = _settings(settings)
-    metrics.configure(settings.get("metrics_dir"))
-    return faults.activate(settings.get("faults"))
-
-
-def part_command(group: str, filetime: str, subband: str, settings: Mapping | None = None):
+def part_command(group: str, filetime: str, subband: str) -> None:
     """Rule ms_part, as ``python -m dsa110ms.run.partjob GROUP FILETIME SUBBAND``: the paths are
-    computed here from the exported settings, so that no path is ever written into a shell
-    command (only the rule's wildcards, which its constraints limit to digits, ``-``, ``T``
-    and ``:``)."""
-    settings = _settings(settings)
-    layout = ScratchLayout(Path(os.path.abspath(settings["scratch_root"])), settings["instance"])
+    computed here from the job context, so that no path is ever written into a shell command
+    (only the rule's wildcards, which its constraints limit to digits, ``-``, ``T`` and ``:``)."""
+    context = JobContext.current()
+    settings = context.settings
     part_job(
-        uvh5=paths.input_file(settings["input_dir"], filetime, subband),
-        part=str(layout.part(group, f"{filetime}_sb{subband}")),
+        uvh5=paths.input_file(settings.input_dir, filetime, subband),
+        part=str(context.layout.part(group, f"{filetime}_sb{subband}")),
         group=group,
         subband=int(subband),
-        log_path=paths.part_log(settings["log_dir"], group, subband, filetime),
-        options={k: settings[k] for k in ("telescope", "keep_autocorrelations")},
-        settings=settings,
+        log_path=paths.part_log(settings.log_dir, group, subband, filetime),
+        context=context,
     )
 
 
@@ -103,36 +101,43 @@ def part_job(
     group: str,
     subband: int,
     log_path: str,
-    options: Mapping,
-    settings: Mapping | None = None,
+    context: JobContext,
 ) -> None:
-    """Rule ms_part: one subband file -> one MS part on scratch. ``settings``: metrics_dir and
-    faults (default: those exported by the Snakefile, :func:`export_settings`)."""
+    """Rule ms_part: one subband file -> one MS part on scratch."""
     from dsa110ms.ms.part import write_part
 
     die_with_run()
     with job_log(log_path):
         make_group_dir(Path(part).parent)
         claim_group(Path(part).parent)
-        active = _activate(settings)
+        active = context.activate()
+        options = part_options(context.settings)
         with metrics.timed("part", group=group, subband=subband, file=uvh5, bytes=0) as event:
             write_part(uvh5, part, **options, crash=active.part_crashes(group, subband))
             event["bytes"] = metrics.du_bytes(part)
 
 
-def template_job(
-    *, uvh5: str, template: str, group: str, log_path: str, options: Mapping, settings=None
-) -> None:
+def part_options(settings: Settings) -> dict:
+    """How every part and the template are written (:func:`dsa110ms.ms.part.write_part`,
+    :func:`dsa110ms.ms.template.write_template`)."""
+    return {
+        "telescope": settings.telescope,
+        "keep_autocorrelations": settings.keep_autocorrelations,
+    }
+
+
+def template_job(*, uvh5: str, template: str, group: str, log_path: str) -> None:
     """Rule ms_template: the group's template MS from one of its files (pyuvdata)."""
     from dsa110ms.ms.template import write_template
 
     die_with_run()
+    context = JobContext.current()
     with job_log(log_path):
         make_group_dir(Path(template).parent)
         claim_group(Path(template).parent)
-        _activate(settings)
+        context.activate()
         with metrics.timed("template", group=group, file=uvh5):
-            write_template(uvh5, template, **options)
+            write_template(uvh5, template, **part_options(context.settings))
 
 
 def join_job(
@@ -140,12 +145,10 @@ def join_job(
     group: str,
     template: str,
     parts: Sequence[str],
-    output_dir: str,
     log_path: str,
     sources: Mapping[str, str],
     contiguous: bool,
     attempt: int,
-    settings: Mapping | None = None,
 ) -> None:
     """Rule concat: join, validate, publish; then remove the group's scratch (verified).
 
@@ -155,15 +158,15 @@ def join_job(
     from dsa110ms.observe.report import group_record, write_group_record
 
     die_with_run(on_death=kill_child)
-    settings = _settings(settings)
-    layout = ScratchLayout(Path(os.path.abspath(settings["scratch_root"])), settings["instance"])
+    context = JobContext.current()
+    settings, layout = context.settings, context.layout
     group_scratch = layout.group_dir(group)
-    output = OutputArea.of(output_dir)
+    output = OutputArea.of(settings.output_dir)
     final = output.final_ms(group)
-    last_attempt = attempt > settings.get("concat_retries", 0)
+    last_attempt = attempt > settings.concat_retries
     with job_log(log_path):
         casa.log_to(log_path)
-        _activate(settings)
+        context.activate()
         started = time.time()
         event = {"group": group, "attempt": attempt}
         try:
@@ -208,9 +211,9 @@ def join_job(
             rows=summary.nrows if summary else None,
         )
         remove_owned(group_scratch, layout.root)
-        metrics_dir = settings.get("metrics_dir")
+        metrics_dir = settings.metrics_dir
         if metrics_dir and record:
-            events = metrics.read_events(metrics_dir, since=settings.get("run_started", 0.0))
+            events = metrics.read_events(metrics_dir, since=context.run_started)
             record["facts"] = metrics.group_facts(events, group, f"{layout.instance}/{group}")
             write_group_record(metrics_dir, group, record)
             progress.group_finished(group, record, record["facts"])

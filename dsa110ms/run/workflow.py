@@ -22,7 +22,7 @@ from dsa110ms.run import scratch
 from dsa110ms.run.cluster import cluster_job_id
 from dsa110ms.run.hooks import prepare_main_process
 from dsa110ms.run.runwatch import export_run_process
-from dsa110ms.settings import validate_config
+from dsa110ms.settings import Settings
 
 log = logging.getLogger("dsa110ms")
 
@@ -60,10 +60,11 @@ def setup_run(config: dict, snakemake_workflow) -> Run:
 
 
 def export_job_settings(run: Run) -> None:
-    """The settings job processes read (:func:`dsa110ms.run.jobs.export_settings`)."""
-    from dsa110ms.run.jobs import export_settings
+    """The one channel by which jobs get the run's settings
+    (:class:`dsa110ms.run.jobs.JobContext`)."""
+    from dsa110ms.run.jobs import JobContext
 
-    export_settings(run.settings, run.layout.instance)
+    JobContext.export(run.settings, run.layout.instance)
 
 
 def log_to_stderr() -> None:
@@ -80,7 +81,7 @@ def log_to_stderr() -> None:
 class Run:
     """One evaluation of the Snakefile: settings, groups and scratch layout."""
 
-    settings: dict
+    settings: Settings
     manifest: Manifest | None
     discovery_error: str | None
     layout: scratch.ScratchLayout
@@ -88,20 +89,20 @@ class Run:
 
     @classmethod
     def load(cls, config: dict, *, is_main_process: bool, workdir: str | os.PathLike = ".") -> Run:
-        settings = validate_config(config)
-        layout = scratch.ScratchLayout.for_workdir(settings["scratch_root"], workdir)
+        settings = Settings.from_config(config)
+        layout = scratch.ScratchLayout.for_workdir(settings.scratch_root, workdir)
         manifest, error = None, None
         manifest_path = Path(workdir) / MANIFEST_PATH
         try:
             if is_main_process:
                 manifest = discover(
-                    settings["input_dir"],
-                    tolerance_s=settings["tolerance_s"],
-                    start_time=settings["start_time"],
-                    end_time=settings["end_time"],
-                    incomplete_groups=settings["incomplete_groups"],
-                    duplicate_subbands=settings["duplicate_subbands"],
-                    only=settings["groups"],
+                    settings.input_dir,
+                    tolerance_s=settings.tolerance_s,
+                    start_time=settings.start_time,
+                    end_time=settings.end_time,
+                    incomplete_groups=settings.incomplete_groups,
+                    duplicate_subbands=settings.duplicate_subbands,
+                    only=settings.groups,
                 )
                 manifest.write(manifest_path)
                 if manifest.empty_reason:
@@ -148,14 +149,14 @@ class Run:
         return str(self.layout.template("{group}"))
 
     def input_pattern(self) -> str:
-        return paths.input_file(self.settings["input_dir"], "{filetime}", "{subband}")
+        return paths.input_file(self.settings.input_dir, "{filetime}", "{subband}")
 
     def published_pattern(self) -> str:
         return str(self.output.stamp("{group}"))
 
     def log_pattern(self, name: str) -> str:
         """A job's log, ``name`` relative to ``<log_dir>`` (wildcards allowed in it)."""
-        return os.path.join(self.settings["log_dir"], name)
+        return os.path.join(self.settings.log_dir, name)
 
     def part_log_pattern(self) -> str:
         return paths.part_log(self.log_pattern(""), "{group}", "{subband}", "{filetime}")
@@ -177,11 +178,6 @@ class Run:
         """Every group's published stamp (what the rules declare; never the MS itself)."""
         return [str(self.output.stamp(g)) for g in self.groups()]
 
-    def part_options(self) -> dict:
-        """How every part and the template are written (:func:`dsa110ms.ms.part.write_part`,
-        :func:`dsa110ms.ms.template.write_template`)."""
-        return {k: self.settings[k] for k in ("telescope", "keep_autocorrelations")}
-
     def part_sources(self, group: str) -> dict[str, str]:
         """Part path -> the input file it is made from (to name inputs in join errors)."""
         files = self.manifest.groups[group].files
@@ -191,17 +187,17 @@ class Run:
         return not self.manifest.groups[group].missing_subbands
 
     def report_table(self) -> str:
-        return os.path.join(self.settings["report_dir"], "groups.html")
+        return os.path.join(self.settings.report_dir, "groups.html")
 
     def report_plots(self) -> str:
-        return os.path.join(self.settings["report_dir"], "plots")
+        return os.path.join(self.settings.report_dir, "plots")
 
     def log_dir(self, group: str) -> str:
-        return os.path.join(self.settings["log_dir"], group)
+        return os.path.join(self.settings.log_dir, group)
 
     @property
     def output(self) -> OutputArea:
-        return OutputArea.of(self.settings["output_dir"])
+        return OutputArea.of(self.settings.output_dir)
 
     def final_ms(self, group: str) -> str:
         return str(self.output.final_ms(group))
@@ -217,8 +213,8 @@ def start_cluster_job(run: Run) -> None:
     job = cluster_job_id()
     if not job:
         return
-    faults.activate(run.settings["faults"])
-    metrics.configure(run.settings["metrics_dir"])
+    faults.activate(run.settings.faults)
+    metrics.configure(run.settings.metrics_dir)
     owner = scratch.NodeJob.start(run.layout, job)
     if owner is not None:
         atexit.register(owner.finish)
