@@ -1,28 +1,33 @@
-"""Opt-in fault injection: a test facility, off unless the ``faults`` config key sets it.
+"""Fault injection: a test hook, outside the production configuration.
 
-It makes the workflow fail the way production did, at chosen places, so tests and the soak can
-prove the recovery paths:
+Tests and the soak set :data:`FAULTS_ENV` (JSON) in the environment of the Snakemake run they
+start; every process of the run reads it (:func:`activate`). Unset, nothing is injected. It makes
+the workflow fail the way production did, at the few points production code names
+(:func:`before_check`, :func:`before_join`, :func:`after_join`, :func:`before_removal`,
+:meth:`Faults.part_crashes`), so the recovery paths are proven:
 
 - ``concat``: ``{group or "*": {attempt: kind}}`` - the join fails on that attempt (1 = first)
   with a lock-type error seen in production (transient: retried from a clean staging path),
   with ``corrupt`` (an unreadable part: permanent, fails at once without retrying the work), or
   with ``abort`` (the join process aborts after writing the MS, as casacore does on a write
   error: SIGABRT, no Python cleanup in that process);
-- ``cleanup_permission_error``: the first attempt at every scratch removal raises
-  ``PermissionError`` (the removal must retry and verify);
+- ``cleanup_permission_error``: the first attempt at every removal raises ``PermissionError``
+  (the removal must retry and verify);
 - ``part_crash``: ``["<group>/sbNN" or "*/sbNN"]`` - that part job dies half-way through
-  writing its part (a partial MS is left on scratch, as a crashed process leaves it);
+  writing its part (a partial part is left on scratch, as a crashed process leaves it);
 - ``concat_delay_s``: the join sleeps this long first (a window for interrupting a run there).
-
-Process-wide state, set by :func:`activate` at the start of a job or hook.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from dsa110ms.errors import ValidationError
 
 #: The lock-type failures of casatasks.concat seen in production, as CASA raises them.
 LOCK_ERRORS = {
@@ -36,6 +41,12 @@ PERMANENT_ERRORS = ("corrupt",)
 PROCESS_ERRORS = ("abort",)
 
 
+#: The environment variable holding the faults of a run (JSON), set by tests only.
+FAULTS_ENV = "DSA110MS_TEST_FAULTS"
+KINDS = (*LOCK_ERRORS, *PERMANENT_ERRORS, *PROCESS_ERRORS)
+KEYS = ("concat", "cleanup_permission_error", "part_crash", "concat_delay_s")
+
+
 @dataclass
 class Faults:
     concat: dict[str, dict[int, str]] = field(default_factory=dict)
@@ -45,7 +56,17 @@ class Faults:
 
     @classmethod
     def from_config(cls, config: Mapping | None) -> Faults:
+        """Faults from their JSON form; a key or kind this module does not know is an error
+        (a test asking for a fault that would never happen must not pass silently)."""
         config = config or {}
+        unknown = set(config) - set(KEYS) or {
+            kind
+            for attempts in (config.get("concat") or {}).values()
+            for kind in attempts.values()
+            if kind not in KINDS
+        }
+        if unknown:
+            raise ValueError(f"{FAULTS_ENV}: unknown {sorted(unknown)}; known: {KEYS}, {KINDS}")
         concat = {
             str(group): {int(a): kind for a, kind in attempts.items()}
             for group, attempts in (config.get("concat") or {}).items()
@@ -75,9 +96,12 @@ _active = Faults()
 _failed_once: set[str] = set()
 
 
-def activate(config: Mapping | None) -> Faults:
-    """Set this process's faults from the ``faults`` config section."""
+def activate(config: Mapping | None = None, environ=os.environ) -> Faults:
+    """Set this process's faults: ``config``, or else the run's :data:`FAULTS_ENV` (none if
+    unset)."""
     global _active
+    if config is None and environ.get(FAULTS_ENV):
+        config = json.loads(environ[FAULTS_ENV])
     _active = Faults.from_config(config)
     _failed_once.clear()
     return _active
@@ -93,3 +117,24 @@ def before_removal(path: str) -> None:
     if _active.cleanup_permission_error and path not in _failed_once:
         _failed_once.add(path)
         raise PermissionError(errno.EACCES, "injected fault: permission denied", path)
+
+
+def before_check(group: str, attempt: int, part: str) -> None:
+    """The join calls this before checking the parts: ``corrupt`` fails as an unreadable part."""
+    if _active.concat_fault(group, attempt) in PERMANENT_ERRORS:
+        raise ValidationError(f"{part}: part is corrupt (injected fault)")
+
+
+def before_join(group: str, attempt: int, staging: str) -> None:
+    """The join calls this before writing the MS: the delay, then a lock-type error."""
+    if _active.concat_delay_s:
+        time.sleep(_active.concat_delay_s)
+    kind = _active.concat_fault(group, attempt)
+    if kind in LOCK_ERRORS:
+        raise LOCK_ERRORS[kind](f"{staging} (injected fault)")
+
+
+def after_join(group: str, attempt: int) -> None:
+    """The join process calls this once the MS is written: ``abort`` kills it as casacore does."""
+    if _active.concat_fault(group, attempt) in PROCESS_ERRORS:
+        os.abort()

@@ -39,7 +39,6 @@ class Settings:
     simulate: dict
     metrics_dir: str
     alert_command: str | None
-    faults: dict
 
     @classmethod
     def from_config(cls, config: dict) -> Settings:

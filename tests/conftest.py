@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dsa110ms.faults import FAULTS_ENV
 from dsa110ms.ms.publish import OutputArea
 from dsa110ms.simulate import SimulationSpec, simulate
 
@@ -31,8 +33,14 @@ def scratch_root():
 
 
 def snakemake_command(workdir: Path, *args: str, config: dict | None = None) -> list[str]:
-    """The Snakemake CLI command for this repository's workflow in ``workdir``."""
+    """The Snakemake CLI command for this repository's workflow in ``workdir``. A ``faults``
+    entry of ``config`` is not configuration: it goes into the run's environment
+    (:data:`dsa110ms.faults.FAULTS_ENV`, through ``env``, which execs Snakemake in place)."""
+    config = dict(config or {})
+    faults = config.pop("faults", None)
+    env = ["env", f"{FAULTS_ENV}={json.dumps(faults)}"] if faults else []
     cmd = [
+        *env,
         str(SNAKEMAKE),
         *args,  # first: --configfile takes every word after it
         "--snakefile",

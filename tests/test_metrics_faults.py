@@ -67,11 +67,16 @@ def test_cleanup_permission_fault_fails_each_path_once():
     faults.before_removal("/c")
 
 
-def test_schema_lists_exactly_the_fault_kinds():
-    from dsa110ms.schema import load_schema
-
-    concat = load_schema()["properties"]["faults"]["properties"]["concat"]
-    kinds = concat["additionalProperties"]["additionalProperties"]["enum"]
-    assert sorted(kinds) == sorted(
+def test_faults_come_from_the_environment_and_unknown_ones_are_refused():
+    """Faults are a test hook, not configuration: read from the run's environment, validated
+    by their module (a typo must not make a test pass without its fault)."""
+    env = {faults.FAULTS_ENV: json.dumps({"concat": {"*": {"1": "abort"}}})}
+    assert faults.activate(environ=env).concat_fault("g", 1) == "abort"
+    assert faults.activate(environ={}).concat_fault("g", 1) is None
+    for bad in ({"concat": {"*": {"1": "explode"}}}, {"cleanup": True}):
+        with pytest.raises(ValueError, match="unknown"):
+            faults.activate(bad)
+    assert sorted(faults.KINDS) == sorted(
         [*faults.LOCK_ERRORS, *faults.PERMANENT_ERRORS, *faults.PROCESS_ERRORS]
     )
+    faults.activate({})

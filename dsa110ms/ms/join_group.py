@@ -16,14 +16,12 @@ import logging
 import multiprocessing
 import os
 import signal
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dsa110ms import faults
 from dsa110ms.errors import JoinError, TransientJoinError, ValidationError
-from dsa110ms.faults import LOCK_ERRORS, PERMANENT_ERRORS, PROCESS_ERRORS
-from dsa110ms.faults import active as active_faults
 from dsa110ms.files import write_text_atomically
 from dsa110ms.ms.join import assemble, concat_reference
 from dsa110ms.ms.publish import STAMP_NAME, OutputArea, damage, ms_options, publish
@@ -132,12 +130,9 @@ def build_group(
     process, :func:`join_group`). Failures reading and checking the parts are permanent
     (:class:`JoinError`, recorded in the group's scratch); the join and its validation fail
     transiently (:class:`TransientJoinError`)."""
-    faults = active_faults()
-    injected = faults.concat_fault(group, attempt)
     marker = permanent_failure_marker(group_scratch)
     try:
-        if injected in PERMANENT_ERRORS:
-            raise ValidationError(f"{parts[0]}: part is corrupt (injected fault)")
+        faults.before_check(group, attempt, str(parts[0]))
         summaries = check_parts(template, parts, sources)
     except (ValidationError, JoinError) as exc:
         marker.write_text(f"group {group}: {exc}")
@@ -152,10 +147,7 @@ def build_group(
         options.spw_layout,
     )
     try:
-        if faults.concat_delay_s:
-            time.sleep(faults.concat_delay_s)
-        if injected in LOCK_ERRORS:
-            raise LOCK_ERRORS[injected](f"{staging} (injected fault)")
+        faults.before_join(group, attempt, str(staging))
         imaging_columns = options.imaging_columns
         if options.join_method == "concat" and options.spw_layout == "per_subband":
             workdir = group_scratch / f"concat_inputs.{attempt}"
@@ -166,8 +158,7 @@ def build_group(
             assemble(
                 template, ordered, staging, spw_layout=spw_layout, imaging_columns=imaging_columns
             )
-            if injected in PROCESS_ERRORS:
-                os.abort()
+            faults.after_join(group, attempt)
         return validate_joined(
             staging,
             summaries,

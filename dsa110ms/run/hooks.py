@@ -70,7 +70,7 @@ def on_start(run: Run) -> None:
         _started = time.time()
         layout = run.layout
         check_writable(Path(run.settings.output_dir))
-        faults.activate(run.settings.faults)
+        faults.activate()
         metrics.configure(run.settings.metrics_dir)
         run.output.prepare()
         if _owner is None:

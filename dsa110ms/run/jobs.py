@@ -75,7 +75,7 @@ class JobContext:
     def activate(self) -> faults.Faults:
         """Metrics and test faults of this job process."""
         metrics.configure(self.settings.metrics_dir)
-        return faults.activate(self.settings.faults)
+        return faults.activate()
 
 
 def part_command(group: str, filetime: str, subband: str) -> None:

@@ -213,7 +213,7 @@ def start_cluster_job(run: Run) -> None:
     job = cluster_job_id()
     if not job:
         return
-    faults.activate(run.settings.faults)
+    faults.activate()
     metrics.configure(run.settings.metrics_dir)
     owner = scratch.NodeJob.start(run.layout, job)
     if owner is not None:
