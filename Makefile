@@ -14,8 +14,8 @@ venv: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	# The package is used from this checkout (no build step): a .pth file puts it on the path.
-	echo "$(CURDIR)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/dsa110ms.pth"
+	# the package itself, editable: edits in this checkout take effect without reinstalling
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 # Simulate one small DSA-110 group, convert it, print where the MS is.

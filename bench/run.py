@@ -250,7 +250,6 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", choices=sorted(METHODS), action="append")
     a = p.parse_args(argv)
-    os.environ.setdefault("PYTHONPATH", str(REPO))
     results = []
     for name in a.only or list(METHODS):
         fresh(SHM, SHM.parent)

@@ -13,7 +13,7 @@ class Dsa110msError(Exception):
 
 
 class ConfigError(Dsa110msError):
-    """The configuration does not match config/schema.yaml."""
+    """The configuration does not match dsa110ms/schema.yaml."""
 
 
 class CasaDataError(Dsa110msError):

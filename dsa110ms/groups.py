@@ -43,7 +43,7 @@ TIMESTAMP_PATTERN = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
 FILE_PATTERN = re.compile(rf"^(?P<timestamp>{TIMESTAMP_PATTERN})_sb(?P<subband>\d{{2}})\.hdf5$")
 INCOMPLETE_SUFFIX = "_incomplete.hdf5"
 
-#: The largest tolerance_s (s), as in config/schema.yaml: below half the ~309.2 s between the
+#: The largest tolerance_s (s), as in dsa110ms/schema.yaml: below half the ~309.2 s between the
 #: sb00 files of two consecutive observations, so that one window never holds both.
 MAX_TOLERANCE_S = 150
 

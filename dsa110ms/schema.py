@@ -1,4 +1,4 @@
-"""The configuration validated against config/schema.yaml: defaults filled in, one-line errors
+"""The configuration validated against dsa110ms/schema.yaml: defaults filled in, one-line errors
 naming the key (:class:`dsa110ms.settings.Settings` is the result)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator, FormatChecker, validators
 from dsa110ms.errors import ConfigError
 from dsa110ms.groups import TIMESTAMP_PATTERN, parse_timestamp
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 FIX = "fix it in config/config.yaml or with snakemake --config"
 
 

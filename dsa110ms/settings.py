@@ -1,7 +1,7 @@
 """The run's settings: the configuration validated once (:mod:`dsa110ms.schema`) into a frozen
 :class:`Settings`.
 
-Adding a config key: its entry in config/schema.yaml, its :class:`Settings` field
+Adding a config key: its entry in dsa110ms/schema.yaml, its :class:`Settings` field
 (tests/test_config.py checks they agree) and its one consumer. Every process of a run gets the
 same :class:`Settings`: the Snakefile validates the config, jobs receive it through one channel
 (:class:`dsa110ms.run.jobs.JobContext`), without importing the schema validator.
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class Settings:
-    """Every config key, validated (config/schema.yaml says what each means; times are UTC
+    """Every config key, validated (dsa110ms/schema.yaml says what each means; times are UTC
     ``YYYY-MM-DDTHH:MM:SS``, ``tolerance_s`` in seconds). Directories are as given (relative ones
     to the working directory)."""
 

@@ -1,10 +1,12 @@
-"""Configuration is validated against config/schema.yaml with one-line errors."""
+"""Configuration is validated against dsa110ms/schema.yaml with one-line errors."""
 
 import pytest
 import yaml
 
 from dsa110ms.errors import ConfigError
-from dsa110ms.schema import SCHEMA_PATH, validate_config
+from dsa110ms.schema import validate_config
+
+from .conftest import REPO
 
 
 def test_defaults_fill_everything():
@@ -16,7 +18,7 @@ def test_defaults_fill_everything():
 
 
 def test_shipped_config_is_valid():
-    config = yaml.safe_load((SCHEMA_PATH.parent / "config.yaml").read_text())
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert validate_config(config)["input_dir"] == "input"
 
 

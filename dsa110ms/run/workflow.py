@@ -31,14 +31,12 @@ log = logging.getLogger("dsa110ms")
 MANIFEST_PATH = Path(".dsa110ms") / "manifest.json"
 
 
-def export_package_path(basedir: str) -> None:
-    """Put the checkout holding this package on PYTHONPATH for the jobs Snakemake starts, and
-    this Python's directory first on PATH, so that ``python`` in a shell: job is the one running
-    Snakemake (e.g. .venv/bin/python without an activated venv; with --use-conda, Snakemake
-    puts the job's environment before it)."""
-    for var, first in (("PYTHONPATH", basedir), ("PATH", os.path.dirname(sys.executable))):
-        paths = [first, *filter(None, os.environ.get(var, "").split(os.pathsep))]
-        os.environ[var] = os.pathsep.join(dict.fromkeys(paths))
+def jobs_use_this_python() -> None:
+    """Put this Python's directory first on PATH, so that ``python`` in a shell: job is the one
+    running Snakemake, with this package installed (e.g. .venv/bin/python without an activated
+    venv; with --use-conda, Snakemake puts the job's environment before it)."""
+    paths = [os.path.dirname(sys.executable), *os.environ.get("PATH", "").split(os.pathsep)]
+    os.environ["PATH"] = os.pathsep.join(dict.fromkeys(filter(None, paths)))
 
 
 def setup_run(config: dict, snakemake_workflow) -> Run:
