@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dsa110ms.errors import InputFileError
+from dsa110ms.ms.layout import VALUE_DTYPES
 
 #: CASA's polarization order (pyuvdata.utils.pol.determine_pol_order, order="CASA").
 CASA_POL_ORDER = (1, 2, 3, 4, -1, -3, -4, -2, -5, -7, -8, -6, 0)
@@ -221,7 +222,8 @@ def _select(values: np.ndarray, take: tuple) -> np.ndarray:
 
 
 #: In-memory types of the MS columns: complex64 DATA, float32 WEIGHT_SPECTRUM, bool FLAG.
-_MS_TYPES = {"c": np.complex64, "f": np.float32, "b": np.bool_}
+#: numpy kind -> the MS's in-memory type (:data:`dsa110ms.ms.layout.VALUE_DTYPES`).
+_MS_TYPES = {np.dtype(d).kind: d for d in VALUE_DTYPES.values()}
 
 
 def read_subband_arrays(path: str, *, telescope: str, keep_autocorrelations: bool) -> SubbandArrays:

@@ -19,11 +19,12 @@ from dsa110ms.ms.layout import (
     EMPTY_COLUMNS,
     IMAGING_COLUMN_COMMENTS,
     REPLACED_COLUMNS,
+    ROW_ARRAYS,
     WIDTH_COLUMNS,
     fixed_array_columns,
 )
 from dsa110ms.ms.metadata import weights_from_spectrum
-from dsa110ms.ms.part import ROW_ARRAYS, Part, open_part
+from dsa110ms.ms.part import Part, open_part
 
 log = logging.getLogger(__name__)
 

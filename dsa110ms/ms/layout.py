@@ -24,7 +24,12 @@ SPECTRAL_COLUMNS = {
 POLARIZATION_COLUMNS = {"WEIGHT": "float", "SIGMA": "float"}
 #: Bytes of one tile; ~1 MB keeps a tile of DATA within casacore's default cache.
 TILE_BYTES = 1 << 20
-_VALUE_BYTES = {"complex": 8, "float": 4, "boolean": 1}
+#: The in-memory type of each value type we write (a part's arrays are already in it).
+VALUE_DTYPES = {"complex": np.complex64, "float": np.float32, "boolean": np.bool_}
+_VALUE_BYTES = {t: np.dtype(d).itemsize for t, d in VALUE_DTYPES.items()}
+#: The main-table columns a part carries (one file each, in the template's row order); the join
+#: writes them into the MS as they are.
+ROW_ARRAYS = ("DATA", "FLAG", "WEIGHT_SPECTRUM", "WEIGHT", "SIGMA", "FLAG_ROW")
 
 
 def _tile(cell_shape: tuple[int, ...], value_type: str) -> list[int]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dsa110ms.errors import ScratchError, ValidationError
+from dsa110ms.ms.layout import ROW_ARRAYS
 from dsa110ms.ms.metadata import weights_from_spectrum
 from dsa110ms.observe.quicklook import subband_quicklook
 from dsa110ms.rawuvh5 import read_subband_arrays
@@ -34,8 +35,8 @@ log = logging.getLogger(__name__)
 
 #: The part's description, written last.
 MANIFEST_NAME = "part.json"
-#: Arrays of a part; the first six are main-table columns of the same name.
-ROW_ARRAYS = ("DATA", "FLAG", "WEIGHT_SPECTRUM", "WEIGHT", "SIGMA", "FLAG_ROW")
+#: Arrays of a part: the main-table columns of :data:`dsa110ms.ms.layout.ROW_ARRAYS`, the
+#: baselines (to check the row order) and the channels.
 CHECK_ARRAYS = ("ANTENNA1", "ANTENNA2")
 CHANNEL_ARRAYS = ("CHAN_FREQ", "CHAN_WIDTH")
 #: A part takes about as much space as its UVH5 file (same visibilities, flags and weights);
