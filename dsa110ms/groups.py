@@ -34,10 +34,10 @@ from pathlib import Path
 
 from dsa110ms.errors import DiscoveryError
 from dsa110ms.files import write_text_atomically
+from dsa110ms.telescope import N_SUBBANDS
 
 log = logging.getLogger(__name__)
 
-N_SUBBANDS = 16
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
 TIMESTAMP_PATTERN = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
 FILE_PATTERN = re.compile(rf"^(?P<timestamp>{TIMESTAMP_PATTERN})_sb(?P<subband>\d{{2}})\.hdf5$")

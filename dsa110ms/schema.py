@@ -42,11 +42,16 @@ DefaultingValidator = _with_defaults(Draft202012Validator)
 FORMATS = FormatChecker(formats=())
 
 
+NOT_A_TIMESTAMP = "not in the form YYYY-MM-DDTHH:MM:SS"
+
+
 @FORMATS.checks("timestamp", raises=ValueError)
 def _is_timestamp(value) -> bool:
-    # other types and other shapes are left to `type` and `pattern`, which say what is wrong
-    if isinstance(value, str) and re.fullmatch(TIMESTAMP_PATTERN, value):
-        parse_timestamp(value)  # ValueError says which field is out of range
+    if not isinstance(value, str):
+        return True  # `type` says what is wrong
+    if not re.fullmatch(TIMESTAMP_PATTERN, value):
+        raise ValueError(NOT_A_TIMESTAMP)
+    parse_timestamp(value)  # ValueError says which field is out of range
     return True
 
 
@@ -148,6 +153,9 @@ def explain(error, schema: dict) -> str:
         return f"config key {key}: {what}{description} ({fix})"
     if error.validator == "format" and error.validator_value == "directory":
         return f"config key {key}: {error.instance!r}: {error.cause}; rename the directory ({fix})"
+    if error.validator == "format" and str(error.cause) == NOT_A_TIMESTAMP:
+        what = f"{error.instance!r} is not in the expected form YYYY-MM-DDTHH:MM:SS"
+        return f"config key {key}: {what} ({fix})"
     if error.validator == "format":  # timestamp
         why = f" ({error.cause})" if error.cause else ""
         return f"config key {key}: {error.instance!r} is not a real time{why} ({fix})"
