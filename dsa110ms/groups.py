@@ -103,13 +103,35 @@ class Group:
         return sorted(self.files, reverse=True)
 
 
+class Skipped(str):
+    """What discovery left out, and why: ``subject`` (a file's path, or ``group <id>``),
+    ``detail`` (the reason, and what to do) and ``group`` (the group it concerns, if known).
+    As a string it is the line people read, ``<subject>: <detail>``; code reads the fields."""
+
+    subject: str
+    detail: str
+    group: str | None
+
+    def __new__(cls, subject: str, detail: str, group: str | None = None) -> Skipped:
+        self = super().__new__(cls, f"{subject}: {detail}")
+        self.subject, self.detail, self.group = subject, detail, group
+        return self
+
+    @classmethod
+    def group_of(cls, gid: str, detail: str) -> Skipped:
+        return cls(f"group {gid}", detail, gid)
+
+    def record(self) -> dict:
+        return {"subject": self.subject, "detail": self.detail, "group": self.group}
+
+
 @dataclass
 class Manifest:
     """The groups a run converts and what discovery decided about everything else."""
 
     input_dir: str
     groups: dict[str, Group] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)  # one human-readable reason per item
+    skipped: list[Skipped] = field(default_factory=list)
     #: why there is no group to convert, and what to do (None if there are groups)
     empty_reason: str | None = field(default=None, compare=False)
 
@@ -118,7 +140,7 @@ class Manifest:
             {
                 "input_dir": self.input_dir,
                 "groups": {g.id: {f"{sb:02d}": p for sb, p in g.files.items()} for g in self},
-                "skipped": self.skipped,
+                "skipped": [skip.record() for skip in self.skipped],
             },
             indent=1,
         )
@@ -130,7 +152,7 @@ class Manifest:
             gid: Group(gid, {int(sb): p for sb, p in files.items()})
             for gid, files in d["groups"].items()
         }
-        return cls(d["input_dir"], groups, d["skipped"])
+        return cls(d["input_dir"], groups, [Skipped(**r) for r in d["skipped"]])
 
     def __iter__(self):
         return iter(self.groups[g] for g in sorted(self.groups))
@@ -166,14 +188,20 @@ def scan(input_dir: str | os.PathLike) -> tuple[list[SubbandFile], list[str]]:
         f = SubbandFile.from_path(entry.path)
         if f is None:
             notes.append(
-                f"{entry.path}: not named YYYY-MM-DDTHH:MM:SS_sbNN.hdf5, ignored; "
-                "rename it or move it out of input_dir"
+                Skipped(
+                    entry.path,
+                    "not named YYYY-MM-DDTHH:MM:SS_sbNN.hdf5, ignored; rename it or move it "
+                    "out of input_dir",
+                )
             )
             continue
         if f.subband >= N_SUBBANDS:
             notes.append(
-                f"{entry.path}: unknown subband sb{f.subband:02d} (DSA-110 has sb00-sb15), "
-                "ignored; rename it or move it out of input_dir"
+                Skipped(
+                    entry.path,
+                    f"unknown subband sb{f.subband:02d} (DSA-110 has sb00-sb15), ignored; rename "
+                    "it or move it out of input_dir",
+                )
             )
             continue
         files.append(f)
@@ -240,7 +268,7 @@ def _id_file(chosen: dict[int, SubbandFile]) -> SubbandFile:
     return chosen[0] if 0 in chosen else min(chosen.values())
 
 
-def _duplicates(gid: str, dups: dict[int, list[SubbandFile]], policy: str) -> str | None:
+def _duplicates(gid: str, dups: dict[int, list[SubbandFile]], policy: str) -> Skipped | None:
     """Apply ``duplicate_subbands``: the reason to skip the group, or None to keep the latest."""
     listing = "; ".join(
         f"sb{sb:02d}: " + ", ".join(Path(f.path).name for f in fs) for sb, fs in dups.items()
@@ -248,8 +276,8 @@ def _duplicates(gid: str, dups: dict[int, list[SubbandFile]], policy: str) -> st
     if policy == "fail":
         raise DiscoveryError(f"group {gid}: duplicate subbands ({listing})")
     if policy == "skip":
-        return (
-            f"group {gid}: skipped, duplicate subbands ({listing}); policy duplicate_subbands=skip"
+        return Skipped.group_of(
+            gid, f"skipped, duplicate subbands ({listing}); policy duplicate_subbands=skip"
         )
     log.warning("group %s: duplicate subbands (%s); keeping the latest of each", gid, listing)
     return None
@@ -297,7 +325,9 @@ def discover(
         if (lo and f.time < lo - tolerance) or (hi and f.time > hi + tolerance) or only:
             continue
         manifest.skipped.append(
-            f"{f.path}: no sb00 file within {tolerance_s:g} s, so it belongs to no complete group"
+            Skipped(
+                f.path, f"no sb00 file within {tolerance_s:g} s, so it belongs to no complete group"
+            )
         )
     for members in clusters:
         # The id comes from the files `latest` keeps, whatever duplicate_subbands says, so that a
@@ -319,16 +349,21 @@ def discover(
         far = sorted(f for f in latest.values() if abs(f.time - named_by.time) > tolerance)
         if far:
             manifest.skipped.append(
-                f"group {gid}: skipped, {', '.join(Path(f.path).name for f in far)} more than "
-                f"{tolerance_s:g} s from {Path(named_by.path).name}, whose name is the group's "
-                "id; move the files that do not belong to it out of input_dir"
+                Skipped.group_of(
+                    gid,
+                    f"skipped, {', '.join(Path(f.path).name for f in far)} more than "
+                    f"{tolerance_s:g} s from {Path(named_by.path).name}, whose name is the "
+                    "group's id; move the files that do not belong to it out of input_dir",
+                )
             )
             continue
         chosen = {sb: f.path for sb, f in latest.items()}
         group = Group(gid, chosen)
         problem = next(((p, why) for p in chosen.values() if (why := unreadable(p))), None)
         if problem:
-            manifest.skipped.append(f"{problem[0]}: {problem[1]}; group {gid} not converted")
+            manifest.skipped.append(
+                Skipped(problem[0], f"{problem[1]}; group {gid} not converted", group=gid)
+            )
             continue
         if group.missing_subbands:
             gaps = ", ".join(f"sb{sb:02d}" for sb in group.missing_subbands)
@@ -336,8 +371,9 @@ def discover(
                 raise DiscoveryError(f"group {gid}: incomplete, missing {gaps}")
             if incomplete_groups == "skip":
                 manifest.skipped.append(
-                    f"group {gid}: skipped, incomplete (missing {gaps}); "
-                    "policy incomplete_groups=skip"
+                    Skipped.group_of(
+                        gid, f"skipped, incomplete (missing {gaps}); policy incomplete_groups=skip"
+                    )
                 )
                 continue
             log.warning("group %s: converting without %s (incomplete_groups=convert)", gid, gaps)

@@ -12,7 +12,7 @@ import pytest
 
 from dsa110ms.errors import ScratchError
 from dsa110ms.owned import make_owned_dir, remove_owned
-from dsa110ms.run import scratch
+from dsa110ms.run import node, scratch
 
 from .conftest import hold_lock
 
@@ -131,10 +131,10 @@ def node_job_process(root, workdir, job: str, group: str):
         f"""
         import time
         from pathlib import Path
-        from dsa110ms.run import scratch
+        from dsa110ms.run import node, scratch
         layout = scratch.ScratchLayout.for_workdir({str(root)!r}, {str(workdir)!r})
-        scratch.NodeJob.start(layout, {job!r})
-        scratch.claim_group(layout.group_dir({group!r}), {{"SLURM_JOB_ID": {job!r}}})
+        node.NodeJob.start(layout, {job!r})
+        node.claim_group(layout.group_dir({group!r}), {{"SLURM_JOB_ID": {job!r}}})
         (layout.group_dir({group!r}) / "t_sb00.part").mkdir()
         print("started", flush=True)
         time.sleep(600)
@@ -156,10 +156,10 @@ def test_cluster_jobs_remove_their_groups_and_those_of_jobs_killed_on_the_node(
         killed.wait()
         # no main process owns this instance on the node, but a cluster job runs in it
         assert scratch.sweep_stale(scratch_root).live == [str(layout.instance_dir)]
-        mine = scratch.NodeJob.start(layout, "103")  # the next job here sweeps the dead one's
+        mine = node.NodeJob.start(layout, "103")  # the next job here sweeps the dead one's
         assert not layout.group_dir("g1").exists()
         assert (layout.group_dir("g2") / "t_sb00.part").is_dir()
-        scratch.claim_group(layout.group_dir("g3"), {"SLURM_JOB_ID": "103"})
+        node.claim_group(layout.group_dir("g3"), {"SLURM_JOB_ID": "103"})
         (layout.group_dir("g3") / "t_sb01.part").mkdir()
         mine.finish()  # whatever the outcome: its groups and its lock are gone
         assert sorted(p.name for p in layout.instance_dir.iterdir()) == [

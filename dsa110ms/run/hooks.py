@@ -191,10 +191,9 @@ def summary_rows(run: Run, events: list[dict]) -> list[dict]:
             reason = facts["error"] or "not run (the run stopped first; see the Snakemake log)"
             row.update(status="FAILED", reason=f"{reason}; logs in {run.log_dir(group)}")
         rows.append(row)
-    for reason in run.manifest.skipped if run.manifest else []:
-        subject, _, why = reason.partition(": ")  # "group <id>: ..." or "<file>: ..."
-        label = os.path.basename(subject.removeprefix("group "))
-        rows.append({"group": label, "status": "skipped", "reason": why})
+    for skip in run.manifest.skipped if run.manifest else []:
+        label = skip.group or os.path.basename(skip.subject)
+        rows.append({"group": label, "status": "skipped", "reason": skip.detail})
     return rows
 
 

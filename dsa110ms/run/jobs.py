@@ -22,8 +22,9 @@ from dsa110ms.ms.publish import OutputArea
 from dsa110ms.observe import metrics, progress
 from dsa110ms.owned import remove_owned
 from dsa110ms.run.joblog import job_log
+from dsa110ms.run.node import claim_group
 from dsa110ms.run.runwatch import die_with_run
-from dsa110ms.run.scratch import ScratchLayout, claim_group, make_group_dir
+from dsa110ms.run.scratch import ScratchLayout, make_group_dir
 from dsa110ms.settings import Settings
 
 log = logging.getLogger(__name__)

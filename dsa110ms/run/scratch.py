@@ -1,4 +1,4 @@
-"""Scratch space on tmpfs: layout, ownership locks, verified removal and the stale sweep.
+"""Scratch space on tmpfs: layout, ownership locks and the stale sweep.
 
 Layout (every path is a function of the configuration and the working directory, so it is the
 same in every process of a run and in the next run from the same working directory)::
@@ -19,8 +19,8 @@ On a cluster node the run's main process is elsewhere, so each cluster job (one 
 owns its groups on the node instead: the Snakemake process running the job holds a flock on
 ``<instance>/.cluster-job-<id>.lock`` for its whole life, its template and part jobs mark their
 group directory with ``.cluster-job-<id>``, and when it exits it removes its groups (see
-:class:`NodeJob`). One killed outright is cleaned by the next cluster job of the instance on that
-node, whose lock it can then take.
+:class:`dsa110ms.run.node.NodeJob`). One killed outright is cleaned by the next cluster job of
+the instance on that node, whose lock it can then take.
 
 Instance directories are created by :func:`dsa110ms.owned.make_owned_dir` (marked as ours); the
 scratch root itself is used as it is (it may be ``/dev/shm``). Every removal goes through
@@ -43,7 +43,6 @@ from pathlib import Path
 
 from dsa110ms.errors import ScratchError
 from dsa110ms.owned import is_owned, make_owned_dir, open_own_file, owned_kind, remove_owned
-from dsa110ms.run.cluster import cluster_job_id
 
 log = logging.getLogger(__name__)
 
@@ -205,93 +204,6 @@ def acquire_instance(layout: ScratchLayout) -> OwnerLock:
 JOB_LOCK_PREFIX = ".cluster-job-"
 
 
-def claim_group(group_dir: Path, environ=os.environ) -> None:
-    """Inside a cluster job: mark ``group_dir`` as this job's (created 0700 if needed), so that
-    the job's :class:`NodeJob` removes it when the job ends. Nothing outside a cluster job."""
-    job = cluster_job_id(environ)
-    if job:
-        make_group_dir(group_dir)
-        _job_mark(group_dir, job).touch()
-
-
-def _job_mark(group_dir: Path, job: str) -> Path:
-    """The file marking ``group_dir`` as cluster job ``job``'s."""
-    return group_dir / f"{JOB_LOCK_PREFIX}{job}"
-
-
-def _job_lock(instance_dir: Path, job: str) -> Path:
-    return instance_dir / f"{JOB_LOCK_PREFIX}{job}.lock"
-
-
-def _remove_groups_of_job(instance_dir: Path, job: str) -> list[str]:
-    """Remove every group directory marked by cluster job ``job``; the paths removed."""
-    removed = []
-    for group_dir in sorted(instance_dir.iterdir()):
-        if _job_mark(group_dir, job).exists():
-            remove_owned(group_dir, instance_dir.parent)
-            removed.append(str(group_dir))
-    return removed
-
-
-@dataclass
-class NodeJob:
-    """The Snakemake process that runs one cluster job on a node: it owns, for its life, the
-    scratch its jobs claim (:func:`claim_group`), and removes it when it exits.
-
-    Retries run inside the cluster job (the submitting process never resubmits one, see
-    :func:`dsa110ms.run.internals.retry_inside_cluster_jobs`), so nothing on the node is worth
-    keeping after it: :meth:`finish` removes the job's groups whatever the outcome, including
-    groups whose part job was killed outright (SIGKILL, OOM killer). A job killed outright
-    itself is cleaned by the next :meth:`start` in the same instance on that node."""
-
-    layout: ScratchLayout
-    job: str
-    lock: OwnerLock
-
-    @classmethod
-    def start(cls, layout: ScratchLayout, job: str) -> NodeJob | None:
-        """Own the job's scratch on this node; None if a process of the same cluster job owns
-        it already (the plugin runs each rule of a group job through a nested Snakemake, under
-        the group's own: the outermost one, which lives longest, is the owner)."""
-        make_instance_dir(layout)
-        lock = OwnerLock.try_acquire(_job_lock(layout.instance_dir, job), create=True)
-        if lock is None:
-            return None
-        lock.describe_owner()
-        node_job = cls(layout, job, lock)
-        node_job.sweep_dead_jobs()
-        return node_job
-
-    def sweep_dead_jobs(self) -> list[str]:
-        """Remove the groups of this instance's cluster jobs on this node that died without
-        cleaning up (their lock is free); the paths removed."""
-        removed = []
-        prefix, suffix = JOB_LOCK_PREFIX, ".lock"
-        for lock_path in sorted(self.layout.instance_dir.glob(f"{prefix}*{suffix}")):
-            job = lock_path.name[len(prefix) : -len(suffix)]
-            if job == self.job:
-                continue
-            dead = OwnerLock.try_acquire(lock_path, create=False)
-            if dead is None:
-                continue
-            try:
-                removed += _remove_groups_of_job(self.layout.instance_dir, job)
-                remove_owned(lock_path, self.layout.root)
-            finally:
-                dead.release()
-        for path in removed:
-            log.info("removed scratch of a cluster job that died on this node: %s", path)
-        return removed
-
-    def finish(self) -> None:
-        """Remove this job's groups (verified) and its lock."""
-        try:
-            _remove_groups_of_job(self.layout.instance_dir, self.job)
-        finally:
-            remove_owned(self.lock.path, self.layout.root)
-            self.lock.release()
-
-
 @dataclass
 class SweepReport:
     removed: list[str]
@@ -314,7 +226,8 @@ def sweep_stale(root: str | os.PathLike, *, keep: str | None = None) -> SweepRep
     Only directories this workflow created are considered (marked, :mod:`dsa110ms.owned`):
     anything else under the root - other programs' files, other users' directories - is never
     looked into. ``keep`` is the caller's own instance (whose lock it holds). A directory is live
-    while any of its locks is held: the run's owner lock or a cluster job's (:class:`NodeJob`).
+    while any of its locks is held: the run's owner lock or a cluster job's
+    (:class:`dsa110ms.run.node.NodeJob`).
     Marked directories without any lock file (their creator is between writing the marker and
     taking the lock) are removed only when older than :data:`UNLOCKED_GRACE_S`.
     """

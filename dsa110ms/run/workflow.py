@@ -21,6 +21,7 @@ from dsa110ms.observe import metrics
 from dsa110ms.run import scratch
 from dsa110ms.run.cluster import cluster_job_id
 from dsa110ms.run.hooks import prepare_main_process
+from dsa110ms.run.node import NodeJob
 from dsa110ms.run.runwatch import export_run_process
 from dsa110ms.settings import Settings
 
@@ -207,12 +208,12 @@ class Run:
 def start_cluster_job(run: Run) -> None:
     """In the Snakemake process that runs a cluster job on its node: own the scratch the job's
     groups use there and remove it when this process exits, whatever the outcome
-    (:class:`dsa110ms.run.scratch.NodeJob`; Snakemake's hooks run only on the submitting host)."""
+    (:class:`dsa110ms.run.node.NodeJob`; Snakemake's hooks run only on the submitting host)."""
     job = cluster_job_id()
     if not job:
         return
     faults.activate()
     metrics.configure(run.settings.metrics_dir)
-    owner = scratch.NodeJob.start(run.layout, job)
+    owner = NodeJob.start(run.layout, job)
     if owner is not None:
         atexit.register(owner.finish)
