@@ -17,23 +17,22 @@ Policies (config keys ``incomplete_groups`` and ``duplicate_subbands``):
   ``skip`` (default) warns and skips the group; ``fail`` stops; ``latest`` keeps the file with the
   latest timestamp in its name.
 
-The result is a :class:`Manifest`, written once per run by the main Snakemake process and read by
-every other process of the run, so all of them see the same groups.
+The result is a :class:`dsa110ms.manifest.Manifest`, written once per run by the main Snakemake
+process and read by every other process of the run, so all of them see the same groups.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
-import json
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from dsa110ms.errors import DiscoveryError
-from dsa110ms.files import write_text_atomically
+from dsa110ms.manifest import Group, Manifest, Skipped
 from dsa110ms.telescope import N_SUBBANDS
 
 log = logging.getLogger(__name__)
@@ -84,94 +83,6 @@ class SubbandFile:
         except ValueError:  # e.g. month 13: matches the pattern, is not a time
             return None
         return cls(t, int(m["subband"]), str(path))
-
-
-@dataclass
-class Group:
-    """Files of one observation; ``id`` is its sb00 file's timestamp (without sb00: its earliest
-    file's), and every file is within tolerance of it."""
-
-    id: str
-    files: dict[int, str]  # subband -> path
-
-    @property
-    def missing_subbands(self) -> list[int]:
-        return [sb for sb in range(N_SUBBANDS) if sb not in self.files]
-
-    def subbands_ascending_frequency(self) -> list[int]:
-        """Subbands present, lowest frequency first (sb15 first): the SPW order of the MS."""
-        return sorted(self.files, reverse=True)
-
-
-class Skipped(str):
-    """What discovery left out, and why: ``subject`` (a file's path, or ``group <id>``),
-    ``detail`` (the reason, and what to do) and ``group`` (the group it concerns, if known).
-    As a string it is the line people read, ``<subject>: <detail>``; code reads the fields."""
-
-    subject: str
-    detail: str
-    group: str | None
-
-    def __new__(cls, subject: str, detail: str, group: str | None = None) -> Skipped:
-        self = super().__new__(cls, f"{subject}: {detail}")
-        self.subject, self.detail, self.group = subject, detail, group
-        return self
-
-    @classmethod
-    def group_of(cls, gid: str, detail: str) -> Skipped:
-        return cls(f"group {gid}", detail, gid)
-
-    def record(self) -> dict:
-        return {"subject": self.subject, "detail": self.detail, "group": self.group}
-
-
-@dataclass
-class Manifest:
-    """The groups a run converts and what discovery decided about everything else."""
-
-    input_dir: str
-    groups: dict[str, Group] = field(default_factory=dict)
-    skipped: list[Skipped] = field(default_factory=list)
-    #: why there is no group to convert, and what to do (None if there are groups)
-    empty_reason: str | None = field(default=None, compare=False)
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "input_dir": self.input_dir,
-                "groups": {g.id: {f"{sb:02d}": p for sb, p in g.files.items()} for g in self},
-                "skipped": [skip.record() for skip in self.skipped],
-            },
-            indent=1,
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        d = json.loads(text)
-        groups = {
-            gid: Group(gid, {int(sb): p for sb, p in files.items()})
-            for gid, files in d["groups"].items()
-        }
-        return cls(d["input_dir"], groups, [Skipped(**r) for r in d["skipped"]])
-
-    def __iter__(self):
-        return iter(self.groups[g] for g in sorted(self.groups))
-
-    def __len__(self) -> int:
-        return len(self.groups)
-
-    def write(self, path: str | os.PathLike) -> None:
-        """Write atomically, so a reader never sees half a manifest."""
-        write_text_atomically(path, self.to_json())
-
-    @classmethod
-    def read(cls, path: str | os.PathLike) -> Manifest:
-        try:
-            return cls.from_json(Path(path).read_text())
-        except FileNotFoundError:
-            raise DiscoveryError(
-                f"{path}: group manifest missing; it is written by the main Snakemake process"
-            ) from None
 
 
 def scan(input_dir: str | os.PathLike) -> tuple[list[SubbandFile], list[str]]:

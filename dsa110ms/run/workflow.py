@@ -15,7 +15,8 @@ from pathlib import Path
 
 from dsa110ms import casa, faults, paths
 from dsa110ms.errors import DiscoveryError, exit_with, one_line_errors
-from dsa110ms.groups import Manifest, discover
+from dsa110ms.groups import discover
+from dsa110ms.manifest import Manifest
 from dsa110ms.ms.publish import OutputArea
 from dsa110ms.observe import metrics
 from dsa110ms.run import scratch
