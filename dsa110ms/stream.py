@@ -203,7 +203,7 @@ class Stream:
         for c in batch:
             done = time.time()
             why_skipped = [r for r in skipped if c.id in r]
-            error = metrics.group_facts(events, c.id, f"/{c.id}")["error"]
+            error = metrics.group_facts(events, c.id)["error"]
             if is_published(self.final_ms(c.id)):
                 published = self.final_ms(c.id).stat().st_ctime  # its rename into place
                 latency = round(published - c.last_arrival, 1)

@@ -178,10 +178,11 @@ def summarize_run(
     }
 
 
-def group_facts(events: Iterable[Mapping], group: str, group_scratch_suffix: str) -> dict:
+def group_facts(events: Iterable[Mapping], group: str, instance: str = "") -> dict:
     """From the job events of one group: conversion time (first template/part start to the
-    last join end, s), concat attempts, whether its scratch (the directory whose path ends
-    with ``group_scratch_suffix``) was removed, and the last failure's reason."""
+    last join end, s), concat attempts, whether its scratch (``<instance>/<group>`` of the
+    scratch layout; any instance if not given) was removed, and the last failure's reason."""
+    group_scratch_suffix = f"{instance}/{group}"
     starts, ends, attempts, cleanups, error = [], [], 0, [], None
     for e in events:
         if e.get("group") == group and e["kind"] in ("template", "part", "join"):

@@ -252,9 +252,7 @@ def make_report(
     rows = []
     for group in groups:
         record = read_group_record(metrics_dir, group)
-        facts = (record or {}).get("facts") or metrics.group_facts(
-            events, group, f"{scratch_instance}/{group}"
-        )
+        facts = (record or {}).get("facts") or metrics.group_facts(events, group, scratch_instance)
         if record is None:
             if is_published(Path(output_dir) / f"{group}.ms"):  # before records existed
                 rows.append({"group": group, **facts, "status": "published"})

@@ -176,7 +176,7 @@ def summary_rows(run: Run, events: list[dict]) -> list[dict]:
     group or file discovery skipped, each with its reason."""
     rows = []
     for group in run.groups() if run.manifest else []:
-        facts = metrics.group_facts(events, group, f"{run.layout.instance}/{group}")
+        facts = metrics.group_facts(events, group, run.layout.instance)
         published = any(
             e["kind"] == "join" and e["group"] == group and e["outcome"] == "published"
             for e in events

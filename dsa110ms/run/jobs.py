@@ -215,7 +215,7 @@ def join_job(
         metrics_dir = settings.metrics_dir
         if metrics_dir and record:
             events = metrics.read_events(metrics_dir, since=context.run_started)
-            record["facts"] = metrics.group_facts(events, group, f"{layout.instance}/{group}")
+            record["facts"] = metrics.group_facts(events, group, layout.instance)
             write_group_record(metrics_dir, group, record)
             progress.group_finished(group, record, record["facts"])
 
