@@ -12,7 +12,7 @@ import pytest
 
 from dsa110ms import casa
 from dsa110ms.groups import discover, subband_file_name
-from dsa110ms.ms.metadata import ON_SOURCE
+from dsa110ms.ms.layout import ON_SOURCE
 
 from .conftest import SCRATCH_PARENT, run_snakemake
 from .msdata import assert_same_ms, read_ms
@@ -261,7 +261,7 @@ def fast_path(group, work: Path, **options) -> tuple[Path, list[str]]:
 )
 def test_fast_path_equals_pyuvdata_parts_joined_by_casatasks_concat(two_groups, tmp_path, options):
     """The reference is the straightforward design: every subband written as an MS by pyuvdata's
-    write_ms (plus dsa110ms.ms.metadata), the 16 MSs joined by casatasks.concat. The fast path
+    write_ms (plus dsa110ms.ms.layout), the 16 MSs joined by casatasks.concat. The fast path
     (template + NumPy parts + one-pass join) and the selectable concat method give the same MS:
     every main-table column and every subtable but HISTORY, cell by cell."""
     from dsa110ms.ms.join import assemble, concat_parts, concat_reference

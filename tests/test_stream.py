@@ -14,8 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-from dsa110ms.simulate import SimulationSpec, drop_over_time, simulate
 from dsa110ms.run.internals import parse_config_overrides
+from dsa110ms.simulate import SimulationSpec, drop_over_time, simulate
 
 from .test_robustness import assert_matches_input
 

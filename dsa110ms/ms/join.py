@@ -20,10 +20,10 @@ from dsa110ms.ms.layout import (
     IMAGING_COLUMN_COMMENTS,
     REPLACED_COLUMNS,
     ROW_ARRAYS,
-    WIDTH_COLUMNS,
     fixed_array_columns,
+    weights_from_spectrum,
+    write_spectral_windows,
 )
-from dsa110ms.ms.metadata import weights_from_spectrum
 from dsa110ms.ms.part import Part, open_part
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def assemble(
             _fill_single_spw(out, parts, spectral)
         else:
             _fill_per_subband(out, parts, spectral)
-    _write_spectral_windows(template, joined, chan_freqs, chan_widths, single=single)
+    write_spectral_windows(template, joined, chan_freqs, chan_widths, single=single)
     log.info("assembled %s from %d parts: %d x %d rows", joined, len(parts), nrow, len(parts))
 
 
@@ -146,44 +146,6 @@ def _fill_single_spw(out, parts: list[Part], spectral: list[str]) -> None:
         out.putcol("WEIGHT", weight, start, n)
         out.putcol("SIGMA", sigma, start, n)
         out.putcol("FLAG_ROW", cells["FLAG"].all(axis=(1, 2)), start, n)
-
-
-def _write_spectral_windows(template, joined: str, chan_freqs, chan_widths, *, single: bool):
-    """SPECTRAL_WINDOW rows (the template's row with each SPW's channels), one DATA_DESCRIPTION
-    row per SPW, and the FEED rows repeated for every SPW beyond the first (as concat does)."""
-    from casacore import tables
-
-    if single:
-        chan_freqs, chan_widths = [np.concatenate(chan_freqs)], [np.concatenate(chan_widths)]
-    n = len(chan_freqs)
-    with (
-        tables.table(f"{template}/SPECTRAL_WINDOW", ack=False) as src,
-        tables.table(f"{joined}/SPECTRAL_WINDOW", readonly=False, ack=False) as spw,
-    ):
-        for _ in range(n - 1):
-            src.copyrows(spw)
-        for k, (freqs, widths) in enumerate(zip(chan_freqs, chan_widths, strict=True)):
-            spw.putcell("CHAN_FREQ", k, freqs)
-            for c in WIDTH_COLUMNS:
-                spw.putcell(c, k, widths)
-            spw.putcell("NUM_CHAN", k, len(freqs))
-            spw.putcell("TOTAL_BANDWIDTH", k, float(np.sum(widths)))
-            spw.putcell("REF_FREQUENCY", k, float(freqs[0]))  # as pyuvdata: first channel
-    if n == 1:
-        return
-    with tables.table(f"{joined}/DATA_DESCRIPTION", readonly=False, ack=False) as dd:
-        dd.addrows(n - 1)
-        dd.putcol("SPECTRAL_WINDOW_ID", np.arange(n, dtype=np.int32))
-        dd.putcol("POLARIZATION_ID", np.zeros(n, dtype=np.int32))
-        dd.putcol("FLAG_ROW", np.zeros(n, dtype=bool))
-    with tables.table(f"{joined}/FEED", readonly=False, ack=False) as feed:
-        nfeed = feed.nrows()
-        rows = {c: feed.getcol(c) for c in feed.colnames()}
-        for k in range(1, n):
-            feed.addrows(nfeed)
-            for c, values in rows.items():
-                feed.putcol(c, values, k * nfeed, nfeed)
-            feed.putcol("SPECTRAL_WINDOW_ID", np.full(nfeed, k, dtype=np.int32), k * nfeed, nfeed)
 
 
 def concat_reference(

@@ -3,7 +3,7 @@
 A part is a directory holding, as NumPy ``.npy`` arrays, the columns of the main table that differ
 between subbands, one row per MS row in the template's row order (:mod:`dsa110ms.rawuvh5`):
 DATA, FLAG, WEIGHT_SPECTRUM and their per-row summaries WEIGHT, SIGMA, FLAG_ROW
-(:mod:`dsa110ms.ms.metadata`); ANTENNA1/ANTENNA2 for checking; CHAN_FREQ and CHAN_WIDTH (Hz,
+(:mod:`dsa110ms.ms.layout`); ANTENNA1/ANTENNA2 for checking; CHAN_FREQ and CHAN_WIDTH (Hz,
 ascending) for its SPECTRAL_WINDOW row. ``part.json`` (the input file, row and time counts, the
 file's geometry digest) is written last: a part without it is incomplete. Everything the
 subbands share lives once in the group's template (:mod:`dsa110ms.ms.template`); the join
@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dsa110ms.errors import ScratchError, ValidationError
-from dsa110ms.ms.layout import ROW_ARRAYS
-from dsa110ms.ms.metadata import weights_from_spectrum
+from dsa110ms.ms.layout import ROW_ARRAYS, weights_from_spectrum
 from dsa110ms.observe.quicklook import subband_quicklook
 from dsa110ms.rawuvh5 import read_subband_arrays
 

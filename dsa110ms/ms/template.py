@@ -4,7 +4,7 @@ The 16 subbands of a group share their rows (times, baselines), fields, UVW, ant
 subtable; only the spectral columns and the SPECTRAL_WINDOW row differ. The *template* holds what
 they share, computed once per group with pyuvdata from one subband read at a single channel: the
 main table's row columns (TIME, ANTENNA1/2, UVW, FIELD_ID, ...) and all subtables, as
-``write_ms`` writes them, completed by :mod:`dsa110ms.ms.metadata`. The join fills in the spectral
+``write_ms`` writes them, completed by :mod:`dsa110ms.ms.layout`. The join fills in the spectral
 columns from the parts (:mod:`dsa110ms.ms.part`) and one SPECTRAL_WINDOW row per part.
 
 :func:`write_pyuvdata_ms` of a whole subband is what the previous design wrote as a part; tests
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dsa110ms.ms.metadata import complete_part_metadata
+from dsa110ms.ms.layout import complete_part_metadata
 from dsa110ms.owned import remove_owned
 from dsa110ms.rawuvh5 import file_geometry_digest
 from dsa110ms.uvh5 import prepare, read_subband
@@ -54,7 +54,7 @@ def write_pyuvdata_ms(
 ) -> Path:
     """One subband file (or the channels ``freq_chans`` of it) as an MS at ``ms_path``, by
     pyuvdata: read, DSA-110 fix-ups (:mod:`dsa110ms.uvh5`), ``write_ms``, then
-    :func:`dsa110ms.ms.metadata.complete_part_metadata`.
+    :func:`dsa110ms.ms.layout.complete_part_metadata`.
 
     One SPW with ascending channels; in DSA-110 mode one FIELD per integration at the meridian
     and per-integration UVW. ``imaging_columns="model_corrected"`` adds MODEL_DATA = 0 and
