@@ -2,7 +2,7 @@
 
 Each is pinned by ``tests/test_internals.py`` (what it relies on exists and behaves so in the
 Snakemake version of requirements.lock). The rest of the package uses documented interfaces
-only: the Snakefile's ``workflow.basedir``, ``workflow.is_main_process`` and
+only: the Snakefile's ``workflow.is_main_process`` and
 ``workflow.remote_exec`` (read in :func:`dsa110ms.run.workflow.setup_run`),
 ``snakemake.utils.update_config``, and the workflow profile (``nolock``, ``keep-going``,
 ``rerun-incomplete``).

@@ -40,7 +40,7 @@ def error_class(exc: BaseException) -> str:
 
 #: The one channel by which jobs get the run's settings: a JSON environment variable every
 #: Snakemake process of the run sets when it reads the Snakefile, and every job inherits. Not
-#: rule params, so that changing a setting (a test turning faults off) does not make Snakemake
+#: rule params, so that changing a setting (say concat_retries) does not make Snakemake
 #: rerun finished jobs and no setting is written into a shell command; not the config, so that a
 #: part job need not import the schema validator (jsonschema, ~0.15 s of its ~0.8 s).
 CONTEXT_ENV = "DSA110MS_JOB_CONTEXT"
