@@ -263,7 +263,7 @@ class ChildDied(Exception):
     """The join's child process ended without a result (killed by a signal, or exited)."""
 
 
-#: The join's child process while it runs (killed with this process's run, :mod:`dsa110ms.run.runwatch`).
+#: The join's child process while it runs (killed with this process's run: dsa110ms.run.runwatch).
 _child: multiprocessing.process.BaseProcess | None = None
 
 
