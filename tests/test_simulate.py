@@ -86,13 +86,12 @@ def test_subband_file_parsing():
     assert SubbandFile.from_path("/x/2026-13-15T03:00:02_sb07.hdf5") is None
 
 
-def test_simulate_rule_and_command(tmp_path):
+def test_simulate_rule_and_command(tmp_path, scratch_root):
     from .conftest import run_snakemake
 
     spec = {"n_groups": 2, "subbands": [0, 15], "n_antennas": 4, "n_integrations": 2}
-    run_snakemake(
-        tmp_path, "simulate", "--cores", "1", config={"input_dir": "in", "simulate": spec}
-    )
+    config = {"input_dir": "in", "simulate": spec, "scratch_root": scratch_root}
+    run_snakemake(tmp_path, "simulate", "--cores", "1", config=config)
     files, _ = scan(tmp_path / "in")
     assert len(files) == 4 and (tmp_path / "in" / "simulation.json").exists()
 
