@@ -24,8 +24,5 @@ rule run_report:
         "../envs/dsa110ms.yaml"
     params:
         groups=lambda wc: RUN.groups(),
-        metrics_dir=RUN.settings.metrics_dir,
-        output_dir=RUN.settings.output_dir,
-        instance=RUN.layout.instance,
     script:
         "../scripts/run_report.py"

@@ -5,9 +5,6 @@ from dsa110ms.run.jobs import report_job
 smk = snakemake  # noqa: F821 - injected by Snakemake
 report_job(
     groups=smk.params.groups,
-    metrics_dir=smk.params.metrics_dir,
-    output_dir=smk.params.output_dir,
-    instance=smk.params.instance,
     table=smk.output.table,
     plots=smk.output.plots,
     log_path=smk.log[0],

@@ -220,26 +220,18 @@ def join_job(
             progress.group_finished(group, record, record["facts"])
 
 
-def report_job(
-    *,
-    groups: Sequence[str],
-    metrics_dir: str,
-    output_dir: str,
-    instance: str,
-    table: str,
-    plots: str,
-    log_path: str,
-) -> None:
+def report_job(*, groups: Sequence[str], table: str, plots: str, log_path: str) -> None:
     """Rule run_report: the run report's table and figures (:mod:`dsa110ms.observe.report`)."""
     from dsa110ms.observe.report import make_report
 
+    context = JobContext.current()
     with job_log(log_path) as log:
         rows = make_report(
             groups,
-            metrics_dir=metrics_dir,
-            output_dir=output_dir,
+            metrics_dir=context.settings.metrics_dir,
+            output_dir=context.settings.output_dir,
             events=[],  # every group is published (the rule's input): its record has its facts
-            scratch_instance=instance,
+            scratch_instance=context.instance,
             table_path=table,
             plots_dir=plots,
         )
