@@ -107,10 +107,6 @@ def activate(config: Mapping | None = None, environ=os.environ) -> Faults:
     return _active
 
 
-def active() -> Faults:
-    return _active
-
-
 def before_removal(path: str) -> None:
     """Scratch removal calls this first: with ``cleanup_permission_error``, the first attempt at
     each path fails as if a file were not ours."""

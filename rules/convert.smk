@@ -9,7 +9,7 @@ rule ms_template:
     input:
         uvh5=lambda wc: RUN.template_source(wc.group),
     output:
-        template=temp(directory(RUN.template_pattern())),
+        template=temp(directory(RUN.template("{group}"))),
     log:
         RUN.log_pattern("{group}/template.log"),
     # the group's longest single job: started first, while the parts fill the other cores

@@ -22,9 +22,8 @@ from pathlib import Path
 
 from dsa110ms import faults
 from dsa110ms.errors import JoinError, TransientJoinError, ValidationError
-from dsa110ms.files import write_text_atomically
 from dsa110ms.ms.join import assemble, concat_reference
-from dsa110ms.ms.publish import STAMP_NAME, OutputArea, damage, ms_options, publish
+from dsa110ms.ms.publish import OutputArea, damage, ms_options, publish
 from dsa110ms.ms.validate import MsSummary, check_parts, validate_joined
 from dsa110ms.observe.metrics import du_bytes
 from dsa110ms.owned import remove_owned
@@ -148,15 +147,14 @@ def build_group(
     )
     try:
         faults.before_join(group, attempt, str(staging))
-        imaging_columns = options.imaging_columns
+        columns = options.imaging_columns
         if options.join_method == "concat" and options.spw_layout == "per_subband":
             workdir = group_scratch / f"concat_inputs.{attempt}"
-            concat_reference(template, ordered, staging, workdir, imaging_columns=imaging_columns)
+            concat_reference(template, ordered, staging, workdir, imaging_columns=columns)
             remove_owned(workdir, group_scratch.parent)
         else:
-            spw_layout = options.spw_layout
             assemble(
-                template, ordered, staging, spw_layout=spw_layout, imaging_columns=imaging_columns
+                template, ordered, staging, spw_layout=options.spw_layout, imaging_columns=columns
             )
             faults.after_join(group, attempt)
         return validate_joined(
@@ -217,7 +215,7 @@ def join_group(
         final = output.final_ms(group)
         if os.path.lexists(final) and damage(final, group) is None:
             log.info("group %s: %s is published and intact; kept, nothing joined", group, final)
-            write_text_atomically(output.stamp(group), (final / STAMP_NAME).read_text())
+            output.write_published_stamp(group)
             return None, False
         need = output_space_needed(template, parts, options)
         if full := out_of_space(output.output_dir, need):

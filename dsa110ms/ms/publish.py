@@ -100,6 +100,12 @@ class OutputArea:
             if path.is_symlink() or not path.is_dir():
                 raise OutputError(f"{path}: is not a directory of this workflow (a symlink?)")
 
+    def write_published_stamp(self, group: str) -> None:
+        """The group's published stamp (the rule's declared output): a copy of the stamp inside
+        its published MS."""
+        self.prepare()
+        write_text_atomically(self.stamp(group), (self.final_ms(group) / STAMP_NAME).read_text())
+
     def remove(self, path: Path) -> bool:
         """Remove an entry of the state directory (:func:`dsa110ms.owned.remove_owned`)."""
         return remove_owned(path, self.output_dir)
@@ -150,8 +156,7 @@ class OutputArea:
                         "away to convert the group again with this run's"
                     )
                 if not stamp.exists():
-                    self.prepare()
-                    write_text_atomically(stamp, (final / STAMP_NAME).read_text())
+                    self.write_published_stamp(group)
             elif os.path.lexists(stamp):
                 self.remove(stamp)
                 notes.append(f"{final}: {problem}; group {group} will be converted again")
@@ -286,6 +291,6 @@ def publish(
         set_aside(final, problem)
     write_stamp(staging, group, summary, options)
     os.rename(staging, final)
-    write_text_atomically(area.stamp(group), (final / STAMP_NAME).read_text())
+    area.write_published_stamp(group)
     log.info("published %s", final)
     return True

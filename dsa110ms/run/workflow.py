@@ -145,9 +145,6 @@ class Run:
     def part_pattern(self) -> str:
         return str(self.layout.part("{group}", "{filetime}_sb{subband}"))
 
-    def template_pattern(self) -> str:
-        return str(self.layout.template("{group}"))
-
     def input_pattern(self) -> str:
         return paths.input_file(self.settings.input_dir, "{filetime}", "{subband}")
 
@@ -203,7 +200,7 @@ class Run:
         return str(self.output.final_ms(group))
 
 
-# --- hooks: scratch ownership, verified cleanup, metrics -------------------------------------
+# --- a cluster job's own process on its node ---------------------------------------------------
 
 
 def start_cluster_job(run: Run) -> None:
