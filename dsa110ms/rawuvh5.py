@@ -94,6 +94,22 @@ def casa_pol_order(polarizations) -> np.ndarray:
         raise ValueError(f"unknown polarization numbers {list(polarizations)}") from None
 
 
+#: AIPS numbers of the cross polarizations and their conjugates (xy-yx, rl-lr); every other
+#: polarization is its own conjugate.
+CONJUGATE_POLS = {-3: -4, -4: -3, -7: -8, -8: -7}
+
+
+def conjugate_pol_order(pols) -> np.ndarray | None:
+    """Index in ``pols`` of each polarization's conjugate, which a conjugated baseline's values
+    take (pyuvdata's ``conjugate_bls``); None if a cross polarization's conjugate is missing."""
+    pols = [int(p) for p in pols]
+    try:
+        order = np.array([pols.index(CONJUGATE_POLS.get(p, p)) for p in pols])
+    except ValueError:
+        return None
+    return order
+
+
 @dataclass(frozen=True)
 class SubbandArrays:
     """One subband's main-table arrays in MS row, channel and polarization order.
@@ -163,16 +179,38 @@ def file_geometry_digest(path: str, *, telescope: str) -> str:
 
 
 def _read(ds) -> np.ndarray:
-    """A whole dataset. Uncompressed chunked datasets (the correlator's) are read chunk by chunk,
-    raw: ~2x faster than HDF5's own selection machinery with the correlator's small chunks
-    (a few hundred kB, ~1000 per dataset)."""
+    """A whole dataset, in the file's own type.
+
+    Fast path: uncompressed chunked datasets of plain numbers (the correlator's) are read chunk by
+    chunk, raw: ~2x faster than HDF5's own selection machinery with the correlator's small chunks
+    (a few hundred kB, ~1000 per dataset). Everything else (contiguous, compressed, compound
+    integer visibilities) is read by HDF5 (the general path); compression filters beyond HDF5's
+    own (gzip, lzf, szip) come from ``hdf5plugin`` (bitshuffle, LZ4, Zstandard, ...).
+    """
     chunks = ds.chunks
-    if chunks is None or ds.id.get_create_plist().get_nfilters() or ds.dtype.names:
+    plist = ds.id.get_create_plist()
+    if plist.get_nfilters():
+        _register_filter_plugins()
+        try:
+            return ds[()]
+        except OSError as exc:
+            filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+            raise OSError(
+                f"{ds.name} is compressed with HDF5 filters {filters}, one of which neither "
+                f"HDF5 nor hdf5plugin provides ({exc})"
+            ) from exc
+    if chunks is None or ds.dtype.names:
         return ds[()]
     try:
         return _read_chunks(ds, chunks)
     except (OSError, KeyError, ValueError, RuntimeError):  # a chunk never written: HDF5 fills it
         return ds[()]
+
+
+def _register_filter_plugins() -> None:
+    """Make the compression filters of ``hdf5plugin`` available to HDF5 (importing it does;
+    ~10 ms, so only files that are compressed pay it)."""
+    import hdf5plugin  # noqa: F401
 
 
 def _read_chunks(ds, chunks: tuple[int, ...]) -> np.ndarray:
@@ -190,9 +228,10 @@ def _read_chunks(ds, chunks: tuple[int, ...]) -> np.ndarray:
 
 
 def _spectral(ds, path: str, shape: tuple[int, int, int]) -> np.ndarray:
-    """A (Nblts, [1,] Nfreqs, Npols) dataset as (Nblts, Nfreqs, Npols)."""
+    """A (Nblts, [1,] Nfreqs, Npols) dataset as (Nblts, Nfreqs, Npols), in the file's type
+    (integer-compound visibilities, the UVH5 spec's ``r``/``i`` fields, as complex128)."""
     value = _read(ds)
-    if value.dtype.names:  # integer-compound visibilities ("r", "i")
+    if value.dtype.names:
         value = value["r"] + 1j * value["i"]
     if value.size != np.prod(shape):
         raise InputFileError(
@@ -218,7 +257,9 @@ def _select(values: np.ndarray, take: tuple) -> np.ndarray:
         values = values[rows]
     if not isinstance(pols, slice):
         values = values[:, :, pols]
-    return np.array(values[:, chans], dtype=_MS_TYPES.get(values.dtype.kind, values.dtype))
+    # order="C": the default ("K") keeps the strides a fancy index on the last axis leaves
+    dtype = _MS_TYPES.get(values.dtype.kind, values.dtype)
+    return np.array(values[:, chans], dtype=dtype, order="C")
 
 
 #: In-memory types of the MS columns: complex64 DATA, float32 WEIGHT_SPECTRUM, bool FLAG.
@@ -226,8 +267,92 @@ def _select(values: np.ndarray, take: tuple) -> np.ndarray:
 _MS_TYPES = {np.dtype(d).kind: d for d in VALUE_DTYPES.values()}
 
 
-def read_subband_arrays(path: str, *, telescope: str, keep_autocorrelations: bool) -> SubbandArrays:
-    """Read one UVH5 subband's arrays in MS order (module docstring); errors name the file."""
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def unprojected_rows(header) -> np.ndarray:
+    """Which baseline-times of a file are unprojected (drift scans), as pyuvdata reads the header:
+    per phase centre of ``phase_center_catalog``, or, in files older than the catalog, from the
+    one ``phase_type`` ("phased" is sidereal, anything else unprojected)."""
+    n_blts = int(header["Nblts"][()])
+    catalog = header.get("phase_center_catalog")
+    if catalog is None:
+        phase_type = _text(header["phase_type"][()]) if "phase_type" in header else "drift"
+        return np.full(n_blts, phase_type != "phased")
+    unprojected_ids = [
+        int(key) for key, entry in catalog.items() if _text(entry["cat_type"][()]) == "unprojected"
+    ]
+    return np.isin(header["phase_center_id_array"][()], unprojected_ids)
+
+
+def file_is_unprojected(path: str) -> bool:
+    """Whether any baseline-time of a file is unprojected (:func:`unprojected_rows`)."""
+    with _open(path) as f:
+        try:
+            return bool(unprojected_rows(f["Header"]).any())
+        except KeyError as exc:
+            raise InputFileError(f"{path}: not a UVH5 file as expected (missing {exc})") from exc
+
+
+#: Polarizations whose autocorrelations are real (pyuvdata's list: xx yy rr ll pI pQ pU pV).
+REAL_AUTO_POLS = (-5, -6, -1, -2, 1, 2, 3, 4)
+
+
+def fix_autos(data: np.ndarray, ant_1: np.ndarray, ant_2: np.ndarray, pols) -> np.ndarray:
+    """Autocorrelations made real as pyuvdata's reader makes them (``fix_autos=True``, its
+    default): if any autocorrelation of a real-auto polarization has an imaginary part, every
+    such value becomes its absolute value, computed in complex128 as pyuvdata computes it.
+    ``data`` is in the file's row and polarization order; changed in place."""
+    autos = np.flatnonzero(np.asarray(ant_1) == np.asarray(ant_2))
+    pol_index = np.flatnonzero(np.isin(np.asarray(pols), REAL_AUTO_POLS))
+    if not (len(autos) and len(pol_index)):
+        return data
+    block = data[autos][:, :, pol_index]
+    if np.any(block.imag != 0):
+        data[np.ix_(autos, np.arange(data.shape[1]), pol_index)] = np.abs(
+            block.astype(np.complex128)
+        )
+    return data
+
+
+#: Speed of light, m/s (exact; astropy's ``const.c``, which pyuvdata uses).
+SPEED_OF_LIGHT_M_S = 299_792_458.0
+
+
+@dataclass(frozen=True)
+class WRotation:
+    """A phase rotation of some baseline-times to a new phase centre: ``rows`` (bool, per file
+    baseline-time) and ``delta_w`` (metres, new minus old w, pyuvdata's sign convention)."""
+
+    rows: np.ndarray
+    delta_w: np.ndarray
+
+
+def _rotate(data: np.ndarray, rotation: WRotation, freqs: np.ndarray) -> np.ndarray:
+    """pyuvdata's ``UVData._apply_w_proj``, operation for operation so that the values are the
+    same to the bit: data (as complex128, the type pyuvdata reads them in) times
+    exp(-2 pi i delta_w f / c) on the rotated rows; ``freqs`` in the file's channel order."""
+    data = data.astype(np.complex128)
+    rows = rotation.rows
+    delta_w_lambda = (
+        rotation.delta_w[rows].reshape(-1, 1) * (1.0 / SPEED_OF_LIGHT_M_S) * freqs.reshape(1, -1)
+    )
+    data[rows] *= np.exp((-1j * 2 * np.pi) * delta_w_lambda[:, :, None])
+    return data
+
+
+def read_subband_arrays(
+    path: str,
+    *,
+    telescope: str,
+    keep_autocorrelations: bool,
+    rotation: WRotation | None = None,
+) -> SubbandArrays:
+    """Read one UVH5 subband's arrays in MS order (module docstring); errors name the file.
+
+    ``rotation``: rephase these rows first, as pyuvdata does (:func:`_rotate`).
+    """
     with _open(path) as f:
         try:
             header = f["Header"]
@@ -240,12 +365,10 @@ def read_subband_arrays(path: str, *, telescope: str, keep_autocorrelations: boo
             widths = np.broadcast_to(
                 np.asarray(header["channel_width"][()], dtype=float), freqs.shape
             )
-            order = ms_row_order(
-                header["ant_1_array"][()],
-                header["ant_2_array"][()],
-                keep_autocorrelations=keep_autocorrelations,
-            )
-            pols = casa_pol_order(header["polarization_array"][()])
+            ant_1, ant_2 = header["ant_1_array"][()], header["ant_2_array"][()]
+            order = ms_row_order(ant_1, ant_2, keep_autocorrelations=keep_autocorrelations)
+            file_pols = header["polarization_array"][()]
+            pols = casa_pol_order(file_pols)
             n_times = len(np.unique(header["time_array"][()]))
             digest = geometry_digest(header, telescope=telescope)
             data = _spectral(f["Data/visdata"], path, shape)
@@ -253,16 +376,37 @@ def read_subband_arrays(path: str, *, telescope: str, keep_autocorrelations: boo
             nsamples = _spectral(f["Data/nsamples"], path, shape)
         except KeyError as exc:
             raise InputFileError(f"{path}: not a UVH5 file as expected (missing {exc})") from exc
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise InputFileError(f"{path}: cannot be read as UVH5 (HDF5 error: {exc})") from exc
+        except ValueError as exc:
             raise InputFileError(f"{path}: cannot be read as UVH5 ({exc})") from exc
     if len(freqs) != shape[1]:
         raise InputFileError(f"{path}: {len(freqs)} frequencies for Nfreqs = {shape[1]}")
+    data = fix_autos(data, ant_1, ant_2, file_pols)
+    if rotation is not None and rotation.rows.any():
+        data = _rotate(data, rotation, freqs)
     take = (
         _index(order.rows, shape[0]),
         _index(np.argsort(freqs, kind="stable"), shape[1]),
         _index(pols, shape[2]),
     )
     data = _select(data, take)
+    flag = _select(flag, take).astype(bool, copy=False)
+    weight_spectrum = _select(nsamples, take).astype(np.float32, copy=False)
+    conjugate_pols = conjugate_pol_order(file_pols[pols])
+    if conjugate_pols is None and order.keep_value.any():
+        raise InputFileError(
+            f"{path}: polarizations {[int(p) for p in file_pols]} lack the conjugate of a cross "
+            "polarization, and baselines mix conjugations (ant_1 < ant_2 and ant_1 > ant_2): "
+            "the conjugated rows cannot be written (pyuvdata's write_ms cannot either)"
+        )
+    identity = conjugate_pols is not None and np.array_equal(
+        conjugate_pols, np.arange(len(conjugate_pols))
+    )
+    if conjugate_pols is not None and not identity and order.keep_value.any():
+        swapped = np.flatnonzero(order.keep_value)
+        for values in (data, flag, weight_spectrum):
+            values[swapped] = values[swapped][:, :, conjugate_pols]
     # flip_conj: DATA is written conjugated, so only rows pyuvdata conjugated keep the file's
     # value; negating the imaginary parts in place is the cheapest way on 100 MB
     imag = data.view(np.float32)[..., 1::2]
@@ -270,8 +414,8 @@ def read_subband_arrays(path: str, *, telescope: str, keep_autocorrelations: boo
     chans = take[1]
     return SubbandArrays(
         data=data,
-        flag=_select(flag, take).astype(bool, copy=False),
-        weight_spectrum=_select(nsamples, take).astype(np.float32, copy=False),
+        flag=flag,
+        weight_spectrum=weight_spectrum,
         chan_freq=np.array(freqs[chans]),
         chan_width=np.array(widths[chans]),
         ant_1=order.ant_1,

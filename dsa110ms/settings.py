@@ -31,6 +31,7 @@ class Settings:
     incomplete_groups: str
     duplicate_subbands: str
     telescope: str
+    generic_phasing: str
     spw_layout: str
     join_method: str
     imaging_columns: str

@@ -39,20 +39,23 @@ def enable_numba_cache() -> None:
             obj.enable_caching()
 
 
-def read_subband(path: str, *, freq_chans=None) -> UVData:  # noqa: F821 - imported lazily
-    """Read one UVH5 subband file (only channels ``freq_chans``, file order, if given); errors
-    name the file and the reason.
+def read_subband(path: str, *, freq_chans=None, read_data=True) -> UVData:  # noqa: F821
+    """Read one UVH5 subband file (only channels ``freq_chans``, file order, if given; only its
+    metadata if not ``read_data``); errors name the file and the reason.
 
     The correlator stores UVW as float32, which pyuvdata's check rejects: the check runs after
-    casting them to float64.
+    casting them to float64. Otherwise as pyuvdata's own default reading: autocorrelations with
+    imaginary parts are made real (``fix_autos``; :func:`dsa110ms.rawuvh5.fix_autos` for parts).
     """
     from pyuvdata import UVData
 
     enable_numba_cache()
     try:
-        uv = UVData.from_file(path, file_type="uvh5", freq_chans=freq_chans, run_check=False)
+        uv = UVData.from_file(
+            path, file_type="uvh5", freq_chans=freq_chans, read_data=read_data, run_check=False
+        )
         uv.uvw_array = uv.uvw_array.astype(np.float64)
-        uv.check()
+        uv.check(check_autos=True, fix_autos=True)
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise InputFileError(
             f"{path}: cannot be read as UVH5 ({type(exc).__name__}: {exc})"
@@ -113,30 +116,82 @@ def prepare_dsa110(uv, path: str) -> None:
     uv.telescope.mount_type = ["alt-az"] * uv.telescope.Nants
 
 
-def check_generic(uv, path: str) -> None:
-    """Generic mode keeps the file's telescope, antennas and phase centres: they must be usable
-    as they are (phased data; pyuvdata's write_ms refuses unprojected data)."""
-    unprojected = [
-        c["cat_name"] for c in uv.phase_center_catalog.values() if c["cat_type"] == "unprojected"
-    ]
-    if unprojected:
+#: What generic mode does with unprojected (drift-scan) data (config key ``generic_phasing``).
+GENERIC_PHASINGS = ("refuse", "first_zenith", "meridian_per_integration")
+
+
+def phase_to_first_zenith(uv) -> None:
+    """Phase the unprojected baseline-times to the zenith of the first time, rotating their
+    visibilities: the very call pyuvdata's ``write_ms(force_phase=True)`` makes."""
+    from astropy.time import Time
+
+    unprojected = uv._check_for_cat_type("unprojected")
+    uv.phase_to_time(Time(uv.time_array[0], format="jd"), select_mask=unprojected)
+
+
+def first_zenith_rotation(path: str) -> WRotation:  # noqa: F821 - imported lazily
+    """The rotation :func:`phase_to_first_zenith` applies to a file's visibilities, from its
+    metadata alone: for a part job, which reads the visibilities with h5py."""
+    from dsa110ms.rawuvh5 import WRotation
+
+    uv = read_subband(path, read_data=False)
+    rows = uv._check_for_cat_type("unprojected")
+    phase_to_first_zenith(uv)
+    # the old w of unprojected rows is 0 (pyuvdata's phase); their new w is the new UVW's
+    return WRotation(rows=rows, delta_w=uv.uvw_array[:, 2].copy())
+
+
+def meridian_dec(uv) -> float:
+    """Declination (radians) of the meridian fields of generic data: the file's pointing
+    (``extra_keywords["phase_center_dec"]``, as DSA-110 writes it) or else the zenith's, the
+    telescope's latitude (where unprojected data are phased at every instant)."""
+    try:
+        return float(uv.extra_keywords["phase_center_dec"])
+    except (KeyError, TypeError, ValueError):
+        return float(uv.telescope.location.lat.rad)
+
+
+def prepare_generic(uv, path: str, generic_phasing: str) -> None:
+    """Generic mode keeps the file's telescope, antennas and phase centres; unprojected data
+    (which an MS cannot hold) are refused or phased as ``generic_phasing`` says."""
+    unprojected = uv._check_for_cat_type("unprojected")
+    if not unprojected.any():
+        return
+    if generic_phasing == "first_zenith":
+        phase_to_first_zenith(uv)
+    elif generic_phasing == "meridian_per_integration" and unprojected.all():
+        set_meridian_phase_centres(uv, meridian_dec(uv))
+    elif generic_phasing == "meridian_per_integration":
         raise InputFileError(
-            f"{path}: phase centre {unprojected[0]!r} is unprojected (drift); generic mode "
-            "converts phased data only (use telescope: dsa110 for DSA-110 files)"
+            f"{path}: mixes unprojected and phased baseline-times; generic_phasing: "
+            "meridian_per_integration needs all unprojected (first_zenith phases only those)"
+        )
+    else:
+        raise InputFileError(
+            f"{path}: unprojected (drift-scan) data, which generic mode converts only with "
+            "generic_phasing: first_zenith (as pyuvdata's write_ms(force_phase=True)) or "
+            "meridian_per_integration (a field per integration)"
         )
 
 
-def prepare(uv, path: str, *, telescope: str, keep_autocorrelations: bool) -> None:
+def prepare(
+    uv,
+    path: str,
+    *,
+    telescope: str,
+    keep_autocorrelations: bool,
+    generic_phasing: str = "refuse",
+) -> None:
     """Everything done to a subband before it is written, in place.
 
     ``telescope``: "dsa110" applies the DSA-110 fix-ups; "generic" keeps the file's own
-    telescope, antennas and phase centres. Both put channels in ascending frequency (an MS SPW
-    must ascend; the correlator writes them descending).
+    telescope, antennas and phase centres (:func:`prepare_generic`). Both put channels in
+    ascending frequency (an MS SPW must ascend; the correlator writes them descending).
     """
     if telescope == "dsa110":
         prepare_dsa110(uv, path)
     elif telescope == "generic":
-        check_generic(uv, path)
+        prepare_generic(uv, path, generic_phasing)
     else:
         raise ValueError(f"unknown telescope mode {telescope!r}")
     if not keep_autocorrelations:

@@ -80,6 +80,23 @@ def run_snakemake(
     return proc
 
 
+def convert(input_dir, work: Path, **config) -> Path:
+    """Run the workflow once; returns the output directory. Scratch must end empty."""
+    root = SCRATCH_PARENT / f"dsa110ms-test-{uuid.uuid4().hex[:8]}"
+    out = work / "out"
+    try:
+        run_snakemake(
+            work,
+            "--cores",
+            "2",
+            config={"input_dir": input_dir, "output_dir": out, "scratch_root": root, **config},
+        )
+        assert not (root.exists() and any(root.iterdir())), "scratch left behind"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
 def _plain(value):
     return str(value) if isinstance(value, Path) else value
 

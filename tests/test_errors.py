@@ -74,3 +74,19 @@ def test_missing_casa_data(tmp_path, two_groups):
         f"{site}) has no geodetic/ directory; install the pinned casadata (make venv, or pip "
         "install casadata) or point CASASITECONFIG at a site config whose measurespath holds it"
     )
+
+
+def test_an_unexpected_failure_in_a_job_is_one_line_and_its_traceback_stays_in_the_log(
+    tmp_path, capfd
+):
+    import pytest
+
+    from dsa110ms.run.joblog import job_log
+
+    log = tmp_path / "job.log"
+    with pytest.raises(SystemExit), job_log(log):
+        raise ValueError("To change to a dtype of a different size, the last axis ...")
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "unexpected ValueError: To change to a dtype" in err[0] and str(log) in err[0]
+    assert "Traceback (most recent call last)" in log.read_text()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import uuid
 import warnings
 from pathlib import Path
 
@@ -14,27 +12,10 @@ from dsa110ms import casa
 from dsa110ms.groups import discover, subband_file_name
 from dsa110ms.ms.layout import ON_SOURCE
 
-from .conftest import SCRATCH_PARENT, run_snakemake
+from .conftest import convert
 from .msdata import assert_same_ms, read_ms
 
 pytestmark = pytest.mark.filterwarnings("ignore")
-
-
-def convert(input_dir, work: Path, **config) -> Path:
-    """Run the workflow once; returns the output directory. Scratch must end empty."""
-    root = SCRATCH_PARENT / f"dsa110ms-test-{uuid.uuid4().hex[:8]}"
-    out = work / "out"
-    try:
-        run_snakemake(
-            work,
-            "--cores",
-            "2",
-            config={"input_dir": input_dir, "output_dir": out, "scratch_root": root, **config},
-        )
-        assert not (root.exists() and any(root.iterdir())), "scratch left behind"
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ import numpy as np
 from dsa110ms.errors import ScratchError, ValidationError
 from dsa110ms.ms.layout import ROW_ARRAYS, weights_from_spectrum
 from dsa110ms.observe.quicklook import subband_quicklook
-from dsa110ms.rawuvh5 import read_subband_arrays
+from dsa110ms.rawuvh5 import file_is_unprojected, read_subband_arrays
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ def write_part(
     part_path: str | os.PathLike,
     *,
     telescope: str = "dsa110",
+    generic_phasing: str = "refuse",
     keep_autocorrelations: bool = True,
     crash: bool = False,
 ) -> Path:
@@ -70,8 +71,18 @@ def write_part(
     uvh5_path, part_path = str(uvh5_path), Path(part_path)
     part_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     check_free_space(uvh5_path, part_path)
+    rotation = None
+    if (telescope, generic_phasing) == ("generic", "first_zenith") and file_is_unprojected(
+        uvh5_path
+    ):
+        from dsa110ms.uvh5 import first_zenith_rotation  # pyuvdata: only where it is needed
+
+        rotation = first_zenith_rotation(uvh5_path)
     sb = read_subband_arrays(
-        uvh5_path, telescope=telescope, keep_autocorrelations=keep_autocorrelations
+        uvh5_path,
+        telescope=telescope,
+        keep_autocorrelations=keep_autocorrelations,
+        rotation=rotation,
     )
     nrow, nchan, npol = sb.data.shape
     log.info(

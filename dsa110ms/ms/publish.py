@@ -49,7 +49,10 @@ MS_OPTIONS = ("telescope", "keep_autocorrelations", "spw_layout", "join_method",
 
 
 def ms_options(settings: Settings) -> dict:
-    return {k: getattr(settings, k) for k in MS_OPTIONS}
+    options = {k: getattr(settings, k) for k in MS_OPTIONS}
+    if settings.telescope == "generic":  # it changes nothing in DSA-110 mode
+        options["generic_phasing"] = settings.generic_phasing
+    return options
 
 
 #: How long a join waits for another run holding the group's lock (s) before failing.

@@ -48,6 +48,7 @@ def write_pyuvdata_ms(
     ms_path: str | os.PathLike,
     *,
     telescope: str = "dsa110",
+    generic_phasing: str = "refuse",
     keep_autocorrelations: bool = True,
     imaging_columns: str = "none",
     freq_chans=None,
@@ -68,7 +69,13 @@ def write_pyuvdata_ms(
         for message in EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
         uv = read_subband(uvh5_path, freq_chans=freq_chans)
-        prepare(uv, uvh5_path, telescope=telescope, keep_autocorrelations=keep_autocorrelations)
+        prepare(
+            uv,
+            uvh5_path,
+            telescope=telescope,
+            generic_phasing=generic_phasing,
+            keep_autocorrelations=keep_autocorrelations,
+        )
         extra = {}
         if imaging_columns == "model_corrected":
             extra = {"model_data": np.zeros_like(uv.data_array), "corrected_data": uv.data_array}
@@ -82,6 +89,7 @@ def write_template(
     template_path: str | os.PathLike,
     *,
     telescope: str = "dsa110",
+    generic_phasing: str = "refuse",
     keep_autocorrelations: bool = True,
 ) -> Path:
     """The group's template MS from one of its subband files (module docstring), at
@@ -97,6 +105,7 @@ def write_template(
         uvh5_path,
         staging,
         telescope=telescope,
+        generic_phasing=generic_phasing,
         keep_autocorrelations=keep_autocorrelations,
         freq_chans=[0],
     )

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from dsa110ms.errors import Dsa110msError
 from dsa110ms.files import write_text_atomically
 from dsa110ms.run.cluster import cluster_job_id
 
@@ -61,9 +62,13 @@ def emit(kind: str, **fields) -> None:
 
 
 def first_line(exc: BaseException) -> str:
-    """An exception's first line (its reason), at most 300 characters."""
+    """An exception's first line (its reason), at most 300 characters; an exception that is not
+    one of ours (a bug, or a library's failure we did not foresee) is named by its type."""
     lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:300]
+    text = lines[0] if lines else ""
+    if not isinstance(exc, Dsa110msError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text[:300]
 
 
 @contextlib.contextmanager

@@ -123,6 +123,7 @@ def part_options(settings: Settings) -> dict:
     :func:`dsa110ms.ms.template.write_template`)."""
     return {
         "telescope": settings.telescope,
+        "generic_phasing": settings.generic_phasing,
         "keep_autocorrelations": settings.keep_autocorrelations,
     }
 
