@@ -90,6 +90,36 @@ def test_spectral_window_table_is_consistent(layout, single_layout, per_subband)
     assert lows == sorted(lows)
 
 
+@pytest.mark.parametrize("layout", ["single", "per_subband"])
+def test_pyuvdata_reads_our_ms_back_equal_to_the_input_files(layout, single_layout, per_subband):
+    """Data, flags, nsamples, frequencies and times of the MS as pyuvdata reads it are those of
+    the 16 input files (autocorrelations kept); SPWs are numbered as pyuvdata numbers them."""
+    from pyuvdata import UVData
+
+    from dsa110ms.uvh5 import read_subband
+
+    first = single_layout[0]
+    ms = single_layout[1] if layout == "single" else per_subband
+    got = UVData.from_file(str(ms))
+    inputs = [read_subband(str(first.files[sb])) for sb in sorted(first.files)]
+    want = inputs[0].fast_concat(inputs[1:], axis="freq", inplace=False)
+    for uv in (got, want):
+        uv.conjugate_bls("ant1<ant2")
+        uv.reorder_blts(order="time", minor_order="baseline")
+        uv.reorder_freqs(channel_order="freq")
+        uv.reorder_pols("AIPS")
+    np.testing.assert_array_equal(got.freq_array, want.freq_array)
+    time_tolerance = got._time_array.tols[1]  # days: MJD seconds in the MS, JD in pyuvdata
+    np.testing.assert_allclose(got.time_array, want.time_array, rtol=0, atol=time_tolerance)
+    np.testing.assert_array_equal(got.ant_1_array, want.ant_1_array)
+    np.testing.assert_array_equal(got.ant_2_array, want.ant_2_array)
+    np.testing.assert_array_equal(got.data_array, want.data_array.astype(np.complex64))
+    np.testing.assert_array_equal(got.flag_array, want.flag_array)
+    np.testing.assert_array_equal(got.nsample_array, want.nsample_array)
+    names = spectral_window(ms)["NAME"]
+    assert len(set(names)) == len(names) == (1 if layout == "single" else 16)
+
+
 def test_metadata_pyuvdata_leaves_empty(per_subband, two_groups):
     ms = per_subband
     with casa.table(ms) as tb:

@@ -21,6 +21,7 @@ from dsa110ms.ms.layout import (
     REPLACED_COLUMNS,
     ROW_ARRAYS,
     fixed_array_columns,
+    number_spectral_windows,
     weights_from_spectrum,
     write_spectral_windows,
 )
@@ -37,6 +38,8 @@ def concat_parts(parts: Sequence[str | os.PathLike], joined: Path) -> None:
         raise TransientJoinError(f"{joined}: casatasks.concat failed: {exc}") from exc
     if not joined.is_dir():
         raise TransientJoinError(f"{joined}: casatasks.concat returned without writing the MS")
+    if len(parts) > 1:
+        number_spectral_windows(joined)
 
 
 #: Rows joined at a time by the single-SPW join: ~50 MB of DATA at 768 channels, so the

@@ -158,6 +158,21 @@ def complete_part_metadata(ms_path: str | os.PathLike) -> None:
         state.putcol("FLAG_ROW", np.zeros(state.nrows(), dtype=bool))
 
 
+def number_spectral_windows(ms: str | os.PathLike) -> None:
+    """SPW k named ``SPWk`` with ``ASSOC_SPW_ID = [k]``, as pyuvdata writes a multi-SPW MS and
+    needs to read one back (it takes ASSOC_SPW_ID as the SPW's number). The rows copied from a
+    one-SPW MS all say ``SPW1`` and ``[1]``; pyuvdata then cannot read the MS, and listobs
+    names every SPW alike."""
+    from casacore import tables
+
+    with tables.table(f"{ms}/SPECTRAL_WINDOW", readonly=False, ack=False) as spw:
+        n = spw.nrows()
+        spw.putcol("NAME", [f"SPW{k}" for k in range(n)])
+        if "ASSOC_SPW_ID" in spw.colnames():
+            for k in range(n):
+                spw.putcell("ASSOC_SPW_ID", k, np.array([k], dtype=np.int32))
+
+
 def write_spectral_windows(template, joined: str, chan_freqs, chan_widths, *, single: bool):
     """SPECTRAL_WINDOW rows (the template's row with each SPW's channels), one DATA_DESCRIPTION
     row per SPW, and the FEED rows repeated for every SPW beyond the first (as concat does)."""
@@ -181,6 +196,7 @@ def write_spectral_windows(template, joined: str, chan_freqs, chan_widths, *, si
             spw.putcell("REF_FREQUENCY", k, float(freqs[0]))  # as pyuvdata: first channel
     if n == 1:
         return
+    number_spectral_windows(joined)
     with tables.table(f"{joined}/DATA_DESCRIPTION", readonly=False, ack=False) as dd:
         dd.addrows(n - 1)
         dd.putcol("SPECTRAL_WINDOW_ID", np.arange(n, dtype=np.int32))
