@@ -13,8 +13,16 @@ from importlib import resources
 
 import numpy as np
 
-#: Name the correlator writes; CASA's observatory table knows it, so it is kept in the MS.
+#: Name the correlator writes in its files.
 TELESCOPE_NAME = "OVRO_MMA"
+#: Name written in the MS (OBSERVATION::TELESCOPE_NAME), for CASA, which finds the observatory's
+#: position by this name in its Observatories table (casadata): "OVRO_MMA" is there, but with
+#: an ITRF height of 1188 m, i.e. at the centre of the Earth (listobs's antenna offsets, frame
+#: conversions wrong); an unknown name ("DSA-110") makes listobs fail. "OVRO-LWA" is the one
+#: name CASA knows at this site with a correct position (0.9 km from the DSA-110 reference,
+#: which pyuvdata reads from the MS's own OBSERVATION::TELESCOPE_LOCATION). CASA has no beam
+#: for it: :mod:`dsa110ms.beam` writes DSA-110's.
+MS_TELESCOPE_NAME = "OVRO-LWA"
 INSTRUMENT = "DSA"
 OBJECT_NAME = "search"
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from dsa110ms.errors import InputFileError
 from dsa110ms.geometry import MeridianFields, baseline_uvw, meridian_fields
+from dsa110ms.telescope import MS_TELESCOPE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +74,20 @@ def pointing_dec(uv, path: str) -> float:
         ) from None
 
 
+def integration_meridians(uv, dec: float) -> MeridianFields:
+    """(HA = 0, Dec = ``dec``) at each integration time of ``uv``."""
+    times, first = np.unique(uv.time_array, return_index=True)
+    return meridian_fields(times, uv.lst_array[first], dec, uv.telescope.location)
+
+
 def set_meridian_phase_centres(uv, dec: float) -> MeridianFields:
     """Give every integration the phase centre (HA = 0, Dec = dec) and its true UVW.
 
     Visibilities are not changed. See :mod:`dsa110ms.geometry` for the conventions.
     """
-    times, first = np.unique(uv.time_array, return_index=True)
-    fields = meridian_fields(times, uv.lst_array[first], dec, uv.telescope.location)
+    fields = integration_meridians(uv, dec)
     uv.phase_center_catalog = {}
-    for i in range(len(times)):
+    for i in range(len(fields.times_jd)):
         uv._add_phase_center(
             FIELD_NAME_FORMAT.format(i),
             cat_type="sidereal",
@@ -109,15 +115,15 @@ def set_meridian_phase_centres(uv, dec: float) -> MeridianFields:
     return fields
 
 
-def prepare_dsa110(uv, path: str) -> None:
-    """DSA-110 fix-ups, in place: meridian phase centres and UVW, alt-az mounts."""
-    set_meridian_phase_centres(uv, pointing_dec(uv, path))
+def prepare_dsa110(uv, path: str) -> MeridianFields:
+    """DSA-110 fix-ups, in place: meridian phase centres and UVW, alt-az mounts, the telescope
+    name CASA knows the site by (:data:`dsa110ms.telescope.MS_TELESCOPE_NAME`). Returns where
+    the dishes pointed: the meridian fields."""
+    fields = set_meridian_phase_centres(uv, pointing_dec(uv, path))
     # pyuvdata writes mounts it does not know as "other"; CASA expects "alt-az" for these dishes.
     uv.telescope.mount_type = ["alt-az"] * uv.telescope.Nants
-
-
-#: What generic mode does with unprojected (drift-scan) data (config key ``generic_phasing``).
-GENERIC_PHASINGS = ("refuse", "first_zenith", "meridian_per_integration")
+    uv.telescope.name = MS_TELESCOPE_NAME
+    return fields
 
 
 def phase_to_first_zenith(uv) -> None:
@@ -151,12 +157,15 @@ def meridian_dec(uv) -> float:
         return float(uv.telescope.location.lat.rad)
 
 
-def prepare_generic(uv, path: str, generic_phasing: str) -> None:
+def prepare_generic(uv, path: str, generic_phasing: str) -> MeridianFields | None:
     """Generic mode keeps the file's telescope, antennas and phase centres; unprojected data
-    (which an MS cannot hold) are refused or phased as ``generic_phasing`` says."""
+    (which an MS cannot hold) are refused or phased as ``generic_phasing`` says. Returns where
+    the dishes of unprojected data pointed (the meridian at :func:`meridian_dec`, the zenith
+    unless the file says otherwise) or None for phased data (pyuvdata's POINTING is kept)."""
     unprojected = uv._check_for_cat_type("unprojected")
     if not unprojected.any():
-        return
+        return None
+    pointing = integration_meridians(uv, meridian_dec(uv))
     if generic_phasing == "first_zenith":
         phase_to_first_zenith(uv)
     elif generic_phasing == "meridian_per_integration" and unprojected.all():
@@ -172,6 +181,7 @@ def prepare_generic(uv, path: str, generic_phasing: str) -> None:
             "generic_phasing: first_zenith (as pyuvdata's write_ms(force_phase=True)) or "
             "meridian_per_integration (a field per integration)"
         )
+    return pointing
 
 
 def prepare(
@@ -181,19 +191,21 @@ def prepare(
     telescope: str,
     keep_autocorrelations: bool,
     generic_phasing: str = "refuse",
-) -> None:
-    """Everything done to a subband before it is written, in place.
+) -> MeridianFields | None:
+    """Everything done to a subband before it is written, in place; returns where the dishes
+    pointed at each integration, if known (for the MS's POINTING table).
 
     ``telescope``: "dsa110" applies the DSA-110 fix-ups; "generic" keeps the file's own
     telescope, antennas and phase centres (:func:`prepare_generic`). Both put channels in
     ascending frequency (an MS SPW must ascend; the correlator writes them descending).
     """
     if telescope == "dsa110":
-        prepare_dsa110(uv, path)
+        pointing = prepare_dsa110(uv, path)
     elif telescope == "generic":
-        prepare_generic(uv, path, generic_phasing)
+        pointing = prepare_generic(uv, path, generic_phasing)
     else:
         raise ValueError(f"unknown telescope mode {telescope!r}")
     if not keep_autocorrelations:
         uv.select(ant_str="cross")
     uv.reorder_freqs(channel_order="freq")
+    return pointing

@@ -138,7 +138,7 @@ def test_metadata_pyuvdata_leaves_empty(per_subband, two_groups):
     np.testing.assert_allclose(sigma, 1 / np.sqrt(weight))
     with casa.table(f"{ms}/OBSERVATION") as tb:
         assert tb.nrows() == 1
-        assert tb.getcell("TELESCOPE_NAME", 0) == "OVRO_MMA"
+        assert tb.getcell("TELESCOPE_NAME", 0) == "OVRO-LWA"  # dsa110ms.telescope
         np.testing.assert_allclose(
             tb.getcell("TIME_RANGE", 0),
             [(time - interval / 2).min(), (time + interval / 2).max()],

@@ -213,3 +213,88 @@ def test_point_source_is_at_its_true_position_not_mirrored(converted, two_groups
         ia.close()
     offset = np.hypot((peak_ra - ra) * np.cos(dec), peak_dec - dec)
     assert np.degrees(offset) * 3600 < 30, f"peak {np.degrees(offset) * 3600:.1f} arcsec off"
+
+
+def test_pointing_is_the_meridian_at_the_pointing_dec_and_the_site_is_known(converted, two_groups):
+    """POINTING: every antenna at every integration points at that integration's meridian field
+    (the pointing declination); CASA finds the observatory at the DSA-110 site."""
+    from pyuvdata.utils import XYZ_from_LatLonAlt
+
+    from dsa110ms import telescope as tel
+
+    _, config, _ = converted
+    group = next(iter(discover(two_groups)))
+    ms = Path(config["output_dir"]) / f"{group.id}.ms"
+    with casa.table(ms) as tb:
+        field_of_time = dict(zip(tb.getcol("TIME"), tb.getcol("FIELD_ID"), strict=True))
+    with casa.table(f"{ms}/FIELD") as tb:
+        phase_dir = tb.getcol("PHASE_DIR")[:, 0, :].T  # (nfield, 2)
+    with casa.table(f"{ms}/POINTING") as tb:
+        assert tb.getcolkeyword("DIRECTION", "MEASINFO")["Ref"] == "ICRS"
+        direction = tb.getcol("DIRECTION")[:, 0, :].T  # casatools: (2, 1, nrow)
+        times, antennas = tb.getcol("TIME"), tb.getcol("ANTENNA_ID")
+        assert tb.getcol("TRACKING").all()
+    assert len(times) == len(field_of_time) * (antennas.max() + 1)
+    np.testing.assert_array_equal(direction, phase_dir[[field_of_time[t] for t in times]])
+    msmd = casa.tools().msmetadata()
+    msmd.open(str(ms))
+    try:
+        dec = msmd.pointingdirection(0)["antenna1"]["pointingdirection"]["m1"]["value"]
+        site = msmd.observatoryposition()
+    finally:
+        msmd.done()
+    assert abs(np.degrees(dec) - SimulationSpec().pointing_dec_deg) < 0.5  # ICRS vs of date
+    me = casa.tools().measures()
+    position = me.getvalue(me.measure(site, "ITRF"))
+    lon, lat, radius = (position[k]["value"] for k in ("m0", "m1", "m2"))
+    got = radius * np.array([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+    reference = XYZ_from_LatLonAlt(
+        np.radians(tel.LATITUDE_DEG), np.radians(tel.LONGITUDE_DEG), tel.ALTITUDE_M
+    )
+    assert np.linalg.norm(got - reference) < 1500, "CASA's observatory is not at OVRO"
+
+
+def test_mosaic_with_the_shipped_beam_images_the_source_in_place_pb_corrected(
+    converted, two_groups, tmp_path
+):
+    """tclean(gridder="mosaic", usepointing=True) with dsa110ms.beam's table: the peak at the
+    source's true position, a primary beam of 1 at the pointing falling to the Airy value of a
+    4.65 m dish at the source, and the corrected image = image / pb there."""
+    from dsa110ms.beam import write_vptable
+
+    _, config, _ = converted
+    group = next(iter(discover(two_groups)))
+    ms = Path(config["output_dir"]) / f"{group.id}.ms"
+    t_mid, _, ra0, dec0 = middle_field(ms)
+    ra, dec = source_icrs(SimulationSpec(), t_mid)
+    image = tmp_path / "mosaic"
+    casa.tasks().tclean(
+        vis=str(ms),
+        imagename=str(image),
+        gridder="mosaic",
+        vptable=str(write_vptable(tmp_path / "dsa110.vptable")),
+        usepointing=True,
+        phasecenter=f"ICRS {ra0}rad {dec0}rad",
+        imsize=[256, 256],
+        cell="10arcsec",
+        specmode="mfs",
+        weighting="natural",
+        niter=100,
+        pbcor=True,
+    )
+    ia = casa.tools().image()
+    values = {}
+    for kind in ("image", "pb", "image.pbcor"):
+        ia.open(f"{image}.{kind}")
+        try:
+            values[kind] = ia.getchunk()[:, :, 0, 0]
+            coords = ia.coordsys()
+        finally:
+            ia.close()
+    peak = np.unravel_index(np.argmax(values["image"]), values["image"].shape)
+    peak_ra, peak_dec = coords.toworld([*peak, 0, 0], "n")["numeric"][:2]
+    offset_arcsec = np.degrees(np.hypot((peak_ra - ra) * np.cos(dec), peak_dec - dec)) * 3600
+    assert offset_arcsec < 10, f"peak {offset_arcsec:.1f} arcsec from the truth (10 arcsec cells)"
+    assert values["pb"][128, 128] == pytest.approx(1.0, abs=0.01)
+    assert 0.90 < values["pb"][peak] < 0.97  # Airy of 4.65 m at ~0.4 deg, 1.3-1.5 GHz
+    assert values["image.pbcor"][peak] == pytest.approx(values["image"][peak] / values["pb"][peak])

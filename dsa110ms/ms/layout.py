@@ -158,6 +158,34 @@ def complete_part_metadata(ms_path: str | os.PathLike) -> None:
         state.putcol("FLAG_ROW", np.zeros(state.nrows(), dtype=bool))
 
 
+def write_pointing(ms_path: str | os.PathLike, pointing) -> None:
+    """POINTING: where every antenna pointed at each integration (``pointing``: a
+    :class:`dsa110ms.geometry.MeridianFields`, ICRS, one per integration), TRACKING True.
+
+    pyuvdata's ``write_ms`` writes the rows (every antenna at every integration: TIME, INTERVAL,
+    ANTENNA_ID) but DIRECTION and TARGET are placeholders, (0, +90 deg) in cells of the
+    transposed shape [1, 2]; an MS holds them as [2, NUM_POLY + 1], here (1, 2) in C order.
+    Primary-beam-aware imaging (tclean ``usepointing=True``) reads them."""
+    from casacore import tables
+
+    with tables.table(f"{ms_path}/POINTING", readonly=False, ack=False) as tb:
+        times = tb.getcol("TIME")  # s (MJD), the integration centres
+        steps = np.unique(times)
+        if len(steps) != len(pointing.times_jd):
+            raise ValueError(
+                f"{ms_path}: POINTING has {len(steps)} times for {len(pointing.times_jd)} "
+                "integrations"
+            )
+        index = np.searchsorted(steps, times)  # both ascending: k-th time, k-th integration
+        directions = np.stack([pointing.icrs_ra[index], pointing.icrs_dec[index]], axis=1)
+        for column in ("DIRECTION", "TARGET"):
+            info = dict(tb.getcolkeyword(column, "MEASINFO"), Ref="ICRS")
+            tb.putcolkeyword(column, "MEASINFO", info)
+            tb.putcol(column, directions[:, None, :])
+        tb.putcol("TRACKING", np.ones(len(times), dtype=bool))
+        tb.putcol("NAME", [""] * len(times))
+
+
 def number_spectral_windows(ms: str | os.PathLike) -> None:
     """SPW k named ``SPWk`` with ``ASSOC_SPW_ID = [k]``, as pyuvdata writes a multi-SPW MS and
     needs to read one back (it takes ASSOC_SPW_ID as the SPW's number). The rows copied from a

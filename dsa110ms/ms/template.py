@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dsa110ms.ms.layout import complete_part_metadata
+from dsa110ms.ms.layout import complete_part_metadata, write_pointing
 from dsa110ms.owned import remove_owned
 from dsa110ms.rawuvh5 import file_geometry_digest
 from dsa110ms.uvh5 import prepare, read_subband
@@ -69,7 +69,7 @@ def write_pyuvdata_ms(
         for message in EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
         uv = read_subband(uvh5_path, freq_chans=freq_chans)
-        prepare(
+        pointing = prepare(
             uv,
             uvh5_path,
             telescope=telescope,
@@ -81,6 +81,8 @@ def write_pyuvdata_ms(
             extra = {"model_data": np.zeros_like(uv.data_array), "corrected_data": uv.data_array}
         uv.write_ms(str(ms_path), **extra)
     complete_part_metadata(ms_path)
+    if pointing is not None:
+        write_pointing(ms_path, pointing)
     return ms_path
 
 
