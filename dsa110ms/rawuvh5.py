@@ -9,11 +9,20 @@ job ~3 s; h5py and numpy ~0.3 s, so the 16 part jobs of a group read their files
 What pyuvdata (3.2) does between reading a file and writing an MS, reproduced exactly (and tested
 against it, ``tests/test_part.py``):
 
+- visibilities are read in the file's type (complex64, complex128, or the spec's compound integer
+  type as complex128), either layout ((Nblts, 1, Nfreqs, Npols) or (Nblts, Nfreqs, Npols));
+- autocorrelations of xx/yy/rr/ll/Stokes with an imaginary part are replaced by their absolute
+  value (the reader's default ``fix_autos=True``; :func:`fix_autos`);
+- generic mode, ``generic_phasing: first_zenith``: unprojected rows are rephased to the zenith of
+  the first time (``write_ms(force_phase=True)``; :func:`_rotate`, the rotation computed by
+  :func:`dsa110ms.uvh5.first_zenith_rotation`);
 - rows are the file's baseline-times in file order; without autocorrelations, the rows with
   ``ant_1 == ant_2`` are dropped (``select(ant_str="cross")``);
-- if the remaining rows mix ``ant_1 < ant_2`` and ``ant_1 > ant_2``, the latter are conjugated
-  and their antennas swapped (``conjugate_bls("ant1<ant2")``); then DATA is written conjugated
-  (``flip_conj``): a row keeps the file's value if it was swapped, its complex conjugate if not;
+- if the remaining rows mix ``ant_1 < ant_2`` and ``ant_1 > ant_2``, the latter are conjugated,
+  their antennas swapped and their cross polarizations exchanged (xy <-> yx;
+  ``conjugate_bls("ant1<ant2")``; a lone cross polarization cannot be, and is refused); then
+  DATA is written conjugated (``flip_conj``): a row keeps the file's value if it was swapped,
+  its complex conjugate if not;
 - channels are put in ascending frequency (``reorder_freqs(channel_order="freq")``);
 - polarizations in CASA order (``determine_pol_order(order="CASA")``);
 - WEIGHT_SPECTRUM = nsamples (float32), FLAG = flags.

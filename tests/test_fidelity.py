@@ -120,6 +120,22 @@ def test_pyuvdata_reads_our_ms_back_equal_to_the_input_files(layout, single_layo
     assert len(set(names)) == len(names) == (1 if layout == "single" else 16)
 
 
+def test_pyuvdata_reads_a_split_of_our_ms(per_subband, tmp_path, monkeypatch):
+    """A CASA split of some SPWs keeps their distinct numbers: pyuvdata reads it. (split drops
+    pyuvdata's OBSERVATION::TELESCOPE_LOCATION, so pyuvdata looks the telescope name up, also in
+    astropy's site list, which astropy downloads: not here, so that list is empty.)"""
+    from astropy.coordinates import EarthLocation
+    from pyuvdata import UVData
+
+    monkeypatch.setattr(EarthLocation, "get_site_names", classmethod(lambda cls: []))
+    split = tmp_path / "split.ms"
+    casa.tasks().split(vis=str(per_subband), outputvis=str(split), spw="3~5", datacolumn="data")
+    got = UVData.from_file(str(split))
+    want = spectral_window(per_subband)["CHAN_FREQ"][3:6]
+    np.testing.assert_array_equal(np.sort(got.freq_array), np.concatenate(want))
+    assert got.Nspws == 3
+
+
 def test_metadata_pyuvdata_leaves_empty(per_subband, two_groups):
     ms = per_subband
     with casa.table(ms) as tb:
