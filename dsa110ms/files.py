@@ -5,6 +5,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+#: Bytes per system call of :func:`copy_bytes`.
+COPY_STEP = 1 << 30
+
+
+def copy_bytes(source: int, destination: int, source_offset: int, offset: int, count: int):
+    """Copy ``count`` bytes of file descriptor ``source`` from ``source_offset`` to
+    ``destination`` at ``offset``, in the kernel (``sendfile``: one copy, page cache to page
+    cache, across file systems, where ``copy_file_range`` refuses tmpfs -> disk)."""
+    os.lseek(destination, offset, os.SEEK_SET)
+    done = 0
+    while done < count:
+        sent = os.sendfile(destination, source, source_offset + done, min(count - done, COPY_STEP))
+        if sent == 0:
+            raise OSError(f"sendfile: source ended {count - done} bytes early")
+        done += sent
+
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` (parents created) through a hidden file beside it and a

@@ -8,13 +8,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from dsa110ms import casa
-from dsa110ms.errors import TransientJoinError
+from dsa110ms.errors import JoinError, TransientJoinError
+from dsa110ms.files import copy_bytes
 from dsa110ms.ms.layout import (
     EMPTY_COLUMNS,
     IMAGING_COLUMN_COMMENTS,
@@ -22,6 +24,7 @@ from dsa110ms.ms.layout import (
     ROW_ARRAYS,
     fixed_array_columns,
     number_spectral_windows,
+    row_scalar_storage,
     weights_from_spectrum,
     write_spectral_windows,
 )
@@ -85,10 +88,14 @@ def assemble(
         if imaging_columns == "model_corrected":
             spectral += ["MODEL_DATA", "CORRECTED_DATA"]
         _replace_array_columns(out, spectral, (nchan, npol), npol)
+        _restore_in_large_buckets(out)
         if single:
             _fill_single_spw(out, parts, spectral)
         else:
             _fill_per_subband(out, parts, spectral)
+    if not single:  # the table is closed: casacore has written its layout
+        copied = {c: a for c, a in BYTE_COPIED.items() if c in spectral or c in ROW_ARRAYS}
+        _copy_into_storage(joined, parts, copied)
     write_spectral_windows(template, joined, chan_freqs, chan_widths, single=single)
     log.info("assembled %s from %d parts: %d x %d rows", joined, len(parts), nrow, len(parts))
 
@@ -110,25 +117,115 @@ def _replace_array_columns(out, spectral: list[str], cell: tuple[int, int], npol
         out.addcols(tables.maketabdesc({"name": name, "desc": fixed[name]}), dm)
 
 
+#: Columns of a per_subband join whose values are copied byte for byte from the parts' arrays
+#: (MS column -> part array) into their storage files, after casacore has laid the table out
+#: (:func:`_copy_into_storage`). MODEL_DATA is left as casacore allocates it: zeros.
+BYTE_COPIED = {
+    "DATA": "DATA",
+    "WEIGHT_SPECTRUM": "WEIGHT_SPECTRUM",
+    "WEIGHT": "WEIGHT",
+    "SIGMA": "SIGMA",
+    "CORRECTED_DATA": "DATA",
+}
+
+
+def _restore_in_large_buckets(out) -> None:
+    """The template's StandardStMan columns (ANTENNA1/2, DATA_DESC_ID, FLAG_ROW) moved, values
+    unchanged, into one StandardStMan of :data:`dsa110ms.ms.layout.ROW_BUCKET_BYTES` buckets:
+    pyuvdata's have 128-byte buckets, ~100 MB/s to write or read at 1.8 M rows."""
+    from casacore import tables
+
+    names = [
+        str(c)
+        for dm in out.getdminfo().values()
+        if dm["TYPE"] == "StandardStMan"
+        for c in dm["COLUMNS"]
+    ]
+    if not names:
+        return
+    values = {c: out.getcol(c) for c in names}
+    descs = {c: out.getcoldesc(c) for c in names}
+    out.removecols(names)
+    out.addcols(
+        tables.maketabdesc([tables.makecoldesc(c, descs[c]) for c in names]),
+        row_scalar_storage(names),
+    )
+    for c, v in values.items():
+        out.putcol(c, v)
+
+
 def _fill_per_subband(out, parts: list[Part], spectral: list[str]) -> None:
-    nrow = out.nrows()
-    buffers: dict[str, np.ndarray] = {}  # one part's columns at a time, reused
+    """Everything casacore writes of a per_subband MS: the template's row columns once per part
+    (one call each), DATA_DESC_ID = the part's SPW, FLAG and FLAG_ROW; the rows are added, so
+    casacore allocates the storage of the byte-copied columns."""
+    nrow, n = out.nrows(), len(parts)
     filled = (*spectral, *EMPTY_COLUMNS, "WEIGHT", "SIGMA", "FLAG_ROW")
     rows = {c: out.getcol(c) for c in out.colnames() if c not in filled}
-    out.addrows(nrow * (len(parts) - 1))
+    incremental = {
+        str(c)
+        for dm in out.getdminfo().values()
+        if dm["TYPE"] == "IncrementalStMan"
+        for c in dm["COLUMNS"]
+    }
+    out.addrows(nrow * (n - 1))
+    for c, values in rows.items():
+        if c in incremental and np.all(values == values[0]):
+            continue  # IncrementalStMan gives added rows the last row's value
+        out.putcol(c, np.concatenate([values] * n))
+    out.putcol("DATA_DESC_ID", np.repeat(np.arange(n, dtype=np.int32), nrow))
+    flag = None
     for k, p in enumerate(parts):
-        start = k * nrow
-        if k:
-            for c, values in rows.items():
-                out.putcol(c, values, start, nrow)
-        out.putcol("DATA_DESC_ID", np.full(nrow, k, dtype=np.int32), start, nrow)
-        for c in ROW_ARRAYS:
-            buffers[c] = p.read_into(c, buffers.get(c))
-            out.putcol(c, buffers[c], start, nrow)
-        if "MODEL_DATA" in spectral:
-            zeros = buffers.setdefault("MODEL_DATA", np.zeros_like(buffers["DATA"]))
-            out.putcol("MODEL_DATA", zeros, start, nrow)
-            out.putcol("CORRECTED_DATA", buffers["DATA"], start, nrow)
+        flag = p.read_into("FLAG", flag)
+        out.putcol("FLAG", flag, k * nrow, nrow)
+        out.putcol("FLAG_ROW", p.read_into("FLAG_ROW"), k * nrow, nrow)
+
+
+def _tiled_storage_files(joined: str, columns) -> dict[str, tuple[Path, int]]:
+    """The storage file of each of ``columns`` and its size in bytes, as casacore lays it out.
+
+    Each column has its own TiledColumnStMan (:func:`dsa110ms.ms.layout.fixed_array_columns`)
+    whose tiles hold whole cells: tile t holds rows [t R, (t + 1) R) in C order, so the file is
+    the column's rows one after another, padded to whole tiles, in the table's byte order."""
+    from casacore import tables
+
+    with tables.table(joined, ack=False) as t:
+        if t.endianformat() != sys.byteorder:
+            raise JoinError(f"{joined}: a {t.endianformat()}-endian table on this machine")
+        nrow, dminfo = t.nrows(), t.getdminfo()
+    files = {}
+    for dm in dminfo.values():
+        (column, *others) = dm["COLUMNS"]
+        if column in columns:
+            cube = dm["SPEC"]["HYPERCUBES"]["*1"]
+            tile, cell = [int(n) for n in cube["TileShape"]], [int(n) for n in cube["CellShape"]]
+            tile_rows = tile[-1]
+            if dm["TYPE"] != "TiledColumnStMan" or others or tile[:-1] != cell:
+                raise JoinError(f"{joined}: {column} is not stored as whole-cell tiles")
+            path = Path(joined) / f"table.f{dm['SPEC']['SEQNR']}_TSM0"
+            files[column] = (path, -(-nrow // tile_rows) * tile_rows)
+    return files
+
+
+def _copy_into_storage(joined: str, parts: list[Part], columns: dict[str, str]) -> None:
+    """Copy each part's arrays into the storage files of ``columns`` (MS column -> part array),
+    part k at rows [k nrow, (k + 1) nrow): a byte copy in the kernel (:func:`copy_bytes`)."""
+    files = _tiled_storage_files(joined, columns)
+    for column, name in columns.items():
+        path, rows_allocated = files[column]
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            start = 0
+            for p in parts:
+                source, offset, shape, dtype = p.data_region(name)
+                if dtype.byteorder not in ("=", "|", "<" if sys.byteorder == "little" else ">"):
+                    raise JoinError(f"{source}: byte order {dtype.str} is not this machine's")
+                row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
+                with open(source, "rb") as f:
+                    copy_bytes(f.fileno(), fd, offset, start * row_bytes, shape[0] * row_bytes)
+                start += shape[0]
+            os.ftruncate(fd, max(os.fstat(fd).st_size, rows_allocated * row_bytes))
+        finally:
+            os.close(fd)
 
 
 def _fill_single_spw(out, parts: list[Part], spectral: list[str]) -> None:

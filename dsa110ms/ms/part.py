@@ -167,6 +167,14 @@ class Part:
             f.readinto(memoryview(out).cast("B"))
         return out
 
+    def data_region(self, name: str) -> tuple[Path, int, tuple[int, ...], np.dtype]:
+        """Where an array's values are: its file, the offset of its first value (after the .npy
+        header), its shape and type; the values follow in C order."""
+        path = self.path / f"{name}.npy"
+        with open(path, "rb") as f:
+            shape, dtype = _read_header(f, path)
+            return path, f.tell(), shape, dtype
+
     def rows(self, name: str, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) of an array, read into memory (bounded RSS for a reader that
         walks all parts at once)."""
