@@ -44,6 +44,30 @@ def check_data(environ=os.environ) -> None:
         )
 
 
+def observatory_position(name: str, environ=os.environ):
+    """Where CASA places the observatory ``name`` (ITRF x, y, z in metres), read from its
+    Observatories table (casadata) as CASA reads it, or None if CASA does not know the name.
+
+    CASA takes (Long, Lat, Height) as geodetic for a WGS84 row but as spherical for an ITRF row,
+    Height being the distance from the Earth's centre: which puts "OVRO_MMA" (ITRF, 1188 m) at
+    the centre of the Earth."""
+    import numpy as np
+    from casacore import tables
+
+    path = Path(measures_path(environ)[0]) / "geodetic" / "Observatories"
+    with tables.table(str(path), ack=False) as tb:
+        rows = [r for r in range(tb.nrows()) if tb.getcell("Name", r) == name]
+        if not rows:
+            return None
+        kind, lon, lat, height = (tb.getcell(c, rows[0]) for c in ("Type", "Long", "Lat", "Height"))
+    lon, lat = np.radians(lon), np.radians(lat)
+    if kind == "WGS84":
+        from pyuvdata.utils import XYZ_from_LatLonAlt
+
+        return XYZ_from_LatLonAlt(lat, lon, height)
+    return height * np.array([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+
+
 _log_path: str | None = None
 #: module name -> log path already given to it
 _logging_to: dict[str, str] = {}

@@ -426,7 +426,8 @@ def read_subband_arrays(
         flag=flag,
         weight_spectrum=weight_spectrum,
         chan_freq=np.array(freqs[chans]),
-        chan_width=np.array(widths[chans]),
+        # ascending channels have positive widths (descending files may store them negative)
+        chan_width=np.abs(widths[chans]),
         ant_1=order.ant_1,
         ant_2=order.ant_2,
         n_times=n_times,

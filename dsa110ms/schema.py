@@ -67,18 +67,26 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict:
     return yaml.safe_load(path.read_text())
 
 
+#: How booleans may be written on the command line (YAML's words for them, any case).
+BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
 def _coerce(value, schema: dict):
-    """Numbers written as strings -> numbers, where the schema wants numbers.
+    """Numbers and booleans written as strings -> numbers and booleans, where the schema wants
+    them.
 
     ``snakemake --config key='{a: 1}'`` parses nested values with YAML's BaseLoader, which keeps
-    every scalar a string; top-level values arrive typed. Anything that does not convert is left
-    alone for the validator to report.
+    every scalar a string; top-level values arrive typed, but only ``True``/``False`` as booleans
+    (``keep_autocorrelations=false``, as the config file writes it, stays a string). Anything that
+    does not convert is left alone for the validator to report.
     """
     kind = schema.get("type")
     if isinstance(value, dict) and "properties" in schema:
         return {k: _coerce(v, schema["properties"].get(k, {})) for k, v in value.items()}
     if isinstance(value, list) and "items" in schema:
         return [_coerce(v, schema["items"]) for v in value]
+    if isinstance(value, str) and kind == "boolean":
+        return BOOLEAN_WORDS.get(value.lower(), value)
     if isinstance(value, str) and kind in ("integer", "number"):
         try:
             return int(value) if kind == "integer" else float(value)

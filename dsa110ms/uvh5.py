@@ -48,6 +48,7 @@ def read_subband(path: str, *, freq_chans=None, read_data=True) -> UVData:  # no
     casting them to float64. Otherwise as pyuvdata's own default reading: autocorrelations with
     imaginary parts are made real (``fix_autos``; :func:`dsa110ms.rawuvh5.fix_autos` for parts).
     """
+    import hdf5plugin  # noqa: F401 - compression filters beyond HDF5's own, as the part reader
     from pyuvdata import UVData
 
     enable_numba_cache()
@@ -157,11 +158,43 @@ def meridian_dec(uv) -> float:
         return float(uv.telescope.location.lat.rad)
 
 
+#: Distance (m) beyond which CASA's position of a telescope name is called wrong.
+SITE_TOLERANCE_M = 10_000.0
+
+
+def warn_if_casa_misplaces(uv, path: str) -> None:
+    """Warn (generic mode keeps the file's telescope name) when CASA, which finds an
+    observatory's position by the MS's telescope name, does not know the name (listobs fails)
+    or places it far from the file's location (antenna offsets and frame conversions wrong)."""
+    from dsa110ms.casa import observatory_position
+
+    name = uv.telescope.name
+    where = observatory_position(name)
+    if where is None:
+        log.warning(
+            "%s: CASA does not know the telescope name %r: listobs will fail on the MS and "
+            "CASA tasks will take antenna 0's position for the observatory's",
+            path,
+            name,
+        )
+        return
+    distance = float(np.linalg.norm(where - uv.telescope._location.xyz()))
+    if distance > SITE_TOLERANCE_M:
+        log.warning(
+            "%s: CASA places the telescope %r %.0f km from the file's location: its antenna "
+            "offsets and frame conversions on the MS will be wrong",
+            path,
+            name,
+            distance / 1e3,
+        )
+
+
 def prepare_generic(uv, path: str, generic_phasing: str) -> MeridianFields | None:
     """Generic mode keeps the file's telescope, antennas and phase centres; unprojected data
     (which an MS cannot hold) are refused or phased as ``generic_phasing`` says. Returns where
     the dishes of unprojected data pointed (the meridian at :func:`meridian_dec`, the zenith
     unless the file says otherwise) or None for phased data (pyuvdata's POINTING is kept)."""
+    warn_if_casa_misplaces(uv, path)
     unprojected = uv._check_for_cat_type("unprojected")
     if not unprojected.any():
         return None

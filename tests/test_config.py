@@ -124,3 +124,12 @@ def test_settings_fields_are_the_schema_keys():
     assert [f.name for f in fields(Settings)] == list(load_schema()["properties"])
     settings = Settings.from_config({"spw_layout": "single"})
     assert settings.spw_layout == "single" and Settings.from_json(settings.to_json()) == settings
+
+
+@pytest.mark.parametrize("word, value", [("false", False), ("False", False), ("true", True)])
+def test_booleans_as_the_command_line_gives_them(word, value):
+    """``--config keep_autocorrelations=false`` arrives as the string "false" (Snakemake turns
+    only True/False into booleans); it means what the config file's ``false`` means."""
+    assert validate_config({"keep_autocorrelations": word})["keep_autocorrelations"] is value
+    with pytest.raises(ConfigError, match="keep_autocorrelations"):
+        validate_config({"keep_autocorrelations": "maybe"})

@@ -71,3 +71,14 @@ def test_meridian_per_integration_gives_a_field_per_integration_as_pyuvdata(tmp_
         dec = fields.getcol("PHASE_DIR")[1, 0]  # casatools: (2, 1, nfield)
     # the zenith's declination is the latitude (HERA: -30.72 deg), to within precession
     assert abs(np.degrees(dec).mean() - -30.72) < 0.5
+
+
+def test_generic_groups_need_not_cover_a_contiguous_band():
+    """DSA-110's 16 subbands tile its band (a gap is an error); other telescopes' files may
+    leave gaps between them, as a 16-file group of cut channels with a gap does."""
+    from dsa110ms.ms.join_group import JoinOptions
+    from dsa110ms.settings import Settings
+
+    generic = Settings.from_config({"telescope": "generic"})
+    assert not JoinOptions.from_settings(generic, contiguous=True).contiguous
+    assert JoinOptions.from_settings(Settings.from_config({}), contiguous=True).contiguous

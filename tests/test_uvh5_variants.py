@@ -119,5 +119,33 @@ def test_a_lone_cross_polarization_with_mixed_conjugations_is_refused_as_by_pyuv
     path = write_variant(tmp_path / "xy.uvh5", "complex64", "old", "chunked", "float32", (-7,))
     with pytest.raises(InputFileError, match="lack the conjugate of a cross polarization"):
         write_part(path, tmp_path / "p" / "part", **OPTIONS)
-    with pytest.raises(ValueError, match="Not all conjugate pols exist"):
+    with pytest.raises(InputFileError, match="pyuvdata cannot write it.*Not all conjugate pols"):
         write_pyuvdata_ms(path, tmp_path / "reference.ms", **OPTIONS)
+
+
+def test_descending_channels_with_negative_widths_become_ascending_with_positive_ones(tmp_path):
+    path = write_variant(tmp_path / "f.uvh5", "complex64", "new", "chunked", "float32", None)
+    with h5py.File(path, "r+") as f:
+        header = f["Header"]
+        freqs = header["freq_array"][()]
+        widths = np.broadcast_to(header["channel_width"][()], freqs.shape[-1:])
+        for name, values in (("freq_array", freqs[..., ::-1]), ("channel_width", -widths)):
+            del header[name]
+            header[name] = values
+        for name in SPECTRAL_DATASETS:
+            values = f["Data"][name][()][:, ::-1]
+            del f["Data"][name]
+            f["Data"].create_dataset(name, data=values)
+    part = open_part(write_part(path, tmp_path / "p" / "part", **OPTIONS))
+    assert np.all(np.diff(part.chan_freq) > 0)
+    np.testing.assert_array_equal(part.array("CHAN_WIDTH"), np.abs(widths))
+
+
+def test_generic_mode_warns_when_casa_does_not_know_where_the_telescope_is(caplog):
+    from dsa110ms.uvh5 import read_subband, warn_if_casa_misplaces
+
+    for name, warns in (("zen.2456865.60537.xy.uvcRREAA.uvh5", True), (SOURCE.name, False)):
+        caplog.clear()
+        path = str(REALDATA / name)
+        warn_if_casa_misplaces(read_subband(path, read_data=False), path)
+        assert ("CASA does not know the telescope name 'PAPER'" in caplog.text) is warns, name

@@ -109,7 +109,8 @@ class JoinOptions:
             join_method=settings.join_method,
             imaging_columns=settings.imaging_columns,
             field_per_integration=settings.telescope == "dsa110",
-            contiguous=contiguous,
+            # DSA-110's subbands tile its band; other telescopes' files may leave gaps
+            contiguous=contiguous and settings.telescope == "dsa110",
             made_with=ms_options(settings),
         )
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsa110ms.errors import InputFileError
 from dsa110ms.ms.layout import complete_part_metadata, write_pointing
 from dsa110ms.owned import remove_owned
 from dsa110ms.rawuvh5 import file_geometry_digest
@@ -69,17 +70,24 @@ def write_pyuvdata_ms(
         for message in EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
         uv = read_subband(uvh5_path, freq_chans=freq_chans)
-        pointing = prepare(
-            uv,
-            uvh5_path,
-            telescope=telescope,
-            generic_phasing=generic_phasing,
-            keep_autocorrelations=keep_autocorrelations,
-        )
-        extra = {}
-        if imaging_columns == "model_corrected":
-            extra = {"model_data": np.zeros_like(uv.data_array), "corrected_data": uv.data_array}
-        uv.write_ms(str(ms_path), **extra)
+        try:
+            pointing = prepare(
+                uv,
+                uvh5_path,
+                telescope=telescope,
+                generic_phasing=generic_phasing,
+                keep_autocorrelations=keep_autocorrelations,
+            )
+            extra = {}
+            if imaging_columns == "model_corrected":
+                model = np.zeros_like(uv.data_array)
+                extra = {"model_data": model, "corrected_data": uv.data_array}
+            uv.write_ms(str(ms_path), **extra)
+        except (ValueError, NotImplementedError, KeyError) as exc:  # what the file holds
+            raise InputFileError(
+                f"{uvh5_path}: pyuvdata cannot write it as a Measurement Set "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
     complete_part_metadata(ms_path)
     if pointing is not None:
         write_pointing(ms_path, pointing)
