@@ -98,6 +98,16 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
 
+    def peaks_by_job(self) -> dict[str, float]:
+        """Peak RSS (MB) of each kind of process: the largest of each command."""
+        kinds = {"partjob": "part", "write_template": "template", "join_group": "join",
+                 "run_report": "report", "snakemake": "snakemake"}  # fmt: skip
+        out: dict[str, float] = {}
+        for rss, name in self.peaks.values():
+            kind = next((k for word, k in kinds.items() if word in name), "other")
+            out[kind] = max(out.get(kind, 0.0), round(rss / 1e6, 1))
+        return out
+
     def max_rss_mb(self, exclude_root: bool = False) -> float:
         values = [
             rss
@@ -137,23 +147,58 @@ def snakemake_command(work: Path, input_dir: Path, *extra: str, **config) -> lis
     ]  # fmt: skip
 
 
+def stages(events: list[dict], started: float, ended: float, cores: int = 2) -> dict:
+    """Where a run's wall time went, from its job events (each stamped with its end ``ts`` and
+    its work ``seconds``) and the command's start and end (s, epoch):
+
+    - ``start_s``: command -> first job (Snakefile read, discovery, DAG, onstart);
+    - ``parts_s``: first job start -> last part or template end;
+    - ``join_s``: the last join's start -> its end (the join job's work);
+    - ``end_s``: last join end -> command exit (onsuccess: cleanup, summary, report);
+    - ``part_overhead_s``: what a part job costs beyond its work, on average: the parts phase's
+      core-seconds less the template's and parts' work, per part."""
+    jobs = [e for e in events if e["kind"] in ("template", "part", "join")]
+    begin = {id(e): e["ts"] - e.get("seconds", 0.0) for e in jobs}
+    first = min(begin.values())
+    early = [e for e in jobs if e["kind"] != "join"]
+    parts_end = max(e["ts"] for e in early)
+    joins = [e for e in jobs if e["kind"] == "join"]
+    parts = [e for e in early if e["kind"] == "part"]
+    work = sum(e["seconds"] for e in early)
+    out = {
+        "start_s": round(first - started, 2),
+        "parts_s": round(parts_end - first, 2),
+        "join_s": round(max(e["seconds"] for e in joins), 2),
+        "end_s": round(ended - max(e["ts"] for e in joins), 2),
+    }
+    if len(joins) == 1:  # with several groups the parts phase overlaps joins
+        out["part_overhead_s"] = round(((parts_end - first) * cores - work) / len(parts), 3)
+    return out
+
+
 def bench_ours(input_dir: Path, label: str = "ours", **config) -> dict:
     work = fresh(CACHE / f"work-{label}")
     os.sync()  # every method starts with no dirty pages in flight
+    started = time.time()
     wall, sampler, _ = run_timed(snakemake_command(work, input_dir, **config), work)
-    run = json.loads((work / "logs/metrics/runs.jsonl").read_text().splitlines()[-1])
+    ended = time.time()
+    metrics = work / "logs/metrics"
+    run = json.loads((metrics / "runs.jsonl").read_text().splitlines()[-1])
+    events = [json.loads(line) for line in (metrics / "events.jsonl").read_text().splitlines()]
     size = du_bytes(work / "out")
     fresh(work)
+    timeline = stages(events, started, ended)
     return {
         "method": f"{label} (snakemake --cores 2)",
         "wall_s": round(wall, 1),
-        # template and part jobs run on 2 cores: their job time per core
-        "parts_s": round((run["part_seconds"] + run["template_seconds"]) / 2, 1),
-        "join_s": round(run["join_seconds"], 1),
+        "parts_s": timeline["parts_s"],  # wall: first job start to the last part's end
+        "join_s": round(run["join_seconds"], 1),  # the join jobs' work (all groups)
         "peak_rss_job_mb": sampler.max_rss_mb(exclude_root=True),
         "output_mb": round(size / 1e6, 1),
         "join_mb_s": round(size / 1e6 / run["join_seconds"], 1),
         "groups": run["groups_converted"],
+        "peak_rss_by_job_mb": sampler.peaks_by_job(),
+        **{f"stage_{k}": v for k, v in timeline.items()},
     }
 
 
@@ -200,6 +245,7 @@ def bench_script(name: str, label: str, input_dir: Path) -> dict:
         "peak_rss_job_mb": sampler.max_rss_mb(),
         "output_mb": round(size / 1e6, 1),
         "join_mb_s": round(size / 1e6 / stages["join_s"], 1) if stages.get("join_s") else None,
+        **{f"stage_{k}": v for k, v in stages.items()},
     }
 
 
@@ -212,6 +258,9 @@ METHODS = {
         "seed_design", "seed design (2 workers + concat)", full_size_group()
     ),
     "monolithic": lambda: bench_script("monolithic", "pyuvdata monolithic", full_size_group()),
+    "join-alone": lambda: bench_script(
+        "join_alone", "join alone (check+assemble+validate)", full_size_group()
+    ),
     "dryrun-1000": bench_dry_run,
 }
 
@@ -232,16 +281,38 @@ def ratios(results: list[dict]) -> dict:
     return out
 
 
+COLUMNS = (  # heading, result key, format
+    ("wall s", "wall_s", "7.1f"),
+    ("start", "stage_start_s", "6.2f"),
+    ("parts", "parts_s", "6.1f"),
+    ("join", "join_s", "5.1f"),
+    ("end", "stage_end_s", "5.2f"),
+    ("part ovh", "stage_part_overhead_s", "8.3f"),
+    ("peak RSS MB", "peak_rss_job_mb", "11.1f"),
+    ("out MB", "output_mb", "7.1f"),
+    ("join MB/s", "join_mb_s", "9.1f"),
+)
+
+
 def table(results: list[dict]) -> str:
-    head = f"{'method':40} {'wall s':>7} {'parts s':>8} {'join s':>7} {'peak RSS MB':>12} " \
-           f"{'out MB':>8} {'join MB/s':>9}"  # fmt: skip
+    """The results as a table; a blank where a method has no such stage."""
+    head = f"{'method':40}" + "".join(f" {h:>{f.split('.')[0]}}" for h, _, f in COLUMNS)
     lines = [head, "-" * len(head)]
     for r in results:
-        lines.append(
-            f"{r['method']:40} {r['wall_s']:7.1f} {r.get('parts_s') or 0:8.1f} "
-            f"{r.get('join_s') or 0:7.1f} {r['peak_rss_job_mb']:12.1f} "
-            f"{r.get('output_mb') or 0:8.1f} {r.get('join_mb_s') or 0:9.1f}"
-        )
+        cells = []
+        for _, key, f in COLUMNS:
+            value = r.get(key)
+            width = int(f.split(".")[0])
+            cells.append(f" {value:{f}}" if value is not None else " " * (width + 1))
+        lines.append(f"{r['method']:40}" + "".join(cells))
+        if r.get("peak_rss_by_job_mb"):
+            lines.append(f"{'':4}peak RSS by job (MB): {r['peak_rss_by_job_mb']}")
+        if r.get("stage_assemble_s"):
+            mb_s = r["output_mb"] / r["stage_assemble_s"]
+            lines.append(
+                f"{'':4}check {r['stage_check_s']} s, assemble {r['stage_assemble_s']} s "
+                f"({mb_s:.0f} MB/s), validate {r['stage_validate_s']} s"
+            )
     lines += [f"{k}: {v}" for k, v in ratios(results).items()]
     return "\n".join(lines)
 

@@ -187,8 +187,9 @@ def file_geometry_digest(path: str, *, telescope: str) -> str:
         return geometry_digest(f["Header"], telescope=telescope)
 
 
-def _read(ds) -> np.ndarray:
-    """A whole dataset, in the file's own type.
+def _read(ds, channels: slice = slice(None)) -> np.ndarray:
+    """A whole dataset, in the file's own type, its channels (axis -2) in the order
+    ``channels`` (a slice) gives them.
 
     Fast path: uncompressed chunked datasets of plain numbers (the correlator's) are read chunk by
     chunk, raw: ~2x faster than HDF5's own selection machinery with the correlator's small chunks
@@ -201,7 +202,7 @@ def _read(ds) -> np.ndarray:
     if plist.get_nfilters():
         _register_filter_plugins()
         try:
-            return ds[()]
+            return _in_order(ds[()], channels)
         except OSError as exc:
             filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
             raise OSError(
@@ -209,11 +210,17 @@ def _read(ds) -> np.ndarray:
                 f"HDF5 nor hdf5plugin provides ({exc})"
             ) from exc
     if chunks is None or ds.dtype.names:
-        return ds[()]
+        return _in_order(ds[()], channels)
     try:
-        return _read_chunks(ds, chunks)
+        return _read_chunks(ds, chunks, channels)
     except (OSError, KeyError, ValueError, RuntimeError):  # a chunk never written: HDF5 fills it
-        return ds[()]
+        return _in_order(ds[()], channels)
+
+
+def _in_order(values: np.ndarray, channels: slice) -> np.ndarray:
+    if channels == slice(None):
+        return values
+    return np.ascontiguousarray(values[..., channels, :])
 
 
 def _register_filter_plugins() -> None:
@@ -222,8 +229,11 @@ def _register_filter_plugins() -> None:
     import hdf5plugin  # noqa: F401
 
 
-def _read_chunks(ds, chunks: tuple[int, ...]) -> np.ndarray:
-    out = np.empty(ds.shape, ds.dtype)
+def _read_chunks(ds, chunks: tuple[int, ...], channels: slice) -> np.ndarray:
+    """The raw chunks copied straight into their places, channels in ``channels`` order: one
+    copy of the data (a reorder afterwards would be a second)."""
+    result = np.empty(ds.shape, ds.dtype)
+    out = result[..., channels, :]  # a view: writing into it puts channels in order
     for offset in itertools.product(
         *(range(0, n, c) for n, c in zip(ds.shape, chunks, strict=True))
     ):
@@ -233,13 +243,14 @@ def _read_chunks(ds, chunks: tuple[int, ...]) -> np.ndarray:
             slice(o, min(o + c, n)) for o, c, n in zip(offset, chunks, ds.shape, strict=True)
         )
         out[where] = block[tuple(slice(0, w.stop - w.start) for w in where)]
-    return out
+    return result
 
 
-def _spectral(ds, path: str, shape: tuple[int, int, int]) -> np.ndarray:
+def _spectral(ds, path: str, shape: tuple[int, int, int], channels: slice) -> np.ndarray:
     """A (Nblts, [1,] Nfreqs, Npols) dataset as (Nblts, Nfreqs, Npols), in the file's type
-    (integer-compound visibilities, the UVH5 spec's ``r``/``i`` fields, as complex128)."""
-    value = _read(ds)
+    (integer-compound visibilities, the UVH5 spec's ``r``/``i`` fields, as complex128), its
+    channels in ``channels`` order."""
+    value = _read(ds, channels)
     if value.dtype.names:
         value = value["r"] + 1j * value["i"]
     if value.size != np.prod(shape):
@@ -260,14 +271,18 @@ def _index(order: np.ndarray, n: int):
 
 
 def _select(values: np.ndarray, take: tuple) -> np.ndarray:
-    """values[rows][:, chans][:, :, pols] as a new C-contiguous array."""
+    """values[rows][:, chans][:, :, pols] as a C-contiguous array of the MS's type (``values``
+    itself if that is what it is)."""
     rows, chans, pols = take
+    dtype = _MS_TYPES.get(values.dtype.kind, values.dtype)
+    whole = all(isinstance(t, slice) and t == slice(None) for t in take)
+    if whole and values.dtype == dtype and values.flags.c_contiguous:
+        return values
     if not isinstance(rows, slice):
         values = values[rows]
     if not isinstance(pols, slice):
         values = values[:, :, pols]
     # order="C": the default ("K") keeps the strides a fancy index on the last axis leaves
-    dtype = _MS_TYPES.get(values.dtype.kind, values.dtype)
     return np.array(values[:, chans], dtype=dtype, order="C")
 
 
@@ -380,23 +395,27 @@ def read_subband_arrays(
             pols = casa_pol_order(file_pols)
             n_times = len(np.unique(header["time_array"][()]))
             digest = geometry_digest(header, telescope=telescope)
-            data = _spectral(f["Data/visdata"], path, shape)
-            flag = _spectral(f["Data/flags"], path, shape)
-            nsamples = _spectral(f["Data/nsamples"], path, shape)
+            if len(freqs) != shape[1]:
+                raise InputFileError(f"{path}: {len(freqs)} frequencies for Nfreqs = {shape[1]}")
+            chans = _index(np.argsort(freqs, kind="stable"), shape[1])
+            # ascending channels while reading where that is a slice (the correlator's reversed
+            # order): no reordering copy afterwards
+            read_order = chans if isinstance(chans, slice) else slice(None)
+            data = _spectral(f["Data/visdata"], path, shape, read_order)
+            flag = _spectral(f["Data/flags"], path, shape, read_order)
+            nsamples = _spectral(f["Data/nsamples"], path, shape, read_order)
         except KeyError as exc:
             raise InputFileError(f"{path}: not a UVH5 file as expected (missing {exc})") from exc
         except OSError as exc:
             raise InputFileError(f"{path}: cannot be read as UVH5 (HDF5 error: {exc})") from exc
         except ValueError as exc:
             raise InputFileError(f"{path}: cannot be read as UVH5 ({exc})") from exc
-    if len(freqs) != shape[1]:
-        raise InputFileError(f"{path}: {len(freqs)} frequencies for Nfreqs = {shape[1]}")
     data = fix_autos(data, ant_1, ant_2, file_pols)
     if rotation is not None and rotation.rows.any():
-        data = _rotate(data, rotation, freqs)
+        data = _rotate(data, rotation, freqs[read_order])
     take = (
         _index(order.rows, shape[0]),
-        _index(np.argsort(freqs, kind="stable"), shape[1]),
+        slice(None) if isinstance(chans, slice) else chans,
         _index(pols, shape[2]),
     )
     data = _select(data, take)
@@ -420,7 +439,6 @@ def read_subband_arrays(
     # value; negating the imaginary parts in place is the cheapest way on 100 MB
     imag = data.view(np.float32)[..., 1::2]
     imag *= np.where(order.keep_value, np.float32(1), np.float32(-1))[:, None, None]
-    chans = take[1]
     return SubbandArrays(
         data=data,
         flag=flag,
