@@ -16,9 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dsa110ms import casa, faults, paths
+from dsa110ms import faults, paths
 from dsa110ms.errors import JoinError, TransientJoinError
-from dsa110ms.ms.publish import OutputArea
 from dsa110ms.observe import metrics, progress
 from dsa110ms.owned import remove_owned
 from dsa110ms.run.joblog import job_log
@@ -156,7 +155,10 @@ def join_job(
 
     The last attempt removes the group's scratch whatever the outcome: the job itself cleans the
     node it runs on (on a cluster, Snakemake's hooks run only on the submitting host)."""
+    # imported here, not at the top: a part job (16 a group) needs none of them
+    from dsa110ms import casa
     from dsa110ms.ms.join_group import JoinOptions, join_group, kill_child
+    from dsa110ms.ms.publish import OutputArea
     from dsa110ms.observe.report import group_record, write_group_record
 
     die_with_run(on_death=kill_child)
