@@ -31,7 +31,9 @@ onstart:
 
 onsuccess:
     dsa110ms_hooks.on_finish(RUN, success=True)
+    dsa110ms_internals.cancel_rescheduling_timers()
 
 
 onerror:
     dsa110ms_hooks.on_finish(RUN, success=False)
+    dsa110ms_internals.cancel_rescheduling_timers()

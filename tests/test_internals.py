@@ -24,3 +24,22 @@ def test_config_overrides_parse_as_snakemake_config_does():
         assert "no-equals-sign" in str(exc)
     else:
         raise AssertionError("a pair without = must be refused")
+
+
+def test_the_scheduler_reevaluates_with_a_timer_that_the_end_of_a_run_cancels():
+    """Snakemake's scheduler starts a non-daemon threading.Timer after each round; a run's
+    process lingers until it fires unless onsuccess/onerror cancel it."""
+    import inspect
+    import threading
+
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    from dsa110ms.run.internals import cancel_rescheduling_timers
+
+    assert "threading.Timer(" in inspect.getsource(JobScheduler._schedule_reevalutation)
+    fired = threading.Event()
+    timer = threading.Timer(30, fired.set)
+    timer.start()
+    assert cancel_rescheduling_timers() >= 1
+    timer.join(timeout=1)
+    assert not timer.is_alive() and not fired.is_set()
