@@ -9,6 +9,7 @@ import numpy as np
 from casacore import tables
 
 from dsa110ms.observe.quicklook import subband_quicklook
+from dsa110ms.observe.report import figure_path
 
 from .conftest import run_snakemake
 
@@ -27,8 +28,12 @@ def test_run_report_has_the_per_group_table_and_figures(converted):
         assert int(nrows) > 0 and int(fields) == 3  # one field per integration
         assert values[-3:] == ["1", "removed", "published"]  # concat attempts, scratch
     for group in groups:
-        png = (work / "report" / "plots" / f"{group}.png").read_bytes()
-        assert png.startswith(b"\x89PNG") and len(png) > 10_000
+        plot = work / "report" / "plots" / f"{group}.png"
+        assert plot.read_bytes().startswith(b"\x89PNG") and plot.stat().st_size > 10_000
+        # drawn by the group's concat job while it wrote the MS, linked in by the report
+        drawn = figure_path(work / "logs" / "metrics", group)
+        assert drawn.samefile(plot), "the report drew it again"
+        assert "figure not drawn" not in (work / "logs" / group / "concat.log").read_text()
     # one progress line per group, then the summary table
     for group in groups:
         assert re.search(rf"\[dsa110ms\] {group} converted: 16 subbands, .* MB/s", proc.stdout)

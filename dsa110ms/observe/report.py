@@ -42,6 +42,28 @@ def write_group_record(metrics_dir: str | os.PathLike, group: str, record: Mappi
     return path
 
 
+def figure_record(
+    group: str, summary: MsSummary, parts: Sequence[str], sources: Mapping[str, str]
+) -> dict:
+    """What a group's figure shows (:func:`plot_group`): its subbands and the quick-look
+    statistics its parts computed; ``summary``: of the joined MS, or of the group's template,
+    which has the same integrations (so the figure can be drawn while the MS is written)."""
+    looks, freqs = {}, {}
+    for part_path in parts:
+        part = open_part(part_path)
+        subband = int(FILE_PATTERN.match(os.path.basename(sources[part_path]))["subband"])
+        looks[subband] = part.manifest["quicklook"]
+        freqs[subband] = part.array("CHAN_FREQ").tolist()
+    n_times = summary.n_times
+    step = (summary.time_max - summary.time_min) / max(n_times - 1, 1)
+    times = [summary.time_min + i * step for i in range(n_times)]
+    return {
+        "group": group,
+        "subbands": sorted(looks),
+        "quicklook": group_quicklook(looks, freqs, times),
+    }
+
+
 def group_record(
     group: str,
     summary: MsSummary,
@@ -51,21 +73,12 @@ def group_record(
 ) -> dict:
     """What the report shows of a published group: its files and subbands, the MS's shape
     (``summary``, from validation) and the quick-look statistics its parts computed."""
-    looks, freqs = {}, {}
-    for part_path in parts:
-        part = open_part(part_path)
-        subband = int(FILE_PATTERN.match(os.path.basename(sources[part_path]))["subband"])
-        looks[subband] = part.manifest["quicklook"]
-        freqs[subband] = part.array("CHAN_FREQ").tolist()
+    figure = figure_record(group, summary, parts, sources)
     all_freqs = [f for spw in summary.spw_freqs for f in spw]
-    n_times = summary.n_times
-    step = (summary.time_max - summary.time_min) / max(n_times - 1, 1)
-    times = [summary.time_min + i * step for i in range(n_times)]
     return {
-        "group": group,
+        **figure,
         "files": sorted(os.path.basename(f) for f in sources.values()),
-        "subbands": sorted(looks),
-        "missing_subbands": sorted(set(range(N_SUBBANDS)) - set(looks)),
+        "missing_subbands": sorted(set(range(N_SUBBANDS)) - set(figure["subbands"])),
         "rows": summary.nrows,
         "spws": summary.n_spws,
         "fields": len(summary.field_names),
@@ -74,8 +87,12 @@ def group_record(
         "freq_min_hz": float(min(all_freqs)),
         "freq_max_hz": float(max(all_freqs)),
         "bytes": metrics.du_bytes(ms_path),
-        "quicklook": group_quicklook(looks, freqs, times),
     }
+
+
+def figure_path(metrics_dir: str | os.PathLike, group: str) -> Path:
+    """A group's figure, drawn once, beside its record."""
+    return records_dir(metrics_dir) / f"{group}.png"
 
 
 def read_group_record(metrics_dir: str | os.PathLike, group: str) -> dict | None:
@@ -262,10 +279,9 @@ def make_report(
             continue
         rows.append({**table_row(record, facts), "status": "published"})
         # Snakemake empties plots_dir before every report job: figures are drawn once per
-        # record, beside it, and linked in (a night's report redraws only the new groups)
-        figure = records_dir(metrics_dir) / f"{group}.png"
-        record_path = records_dir(metrics_dir) / f"{group}.json"
-        if not figure.exists() or figure.stat().st_mtime < record_path.stat().st_mtime:
+        # group, beside its record, by its concat job while it writes the MS, and linked in
+        figure = figure_path(metrics_dir, group)
+        if not figure.exists():  # the concat job's drawing failed, or a record before them
             plot_group(record, figure)
         link_or_copy(figure, plots_dir / f"{group}.png")
     published = sum(r["status"] == "published" for r in rows)
