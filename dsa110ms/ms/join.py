@@ -64,7 +64,10 @@ def assemble(
     ``spw_layout="per_subband"``: the template's rows repeated once per part, part k's spectral
     columns in the k-th block with DATA_DESC_ID = k; one SPECTRAL_WINDOW and DATA_DESCRIPTION row
     per part and the FEED rows repeated for every SPW. This is exactly what ``casatasks.concat``
-    makes of the parts written as MSs by pyuvdata (tested; only HISTORY differs).
+    makes of the parts written as MSs by pyuvdata (tested; only HISTORY differs). casacore
+    writes the row columns and FLAG and lays the table out; the bulk of the bytes (DATA,
+    WEIGHT_SPECTRUM, WEIGHT, SIGMA, CORRECTED_DATA) is then copied by the kernel from the parts'
+    arrays into the columns' tile files (:data:`BYTE_COPIED`): ~1.1 GB/s on a full group.
     ``"single"``: the template's rows once, each row's spectra joined along the channel axis,
     one SPW holding every channel; WEIGHT, SIGMA and FLAG_ROW summarize the whole row.
     ``imaging_columns="model_corrected"`` adds MODEL_DATA = 0 and CORRECTED_DATA = DATA.
