@@ -311,3 +311,23 @@ def test_fast_path_equals_pyuvdata_parts_joined_by_casatasks_concat(two_groups, 
         template, parts, tmp_path / "concat.ms", tmp_path / "concat_inputs", imaging_columns=imaging
     )
     assert_same_ms(tmp_path / "concat.ms", tmp_path / "reference.ms")
+
+
+def test_the_join_stops_if_casacore_reads_the_copied_bytes_otherwise(two_groups, tmp_path):
+    """The byte copy relies on casacore's tile layout; a part's row read back otherwise (here:
+    the DATA tile file overwritten after the copy) stops the join, naming the column."""
+    from dsa110ms.errors import JoinError
+    from dsa110ms.ms.join import BYTE_COPIED, _check_copied, _tiled_storage_files, assemble
+    from dsa110ms.ms.part import open_part
+
+    group = next(iter(discover(two_groups)))
+    template, parts = fast_path(group, tmp_path / "scratch")
+    joined = str(tmp_path / "direct.ms")
+    assemble(template, parts, joined)
+    columns = {c: a for c, a in BYTE_COPIED.items() if c != "CORRECTED_DATA"}
+    _check_copied(joined, [open_part(p) for p in parts], columns)  # as the join left it
+    ((path, _),) = _tiled_storage_files(joined, ["DATA"]).values()
+    with open(path, "r+b") as f:
+        f.write(b"\x7f" * 64)
+    with pytest.raises(JoinError, match="DATA row 0 differs"):
+        _check_copied(joined, [open_part(p) for p in parts], columns)
