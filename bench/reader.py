@@ -92,7 +92,7 @@ def main() -> int:
             else:
                 seconds = best_of(3, part)
             rows.append((name, size / 1e6, seconds, size / 1e6 / seconds))
-            path.unlink()
+            remove_owned(path, files)
     finally:
         remove_owned(files, SHM.parent)
     print(f"part job work on {src.name}, best of 3")

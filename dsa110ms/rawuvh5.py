@@ -113,10 +113,9 @@ def conjugate_pol_order(pols) -> np.ndarray | None:
     take (pyuvdata's ``conjugate_bls``); None if a cross polarization's conjugate is missing."""
     pols = [int(p) for p in pols]
     try:
-        order = np.array([pols.index(CONJUGATE_POLS.get(p, p)) for p in pols])
+        return np.array([pols.index(CONJUGATE_POLS.get(p, p)) for p in pols])
     except ValueError:
         return None
-    return order
 
 
 @dataclass(frozen=True)
@@ -421,20 +420,19 @@ def read_subband_arrays(
     data = _select(data, take)
     flag = _select(flag, take).astype(bool, copy=False)
     weight_spectrum = _select(nsamples, take).astype(np.float32, copy=False)
-    conjugate_pols = conjugate_pol_order(file_pols[pols])
-    if conjugate_pols is None and order.keep_value.any():
-        raise InputFileError(
-            f"{path}: polarizations {[int(p) for p in file_pols]} lack the conjugate of a cross "
-            "polarization, and baselines mix conjugations (ant_1 < ant_2 and ant_1 > ant_2): "
-            "the conjugated rows cannot be written (pyuvdata's write_ms cannot either)"
-        )
-    identity = conjugate_pols is not None and np.array_equal(
-        conjugate_pols, np.arange(len(conjugate_pols))
-    )
-    if conjugate_pols is not None and not identity and order.keep_value.any():
-        swapped = np.flatnonzero(order.keep_value)
-        for values in (data, flag, weight_spectrum):
-            values[swapped] = values[swapped][:, :, conjugate_pols]
+    if order.keep_value.any():  # conjugated rows take their cross polarizations' conjugates
+        conjugate_pols = conjugate_pol_order(file_pols[pols])
+        if conjugate_pols is None:
+            raise InputFileError(
+                f"{path}: polarizations {[int(p) for p in file_pols]} lack the conjugate of a "
+                "cross polarization, and baselines mix conjugations (ant_1 < ant_2 and "
+                "ant_1 > ant_2): the conjugated rows cannot be written (pyuvdata's write_ms "
+                "cannot either)"
+            )
+        if not np.array_equal(conjugate_pols, np.arange(len(conjugate_pols))):
+            swapped = np.flatnonzero(order.keep_value)
+            for values in (data, flag, weight_spectrum):
+                values[swapped] = values[swapped][:, :, conjugate_pols]
     # flip_conj: DATA is written conjugated, so only rows pyuvdata conjugated keep the file's
     # value; negating the imaginary parts in place is the cheapest way on 100 MB
     imag = data.view(np.float32)[..., 1::2]

@@ -65,14 +65,23 @@ def read_subband(path: str, *, freq_chans=None, read_data=True) -> UVData:  # no
     return uv
 
 
-def pointing_dec(uv, path: str) -> float:
-    """Pointing declination (radians) from the file's extra keywords."""
+def keyword_dec(uv) -> float | None:
+    """The pointing declination (radians) the file's extra keywords give (DSA-110 writes it as
+    ``phase_center_dec``), or None if they give no number."""
     try:
         return float(uv.extra_keywords["phase_center_dec"])
     except (KeyError, TypeError, ValueError):
+        return None
+
+
+def pointing_dec(uv, path: str) -> float:
+    """Pointing declination (radians) from the file's extra keywords (a DSA-110 file has it)."""
+    dec = keyword_dec(uv)
+    if dec is None:
         raise InputFileError(
             f"{path}: extra_keywords has no numeric phase_center_dec; not a DSA-110 file?"
-        ) from None
+        )
+    return dec
 
 
 def integration_meridians(uv, dec: float) -> MeridianFields:
@@ -152,10 +161,8 @@ def meridian_dec(uv) -> float:
     """Declination (radians) of the meridian fields of generic data: the file's pointing
     (``extra_keywords["phase_center_dec"]``, as DSA-110 writes it) or else the zenith's, the
     telescope's latitude (where unprojected data are phased at every instant)."""
-    try:
-        return float(uv.extra_keywords["phase_center_dec"])
-    except (KeyError, TypeError, ValueError):
-        return float(uv.telescope.location.lat.rad)
+    dec = keyword_dec(uv)
+    return float(uv.telescope.location.lat.rad) if dec is None else dec
 
 
 #: Distance (m) beyond which CASA's position of a telescope name is called wrong.
@@ -178,7 +185,9 @@ def warn_if_casa_misplaces(uv, path: str) -> None:
             name,
         )
         return
-    distance = float(np.linalg.norm(where - uv.telescope._location.xyz()))
+    location = uv.telescope.location  # an EarthLocation: geocentric x, y, z
+    xyz = np.array([c.to_value("m") for c in (location.x, location.y, location.z)])
+    distance = float(np.linalg.norm(where - xyz))
     if distance > SITE_TOLERANCE_M:
         log.warning(
             "%s: CASA places the telescope %r %.0f km from the file's location: its antenna "

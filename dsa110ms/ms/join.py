@@ -132,18 +132,20 @@ BYTE_COPIED = {
 }
 
 
+def _columns_stored_by(table, manager: str) -> list[str]:
+    """The columns of ``table`` whose data manager is of type ``manager``."""
+    return [
+        str(c) for dm in table.getdminfo().values() if dm["TYPE"] == manager for c in dm["COLUMNS"]
+    ]
+
+
 def _restore_in_large_buckets(out) -> None:
     """The template's StandardStMan columns (ANTENNA1/2, DATA_DESC_ID, FLAG_ROW) moved, values
     unchanged, into one StandardStMan of :data:`dsa110ms.ms.layout.ROW_BUCKET_BYTES` buckets:
     pyuvdata's have 128-byte buckets, ~100 MB/s to write or read at 1.8 M rows."""
     from casacore import tables
 
-    names = [
-        str(c)
-        for dm in out.getdminfo().values()
-        if dm["TYPE"] == "StandardStMan"
-        for c in dm["COLUMNS"]
-    ]
+    names = _columns_stored_by(out, "StandardStMan")
     if not names:
         return
     values = {c: out.getcol(c) for c in names}
@@ -164,12 +166,7 @@ def _fill_per_subband(out, parts: list[Part], spectral: list[str]) -> None:
     nrow, n = out.nrows(), len(parts)
     filled = (*spectral, *EMPTY_COLUMNS, "WEIGHT", "SIGMA", "FLAG_ROW")
     rows = {c: out.getcol(c) for c in out.colnames() if c not in filled}
-    incremental = {
-        str(c)
-        for dm in out.getdminfo().values()
-        if dm["TYPE"] == "IncrementalStMan"
-        for c in dm["COLUMNS"]
-    }
+    incremental = _columns_stored_by(out, "IncrementalStMan")
     out.addrows(nrow * (n - 1))
     for c, values in rows.items():
         if c in incremental and np.all(values == values[0]):
