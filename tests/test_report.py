@@ -6,10 +6,11 @@ import json
 import re
 
 import numpy as np
+import pytest
 from casacore import tables
 
 from dsa110ms.observe.quicklook import subband_quicklook
-from dsa110ms.observe.report import figure_path
+from dsa110ms.observe.report import check_report_dir, figure_path, link_or_copy
 
 from .conftest import run_snakemake
 
@@ -97,3 +98,38 @@ def test_subband_quicklook_counts_only_unflagged_cross_correlations():
         per_time = amp.reshape(n_times, -1).sum(axis=1) / used.reshape(n_times, -1).sum(axis=1)
         np.testing.assert_allclose(look["amp_per_time"], per_time, rtol=1e-5)
         assert look["flagged_fraction"] == round(float(flag.mean()), 6)
+
+
+def test_nightly_reports_link_figures_without_leaving_temporary_names(tmp_path, tiny_tmpfs):
+    """Issue 19 C.7: each nightly run links the figures into plots/; when plots/ already holds a
+    link to the same file, a rename of the staging link does nothing (POSIX) and the staging
+    name stayed, so that the third run refused report_dir. Every temporary name is gone now,
+    after a link, a relink, a copy, and a copy that fails (a full file system)."""
+    figure = tmp_path / "metrics" / "groups" / "2026-03-01T00:00:00.png"
+    figure.parent.mkdir(parents=True)
+    figure.write_bytes(b"\x89PNG" + bytes(1000))
+    report_dir = tmp_path / "report"
+    target = report_dir / "plots" / f"{figure.stem}.png"
+    target.parent.mkdir(parents=True)
+
+    def names(d):
+        return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.name != ".dsa110ms-owned")
+
+    for _ in range(3):  # three nights
+        check_report_dir(report_dir)
+        link_or_copy(figure, target)
+        assert target.samefile(figure)
+        assert names(report_dir / "plots") == [target.name]
+    assert names(report_dir) == [".dsa110ms-report-staging", "plots", f"plots/{target.name}"]
+    # another file system: copied; then a copy that does not fit
+    far = tiny_tmpfs / "report"
+    (far / "plots").mkdir(parents=True)
+    link_or_copy(figure, far / "plots" / target.name)
+    assert (far / "plots" / target.name).read_bytes() == figure.read_bytes()
+    big = tmp_path / "big.png"
+    big.write_bytes(bytes(4 << 20))  # more than the 3 MB tmpfs holds
+    with pytest.raises(OSError):
+        link_or_copy(big, far / "plots" / "2026-03-01T00:05:00.png")
+    assert names(far / "plots") == [target.name]
+    assert names(far / ".dsa110ms-report-staging") == []
+    check_report_dir(far)

@@ -26,6 +26,7 @@ from dsa110ms.ms.publish import is_published
 from dsa110ms.ms.validate import MsSummary
 from dsa110ms.observe import metrics
 from dsa110ms.observe.quicklook import group_quicklook
+from dsa110ms.owned import make_owned_dir, owned_kind, remove_owned
 
 #: MJD seconds of the Unix epoch (the MS TIME column counts from MJD 0).
 UNIX_EPOCH_MJD_S = 40587 * 86400.0
@@ -159,6 +160,8 @@ def check_report_dir(report_dir: str | os.PathLike) -> None:
             head = entry.read_bytes()[:2000].decode(errors="replace") if entry.is_file() else ""
             if GENERATOR not in head and f"<title>{TITLE_PREFIX}" not in head:
                 strangers.append(entry)
+        elif entry.name == REPORT_STAGING and owned_kind(entry) == REPORT_STAGING_KIND:
+            continue
         elif entry.name == "plots" and entry.is_dir() and not entry.is_symlink():
             strangers += [
                 p
@@ -241,14 +244,33 @@ def plot_group(record: Mapping, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
+#: The marked directory (:func:`dsa110ms.owned.make_owned_dir`) in ``report_dir`` where the
+#: report stages a figure before renaming it into ``plots/``: every temporary name the report
+#: writes is in it, so each can be removed through :func:`dsa110ms.owned.remove_owned`.
+REPORT_STAGING = ".dsa110ms-report-staging"
+REPORT_STAGING_KIND = "staging of the run report"
+
+
 def link_or_copy(source: Path, target: Path) -> None:
-    """``target`` becomes ``source``'s content, replaced in one rename (nothing removed)."""
-    staging = target.with_name(f".{target.name}.{os.getpid()}")
+    """``target`` becomes ``source``'s content, replaced in one rename (nothing removed).
+
+    Nothing is done when ``target`` already is ``source`` (a hard link to the same file, made by
+    an earlier report): renaming a link onto another link of the same inode does nothing in
+    POSIX and would leave the staging name behind. The staging name lies in the report's marked
+    staging directory and is removed on every path (a failed copy, a rename that did nothing)."""
+    if os.path.lexists(target) and os.path.samefile(source, target):
+        return
+    staging_dir = make_owned_dir(target.parent.parent / REPORT_STAGING, REPORT_STAGING_KIND)
+    staging = staging_dir / f"{target.name}.{os.getpid()}"
     try:
-        os.link(source, staging)
-    except OSError:  # another file system, or left by a killed report: copy over it
-        shutil.copyfile(source, staging)
-    os.replace(staging, target)
+        remove_owned(staging, staging_dir.parent)  # left by a report killed mid-way
+        try:
+            os.link(source, staging)
+        except OSError:  # another file system: copy
+            shutil.copyfile(source, staging)
+        os.replace(staging, target)
+    finally:
+        remove_owned(staging, staging_dir.parent)
 
 
 def make_report(
