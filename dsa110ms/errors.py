@@ -28,6 +28,16 @@ class InputFileError(Dsa110msError):
     """A subband file cannot be read or is not a DSA-110 / UVH5 file as expected."""
 
 
+class UnwrittenDataError(InputFileError):
+    """A subband file holds storage its writer never wrote (the correlator stopped part-way):
+    HDF5 would read its fill value (zeros, unflagged) as data, so the file is refused."""
+
+
+class CorruptDataError(InputFileError):
+    """A subband file's stored bytes fail their checksum or decompression (a bit flip, a bad
+    copy): the file is refused, naming the dataset and chunk."""
+
+
 class OutputError(Dsa110msError):
     """The output directory cannot be written."""
 

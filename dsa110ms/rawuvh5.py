@@ -29,19 +29,29 @@ against it, ``tests/test_part.py``):
 
 The *geometry digest* of a file is a hash of every header item the group's template depends on
 (times, baselines, antennas, site, pointing; in generic mode also the file's phase centres and
-UVW). Parts whose digest differs from the template's cannot share its rows and are refused at the
-join, naming the file.
+UVW), kept item by item as well. Parts whose digest differs from the rest of the group's cannot
+share the template's rows and are refused at the join, naming the file and the item that differs
+(:func:`describe_geometry_difference`).
+
+Stricter than pyuvdata, never different: storage the writer never wrote (a correlator that
+stopped after allocating its datasets) reads as HDF5's fill value, zeros unflagged with
+nsamples 0 or 1, which pyuvdata would convert without a word; such a file is refused
+(:func:`refuse_unwritten`), and so is one whose compressed or checksummed chunks fail to decode
+(:class:`dsa110ms.errors.CorruptDataError`, naming the dataset and chunk).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
+import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from dsa110ms.errors import InputFileError
+from dsa110ms.errors import CorruptDataError, InputFileError, UnwrittenDataError
 from dsa110ms.ms.layout import VALUE_DTYPES
 
 #: CASA's polarization order (pyuvdata.utils.pol.determine_pol_order, order="CASA").
@@ -135,6 +145,7 @@ class SubbandArrays:
     ant_2: np.ndarray
     n_times: int
     geometry_digest: str
+    geometry_items: dict[str, str]  # hash per item (:func:`geometry_items`)
 
 
 def _open(path: str):
@@ -144,6 +155,84 @@ def _open(path: str):
         return h5py.File(path, "r")
     except OSError as exc:
         raise InputFileError(f"{path}: cannot be read as UVH5 (HDF5 error: {exc})") from exc
+
+
+# --- storage never written ----------------------------------------------------------------------
+
+
+def unwritten_storage(ds) -> tuple[int, int]:
+    """(storage units never written, units in all) of an HDF5 dataset.
+
+    Chunked: chunks never allocated, of all the dataset's chunks (HDF5 allocates a chunk when it
+    is first written). Contiguous: (1, 1) if its storage was never allocated (HDF5 allocates it at
+    the first write), else (0, 1). Compact and empty datasets: (0, 0), their values are in the
+    object header. Storage allocated early at creation (``H5Pset_alloc_time`` EARLY) and never
+    written cannot be told from written data: HDF5 records no difference; h5py's default, which
+    the correlator uses, allocates late."""
+    import h5py
+
+    if ds.shape is None or ds.size == 0:
+        return 0, 0
+    layout = ds.id.get_create_plist().get_layout()
+    if layout == h5py.h5d.CHUNKED:
+        total = math.prod(math.ceil(n / c) for n, c in zip(ds.shape, ds.chunks, strict=True))
+        return total - ds.id.get_num_chunks(), total
+    if layout == h5py.h5d.CONTIGUOUS:
+        return int(ds.id.get_space_status() == h5py.h5d.SPACE_STATUS_NOT_ALLOCATED), 1
+    return 0, 0
+
+
+def _virtual_gap(ds, path: str) -> str | None:
+    """Why some values of a virtual dataset would be its fill value (a source file or dataset
+    that does not open, values no source maps), or None."""
+    import h5py
+
+    sources = ds.virtual_sources()
+    if sum(s.vspace.get_select_npoints() for s in sources) < ds.size:
+        return "maps only part of its values to source datasets"
+    for source in sources:
+        name = source.file_name
+        file = path if name == "." else os.path.join(os.path.dirname(path), name)
+        try:
+            with h5py.File(file, "r") as f:
+                f[source.dset_name]  # noqa: B018 - opening it is the check
+        except (OSError, KeyError):
+            return f"maps values to {name}:{source.dset_name}, which cannot be opened"
+    return None
+
+
+def refuse_unwritten(f, path: str) -> None:
+    """Refuse a file (:class:`UnwrittenDataError`, one line naming it and the dataset) if any of
+    its datasets holds storage never written (:func:`unwritten_storage`) or a virtual dataset
+    whose values would not all come from its sources: HDF5, and pyuvdata reading through it,
+    would give the fill value (zeros, unflagged) as if it were data."""
+    problems = []
+
+    def visit(name, obj):
+        if not hasattr(obj, "dtype"):
+            return
+        if obj.is_virtual:
+            gap = _virtual_gap(obj, path)
+            if gap:
+                problems.append(f"{obj.name} {gap}")
+            return
+        missing, total = unwritten_storage(obj)
+        if missing and total == 1:
+            problems.append(f"{obj.name} was never written (no storage allocated)")
+        elif missing:
+            problems.append(f"{obj.name} has {missing} of {total} chunks never written")
+
+    f.visititems(visit)
+    if problems:
+        raise UnwrittenDataError(
+            f"{path}: {'; '.join(problems)} (the correlator stopped writing?); not converted"
+        )
+
+
+def check_written(path: str) -> None:
+    """:func:`refuse_unwritten` on the file at ``path``."""
+    with _open(path) as f:
+        refuse_unwritten(f, path)
 
 
 def _item_bytes(header, name: str) -> bytes:
@@ -172,29 +261,130 @@ def _dataset_bytes(ds) -> bytes:
     return np.ascontiguousarray(value).tobytes() + str(value.dtype).encode()
 
 
+def geometry_items(header, *, telescope: str) -> dict[str, str]:
+    """Hash (sha256, hex) of each header item a group's template depends on (module
+    docstring), by item name: what tells which item differs between two files."""
+    items = GEOMETRY_ITEMS + (GENERIC_GEOMETRY_ITEMS if telescope == "generic" else ())
+    return {name: hashlib.sha256(_item_bytes(header, name)).hexdigest() for name in items}
+
+
+def combined_digest(items: dict[str, str]) -> str:
+    """One hash of a file's geometry (:func:`geometry_items`): equal for two files exactly when
+    every item is."""
+    return hashlib.sha256("".join(f"{k}={v};" for k, v in items.items()).encode()).hexdigest()
+
+
 def geometry_digest(header, *, telescope: str) -> str:
     """Hash of the header items a group's template depends on (module docstring)."""
-    items = GEOMETRY_ITEMS + (GENERIC_GEOMETRY_ITEMS if telescope == "generic" else ())
-    h = hashlib.sha256()
-    for name in items:
-        h.update(name.encode() + b"=" + _item_bytes(header, name))
-    return h.hexdigest()
+    return combined_digest(geometry_items(header, telescope=telescope))
+
+
+def file_geometry_items(path: str, *, telescope: str) -> dict[str, str]:
+    with _open(path) as f:
+        return geometry_items(f["Header"], telescope=telescope)
 
 
 def file_geometry_digest(path: str, *, telescope: str) -> str:
-    with _open(path) as f:
-        return geometry_digest(f["Header"], telescope=telescope)
+    return combined_digest(file_geometry_items(path, telescope=telescope))
 
 
-def _read(ds, channels: slice = slice(None)) -> np.ndarray:
-    """A whole dataset, in the file's own type, its channels (axis -2) in the order
-    ``channels`` (a slice) gives them.
+#: Units of geometry items for messages: name -> (unit, factor from the stored unit).
+ITEM_UNITS = {
+    "time_array": ("s", 86400.0),  # stored in days (JD)
+    "integration_time": ("s", 1.0),
+    "antenna_positions": ("m", 1.0),
+    "uvw_array": ("m", 1.0),
+    "latitude": ("deg", 1.0),
+    "longitude": ("deg", 1.0),
+    "altitude": ("m", 1.0),
+    "extra_keywords/phase_center_dec": ("deg", 180.0 / np.pi),  # stored in radians
+}
+
+
+def describe_geometry_difference(path_a: str, path_b: str, items) -> str:
+    """What differs between two files in the geometry ``items`` (names of
+    :data:`GEOMETRY_ITEMS`), one clause per item, values in their units: e.g. "antenna_positions
+    of antenna 17 (number 16) differ by 0.300 m". Names only the items if a file cannot be read
+    (it changed or vanished since)."""
+    try:
+        with _open(path_a) as fa, _open(path_b) as fb:
+            return "; ".join(_describe_item(n, fa["Header"], fb["Header"]) for n in items)
+    except (InputFileError, OSError, KeyError, ValueError, TypeError) as exc:
+        return f"{', '.join(items)} (not read again: {type(exc).__name__}: {exc})"
+
+
+def _item_value(header, name: str):
+    item = header.get(name)
+    if item is None or not _is_data(item) or item.shape is None:
+        return item if item is None else _item_bytes(header, name)
+    value = np.asarray(item[()])
+    return np.array(value.tolist(), dtype=object) if value.dtype.kind == "O" else value
+
+
+def _describe_item(name: str, header_a, header_b) -> str:
+    """One item's difference between two headers (a, b), as "<item>: <how>"."""
+    a, b = _item_value(header_a, name), _item_value(header_b, name)
+    if a is None or b is None:
+        return f"{name} is absent from the {'first' if a is None else 'second'} file"
+    if isinstance(a, bytes) or isinstance(b, bytes):  # a group, or a null dataspace
+        return f"{name} differs"
+    if a.shape != b.shape:
+        return f"{name} has shape {a.shape} vs {b.shape}"
+    if a.dtype.kind not in "iuf" or b.dtype.kind not in "iuf":
+        if a.size == 1:
+            return f"{name} is {_text(a.reshape(-1)[0])!r} vs {_text(b.reshape(-1)[0])!r}"
+        return (
+            f"{name} is {[_text(x) for x in a.reshape(-1)]} vs {[_text(x) for x in b.reshape(-1)]}"
+        )
+    unit, factor = ITEM_UNITS.get(name, ("", 1.0))
+    unit = f" {unit}" if unit else ""
+    if a.size == 1:
+        return f"{name} is {float(a) * factor:.9g}{unit} vs {float(b) * factor:.9g}{unit}"
+    if name == "antenna_positions" and a.ndim == 2:
+        return _describe_antennas(a, b, header_a)
+    differ = np.flatnonzero((a != b).reshape(-1))
+    first = np.unravel_index(differ[0], a.shape)
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu" and not unit:
+        return (
+            f"{name}: {len(differ)} of {a.size} values differ (first at index "
+            f"{tuple(int(i) for i in first)}: {a[first]} vs {b[first]})"
+        )
+    worst = np.abs(a.astype(float) - b.astype(float)).max() * factor
+    return (
+        f"{name}: {len(differ)} of {a.size} values differ, by up to {worst:.3g}{unit} (first at "
+        f"index {tuple(int(i) for i in first)})"
+    )
+
+
+def _describe_antennas(a: np.ndarray, b: np.ndarray, header) -> str:
+    """Antennas whose positions (m) differ, the first named as the file names it."""
+    moved = np.linalg.norm(a - b, axis=-1)
+    which = np.flatnonzero(moved)
+    i = int(which[np.argmax(moved[which])])
+    label = f"antenna {i}"
+    with contextlib.suppress(KeyError, IndexError, ValueError):  # then by its index
+        label = (
+            f"antenna {_text(header['antenna_names'][i])} "
+            f"(number {int(header['antenna_numbers'][i])})"
+        )
+    more = f", and {len(which) - 1} other antennas" if len(which) > 1 else ""
+    return f"antenna_positions of {label} differ by {moved[i]:.3f} m{more}"
+
+
+def _read(ds, path: str, channels: slice = slice(None)) -> np.ndarray:
+    """A whole dataset of the file at ``path``, in the file's own type, its channels (axis -2) in
+    the order ``channels`` (a slice) gives them.
 
     Fast path: uncompressed chunked datasets of plain numbers (the correlator's) are read chunk by
     chunk, raw: ~2x faster than HDF5's own selection machinery with the correlator's small chunks
     (a few hundred kB, ~1000 per dataset). Everything else (contiguous, compressed, compound
     integer visibilities) is read by HDF5 (the general path); compression filters beyond HDF5's
     own (gzip, lzf, szip) come from ``hdf5plugin`` (bitshuffle, LZ4, Zstandard, ...).
+
+    Storage never written is refused before (:func:`refuse_unwritten`): neither path ever reads
+    a fill value. A chunk that fails its checksum or decompression raises
+    :class:`CorruptDataError` naming the dataset and the chunk; a filter nobody provides,
+    :class:`InputFileError` naming the filter.
     """
     chunks = ds.chunks
     plist = ds.id.get_create_plist()
@@ -203,17 +393,68 @@ def _read(ds, channels: slice = slice(None)) -> np.ndarray:
         try:
             return _in_order(ds[()], channels)
         except OSError as exc:
-            filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
-            raise OSError(
-                f"{ds.name} is compressed with HDF5 filters {filters}, one of which neither "
-                f"HDF5 nor hdf5plugin provides ({exc})"
-            ) from exc
+            raise _filter_failure(ds, path, exc) from exc
     if chunks is None or ds.dtype.names:
         return _in_order(ds[()], channels)
-    try:
-        return _read_chunks(ds, chunks, channels)
-    except (OSError, KeyError, ValueError, RuntimeError):  # a chunk never written: HDF5 fills it
-        return _in_order(ds[()], channels)
+    return _read_chunks(ds, chunks, channels, path)
+
+
+def _filter_failure(ds, path: str, exc: OSError) -> InputFileError:
+    """Why a filtered dataset could not be read: a filter neither HDF5 nor hdf5plugin provides
+    (named), or else a chunk whose bytes fail their checksum or decompression (the first such
+    chunk, found by reading chunk by chunk: only on this error path)."""
+    import h5py
+
+    plist = ds.id.get_create_plist()
+    filters = [plist.get_filter(i) for i in range(plist.get_nfilters())]
+    missing = [f[0] for f in filters if not h5py.h5z.filter_avail(f[0])]
+    if missing:
+        return InputFileError(
+            f"{path}: cannot be read as UVH5: {ds.name} is compressed with HDF5 filters "
+            f"{missing}, which neither HDF5 nor hdf5plugin provides ({exc})"
+        )
+    names = ", ".join(_text(f[3]) or str(f[0]) for f in filters)
+    chunk = _first_unreadable_chunk(ds)
+    where = f"its chunk at offset {chunk[0]} ({chunk[1] + 1} of {chunk[2]})" if chunk else "a chunk"
+    return CorruptDataError(
+        f"{path}: {ds.name}: {where} is corrupt (its filters {names} failed: checksum or "
+        "decompression error); not converted"
+    )
+
+
+def filter_failure_in(path: str) -> InputFileError | None:
+    """Why HDF5 cannot read a file's filtered datasets (:func:`_filter_failure`), or None: for
+    a reader that is not this module's (pyuvdata's, in the template job) whose HDF5 error says
+    only that "a filter returned failure". Reads every filtered dataset: for error paths only."""
+    failures = []
+
+    def visit(name, obj):
+        if failures or not hasattr(obj, "dtype") or not obj.id.get_create_plist().get_nfilters():
+            return
+        try:
+            obj[()]
+        except OSError as exc:
+            failures.append(_filter_failure(obj, path, exc))
+
+    _register_filter_plugins()
+    with _open(path) as f:
+        f.visititems(visit)
+    return failures[0] if failures else None
+
+
+def _first_unreadable_chunk(ds) -> tuple[tuple[int, ...], int, int] | None:
+    """(offset, index, number of chunks) of the first chunk HDF5 cannot read, or None."""
+    n = ds.id.get_num_chunks()
+    for i in range(n):
+        offset = ds.id.get_chunk_info(i).chunk_offset
+        where = tuple(
+            slice(o, min(o + c, s)) for o, c, s in zip(offset, ds.chunks, ds.shape, strict=True)
+        )
+        try:
+            ds[where]
+        except OSError:
+            return tuple(int(o) for o in offset), i, n
+    return None
 
 
 def _in_order(values: np.ndarray, channels: slice) -> np.ndarray:
@@ -228,16 +469,23 @@ def _register_filter_plugins() -> None:
     import hdf5plugin  # noqa: F401
 
 
-def _read_chunks(ds, chunks: tuple[int, ...], channels: slice) -> np.ndarray:
+def _read_chunks(ds, chunks: tuple[int, ...], channels: slice, path: str) -> np.ndarray:
     """The raw chunks copied straight into their places, channels in ``channels`` order: one
-    copy of the data (a reorder afterwards would be a second)."""
+    copy of the data (a reorder afterwards would be a second). A chunk that cannot be read, or
+    whose size is not a chunk's (a damaged index), is refused, never filled in."""
     result = np.empty(ds.shape, ds.dtype)
     out = result[..., channels, :]  # a view: writing into it puts channels in order
     for offset in itertools.product(
         *(range(0, n, c) for n, c in zip(ds.shape, chunks, strict=True))
     ):
-        _, raw = ds.id.read_direct_chunk(offset)
-        block = np.frombuffer(raw, dtype=ds.dtype).reshape(chunks)
+        try:
+            _, raw = ds.id.read_direct_chunk(offset)
+            block = np.frombuffer(raw, dtype=ds.dtype).reshape(chunks)
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            raise CorruptDataError(
+                f"{path}: {ds.name}: its chunk at offset {offset} cannot be read "
+                f"({type(exc).__name__}: {exc}); not converted"
+            ) from exc
         where = tuple(
             slice(o, min(o + c, n)) for o, c, n in zip(offset, chunks, ds.shape, strict=True)
         )
@@ -249,7 +497,7 @@ def _spectral(ds, path: str, shape: tuple[int, int, int], channels: slice) -> np
     """A (Nblts, [1,] Nfreqs, Npols) dataset as (Nblts, Nfreqs, Npols), in the file's type
     (integer-compound visibilities, the UVH5 spec's ``r``/``i`` fields, as complex128), its
     channels in ``channels`` order."""
-    value = _read(ds, channels)
+    value = _read(ds, path, channels)
     if value.dtype.names:
         value = value["r"] + 1j * value["i"]
     if value.size != np.prod(shape):
@@ -377,6 +625,7 @@ def read_subband_arrays(
     ``rotation``: rephase these rows first, as pyuvdata does (:func:`_rotate`).
     """
     with _open(path) as f:
+        refuse_unwritten(f, path)
         try:
             header = f["Header"]
             if int(header["Nspws"][()]) != 1:
@@ -393,7 +642,7 @@ def read_subband_arrays(
             file_pols = header["polarization_array"][()]
             pols = casa_pol_order(file_pols)
             n_times = len(np.unique(header["time_array"][()]))
-            digest = geometry_digest(header, telescope=telescope)
+            geometry = geometry_items(header, telescope=telescope)
             if len(freqs) != shape[1]:
                 raise InputFileError(f"{path}: {len(freqs)} frequencies for Nfreqs = {shape[1]}")
             chans = _index(np.argsort(freqs, kind="stable"), shape[1])
@@ -447,5 +696,6 @@ def read_subband_arrays(
         ant_1=order.ant_1,
         ant_2=order.ant_2,
         n_times=n_times,
-        geometry_digest=digest,
+        geometry_digest=combined_digest(geometry),
+        geometry_items=geometry,
     )

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dsa110ms import rawuvh5
-from dsa110ms.errors import ValidationError
+from dsa110ms.errors import CorruptDataError, UnwrittenDataError, ValidationError
 from dsa110ms.groups import discover
 from dsa110ms.ms.part import MANIFEST_NAME, open_part, write_part
 
@@ -79,15 +79,21 @@ def _telescope():
 
 def test_chunked_reader_equals_hdf5_for_every_layout(tmp_path):
     values = np.arange(2 * 3 * 50, dtype=np.float32).reshape(50, 3, 2)
-    with h5py.File(tmp_path / "f.h5", "w") as f:
+    path = str(tmp_path / "f.h5")
+    with h5py.File(path, "w") as f:
         f.create_dataset("chunked", data=values, chunks=(7, 2, 1))  # edge chunks are partial
         f.create_dataset("compressed", data=values, chunks=(7, 2, 1), compression="gzip")
         f.create_dataset("contiguous", data=values)
         f.create_dataset("sparse", shape=values.shape, dtype=values.dtype, chunks=(7, 3, 2))
-        f["sparse"][:7] = values[:7]  # other chunks never written: fill value
-    with h5py.File(tmp_path / "f.h5") as f:
-        for name in ("chunked", "compressed", "contiguous", "sparse"):
-            np.testing.assert_array_equal(rawuvh5._read(f[name]), f[name][()], err_msg=name)
+        f["sparse"][:7] = values[:7]  # other chunks never written: HDF5 reads its fill value
+    with h5py.File(path) as f:
+        for name in ("chunked", "compressed", "contiguous"):
+            np.testing.assert_array_equal(rawuvh5._read(f[name], path), f[name][()], err_msg=name)
+        # the fast reader never fills in a chunk never written (the file is refused before)
+        with pytest.raises(CorruptDataError, match=r"/sparse: its chunk at offset \(7, 0, 0\)"):
+            rawuvh5._read(f["sparse"], path)
+        with pytest.raises(UnwrittenDataError, match="/sparse has 7 of 8 chunks never written"):
+            rawuvh5.refuse_unwritten(f, path)
 
 
 def test_geometry_digest_shared_by_a_group_and_changed_by_times(two_groups, tmp_path):

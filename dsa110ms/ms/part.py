@@ -5,9 +5,9 @@ between subbands, one row per MS row in the template's row order (:mod:`dsa110ms
 DATA, FLAG, WEIGHT_SPECTRUM and their per-row summaries WEIGHT, SIGMA, FLAG_ROW
 (:mod:`dsa110ms.ms.layout`); ANTENNA1/ANTENNA2 for checking; CHAN_FREQ and CHAN_WIDTH (Hz,
 ascending) for its SPECTRAL_WINDOW row. ``part.json`` (the input file, row and time counts, the
-file's geometry digest) is written last: a part without it is incomplete. Everything the
-subbands share lives once in the group's template (:mod:`dsa110ms.ms.template`); the join
-combines the two into the MS.
+file's geometry digest, whole and per item) is written last: a part without it is incomplete.
+Everything the subbands share lives once in the group's template (:mod:`dsa110ms.ms.template`);
+the join combines the two into the MS.
 
 Why NumPy files rather than a casacore table: on this class of machine casacore reads and writes
 tiled columns at ~400 MB/s, while the join maps ``.npy`` files from tmpfs at no cost and the part
@@ -121,6 +121,7 @@ def write_part(
         "polarizations": npol,
         "times": sb.n_times,
         "geometry_digest": sb.geometry_digest,
+        "geometry_items": sb.geometry_items,  # to name the item that differs
         # for the run report, while the data are in memory (the MS is not read again)
         "quicklook": subband_quicklook(sb.data, sb.flag, sb.ant_1, sb.ant_2, sb.n_times),
     }

@@ -13,6 +13,7 @@ use it as the reference the fast path must equal, and the benchmark as the seed'
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -23,7 +24,12 @@ import numpy as np
 from dsa110ms.errors import InputFileError
 from dsa110ms.ms.layout import complete_part_metadata, write_pointing
 from dsa110ms.owned import remove_owned
-from dsa110ms.rawuvh5 import file_geometry_digest
+from dsa110ms.rawuvh5 import (
+    check_written,
+    combined_digest,
+    file_geometry_items,
+    filter_failure_in,
+)
 from dsa110ms.uvh5 import prepare, read_subband
 
 log = logging.getLogger(__name__)
@@ -39,9 +45,11 @@ EXPECTED_WARNINGS = (
 )
 IMAGING_COLUMNS = ("none", "model_corrected")
 #: Main-table keywords of a template: the file it was made from and that file's geometry digest
-#: (:func:`dsa110ms.rawuvh5.geometry_digest`), which every part of the group must share.
+#: (:func:`dsa110ms.rawuvh5.geometry_digest`), which every part of the group must share, and
+#: its digest per item (JSON; :func:`dsa110ms.rawuvh5.geometry_items`), to name what differs.
 SOURCE_KEYWORD = "dsa110ms_template_source"
 DIGEST_KEYWORD = "dsa110ms_geometry_digest"
+ITEMS_KEYWORD = "dsa110ms_geometry_items"
 
 
 def write_pyuvdata_ms(
@@ -111,17 +119,32 @@ def write_template(
     staging = template_path.with_name(f".{template_path.name}.writing")
     # a crashed attempt's leftover, inside the group's scratch (ours: the instance is marked)
     remove_owned(staging, template_path.parent.parent)
-    write_pyuvdata_ms(
-        uvh5_path,
-        staging,
-        telescope=telescope,
-        generic_phasing=generic_phasing,
-        keep_autocorrelations=keep_autocorrelations,
-        freq_chans=[0],
-    )
-    digest = file_geometry_digest(str(uvh5_path), telescope=telescope)
+    # storage never written reads as zeros through pyuvdata too: refused here as by the parts
+    check_written(str(uvh5_path))
+    try:
+        write_pyuvdata_ms(
+            uvh5_path,
+            staging,
+            telescope=telescope,
+            generic_phasing=generic_phasing,
+            keep_autocorrelations=keep_autocorrelations,
+            freq_chans=[0],
+        )
+    except InputFileError as exc:
+        # HDF5 through pyuvdata says only "filter returned failure": name the dataset and chunk
+        failure = filter_failure_in(str(uvh5_path)) if isinstance(exc.__cause__, OSError) else None
+        if failure is None:
+            raise
+        raise failure from exc
+    items = file_geometry_items(str(uvh5_path), telescope=telescope)
     with tables.table(str(staging), readonly=False, ack=False) as tb:
-        tb.putkeywords({SOURCE_KEYWORD: str(uvh5_path), DIGEST_KEYWORD: digest})
+        tb.putkeywords(
+            {
+                SOURCE_KEYWORD: str(uvh5_path),
+                DIGEST_KEYWORD: combined_digest(items),
+                ITEMS_KEYWORD: json.dumps(items),
+            }
+        )
         log.info("%s: template of %d rows -> %s", uvh5_path, tb.nrows(), template_path)
     os.rename(staging, template_path)
     return template_path

@@ -1,8 +1,10 @@
 """Validation: the parts of a group against its template, and a joined MS against its parts.
 
-Before joining (:func:`check_parts`): every part has the template's integrations, rows,
-baselines and geometry, the same number of channels, and no two parts overlap in frequency;
-a part that differs is named by its input file (a permanent failure: retrying cannot fix it).
+Before joining (:func:`check_parts`): every part has the integrations, rows, channels and
+geometry of the rest of the group and of the template, the template's baselines, and no two parts
+overlap in frequency; a part that differs is named by its input file, with what differs (a
+permanent failure: retrying cannot fix it). The file named is the one that differs from the
+majority of the group, not the first compared (the template's source is a file like the others).
 
 After joining (:func:`validate_joined`), before anyone can see the MS:
 
@@ -22,7 +24,9 @@ After joining (:func:`validate_joined`), before anyone can see the MS:
 from __future__ import annotations
 
 import itertools
+import json
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -31,7 +35,8 @@ import numpy as np
 from dsa110ms import casa
 from dsa110ms.errors import JoinError, ValidationError
 from dsa110ms.ms.part import open_part
-from dsa110ms.ms.template import DIGEST_KEYWORD, SOURCE_KEYWORD
+from dsa110ms.ms.template import DIGEST_KEYWORD, ITEMS_KEYWORD, SOURCE_KEYWORD
+from dsa110ms.rawuvh5 import describe_geometry_difference
 
 #: Frequencies are compared to this precision (Hz); the channel grid is exact in binary.
 FREQ_TOLERANCE_HZ = 1e-3
@@ -198,38 +203,49 @@ def validate_joined(
 def check_parts(
     template: str | os.PathLike, parts: Sequence[str | os.PathLike], sources: Mapping[str, str]
 ) -> list[MsSummary]:
-    """Check every part against the group's template; returns what each part promises the
-    joined MS (as one SPW), lowest frequency first. A subband that differs (integrations, rows,
-    channels, or any header item of the geometry) is named by its input file: a permanent
-    error, retrying cannot fix it."""
+    """Check every part against the rest of the group and the group's template; returns what each
+    part promises the joined MS (as one SPW), lowest frequency first.
+
+    A subband that differs (integrations, rows, channels, or any header item of the geometry) is
+    named by its input file, with its value and the others': the file that differs from the
+    majority of the group (marked if it is the template's source), or, without a majority, every
+    file with its value; never merely the file compared first. A geometry difference names the
+    item and how it differs (:func:`dsa110ms.rawuvh5.describe_geometry_difference`). A permanent
+    error (:class:`JoinError`): retrying cannot fix it."""
     from casacore import tables
 
     template = str(template)
     with tables.table(template, ack=False) as tb:
         digest, reference = tb.getkeyword(DIGEST_KEYWORD), tb.getkeyword(SOURCE_KEYWORD)
+        template_items = (
+            json.loads(tb.getkeyword(ITEMS_KEYWORD)) if ITEMS_KEYWORD in tb.keywordnames() else {}
+        )
         times = tb.getcol("TIME")
         antennas = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
     with tables.table(f"{template}/FIELD", ack=False) as tb:
         fields = tuple(str(n) for n in tb.getcol("NAME")) if tb.nrows() else ()
-    summaries, files = [], {}
-    for p in map(open_part, parts):
-        m = p.manifest
-        files[str(p.path)] = source = sources.get(str(p.path), m["source_file"])
-        n_chan = len(summaries[0].spw_freqs[0]) if summaries else m["channels"]
-        for what, want, got in (
-            ("number of times", len(np.unique(times)), m["times"]),
-            ("number of rows", len(times), m["rows"]),
-            ("number of channels", n_chan, m["channels"]),
-            ("geometry (times, baselines, antennas or pointing)", digest, m["geometry_digest"]),
-        ):
-            if want != got:
-                raise JoinError(
-                    f"{source}: {what} {got} differs from {reference} ({want}); the group "
-                    "cannot be joined"
-                )
+    opened = [open_part(p) for p in parts]
+    files = {str(p.path): sources.get(str(p.path), p.manifest["source_file"]) for p in opened}
+    manifests = {files[str(p.path)]: p.manifest for p in opened}
+    for what, key in (
+        ("number of times", "times"),
+        ("number of rows", "rows"),
+        ("number of channels", "channels"),
+    ):
+        _check_agree(what, {f: m[key] for f, m in manifests.items()}, reference)
+    _check_geometry_agrees(manifests, reference)
+    _check_template(template, reference, times, digest, template_items, opened[0].manifest)
+    summaries = []
+    for p in opened:
         got = p.array("ANTENNA1"), p.array("ANTENNA2")
-        if any(np.any(g != a) for g, a in zip(got, antennas, strict=True)):
-            raise JoinError(f"{source}: baselines are not in the template's row order")
+        differ = np.flatnonzero((got[0] != antennas[0]) | (got[1] != antennas[1]))
+        if len(differ):
+            row = int(differ[0])
+            raise JoinError(
+                f"{files[str(p.path)]}: baselines are not in the template's row order (from "
+                f"row {row}: {got[0][row]}-{got[1][row]}, the template's "
+                f"{antennas[0][row]}-{antennas[1][row]}); the group cannot be joined"
+            )
         summaries.append(
             MsSummary(
                 str(p.path),
@@ -238,7 +254,7 @@ def check_parts(
                 fields,
                 times.min(),
                 times.max(),
-                m["times"],
+                p.manifest["times"],
             )
         )
     # SPW order: lowest frequency first, whatever the subband numbering
@@ -253,3 +269,108 @@ def check_parts(
                 " a subband is duplicated or mislabelled; the group cannot be joined"
             )
     return summaries
+
+
+CANNOT_JOIN = "the group cannot be joined"
+
+
+def _label(file: str, reference: str) -> str:
+    """A file as messages name it: the template's source says so."""
+    return f"{file} (the template's source)" if file == reference else file
+
+
+def _majority(values: Mapping[str, object]):
+    """The value more files share than any other, or None (all equal counts as a majority)."""
+    ranked = Counter(values.values()).most_common(2)
+    if len(ranked) == 1 or ranked[0][1] > ranked[1][1]:
+        return ranked[0][0]
+    return None
+
+
+def _others(n: int) -> str:
+    return "the other file of the group" if n == 1 else f"the {n} other files of the group"
+
+
+def _check_agree(what: str, values: Mapping[str, object], reference: str) -> None:
+    """Every file has the same ``what`` (a count); else a JoinError naming the files that differ
+    from the majority with their values and the majority's, or, without a majority, every value
+    with its files."""
+    if len(set(values.values())) < 2:
+        return
+    common = _majority(values)
+    if common is not None:
+        odd = [f for f, v in values.items() if v != common]
+        listing = "; ".join(f"{_label(f, reference)} has {values[f]}" for f in odd)
+        n = len(values) - len(odd)
+        raise JoinError(f"{what}: {listing}, {_others(n)} {common}; {CANNOT_JOIN}")
+    by_value = {}
+    for f, v in values.items():
+        by_value.setdefault(v, []).append(_label(f, reference))
+    listing = "; ".join(
+        f"{', '.join(fs)} {'has' if len(fs) == 1 else 'have'} {v}" for v, fs in by_value.items()
+    )
+    raise JoinError(
+        f"{what} differs between the files of the group, none in a majority: {listing}; "
+        f"{CANNOT_JOIN}"
+    )
+
+
+def _differing_items(a: Mapping, b: Mapping) -> list[str]:
+    """Names of the geometry items whose hashes differ (every item if either has none)."""
+    names = [k for k in a if a.get(k) != b.get(k)]
+    return names or sorted(set(a) | set(b))
+
+
+def _check_geometry_agrees(manifests: Mapping[str, dict], reference: str) -> None:
+    """Every file has the same geometry digest; else a JoinError naming the file that differs
+    from the majority (or, without one, two files that differ) and the items that differ, with
+    their values read again from both files."""
+    digests = {f: m["geometry_digest"] for f, m in manifests.items()}
+    if len(set(digests.values())) < 2:
+        return
+    common = _majority(digests)
+    if common is not None:
+        odd = [f for f, d in digests.items() if d != common]
+        same = next(f for f, d in digests.items() if d == common)
+        more = f" (and {len(odd) - 1} more: {', '.join(odd[1:])})" if len(odd) > 1 else ""
+        head = (
+            f"geometry: {_label(odd[0], reference)}{more} differs from "
+            f"{_others(len(digests) - len(odd))} (compared with {same})"
+        )
+    else:
+        first = reference if reference in digests else next(iter(digests))
+        odd = [first]
+        same = next(f for f, d in digests.items() if d != digests[first])
+        head = (
+            f"geometry differs between {_label(first, reference)} and {same}, none of the "
+            f"group's {len(digests)} files in a majority"
+        )
+    items = _differing_items(
+        manifests[odd[0]].get("geometry_items", {}), manifests[same].get("geometry_items", {})
+    )
+    what = describe_geometry_difference(odd[0], same, items)
+    raise JoinError(f"{head}: {what}; {CANNOT_JOIN}")
+
+
+def _check_template(
+    template: str, reference: str, times, digest: str, items: Mapping, manifest: dict
+) -> None:
+    """The template, made from one of the group's files, still agrees with the parts (which
+    agree with each other): else its source changed between the template and its part."""
+    for what, want, got in (
+        ("number of times", len(np.unique(times)), manifest["times"]),
+        ("number of rows", len(times), manifest["rows"]),
+    ):
+        if want != got:
+            raise JoinError(
+                f"{reference}: the template made from it has {what} {want}, every part of the "
+                f"group (its own included) {got}: the file changed after the template was made? "
+                f"(a rerun makes both again); {CANNOT_JOIN}"
+            )
+    if digest != manifest["geometry_digest"]:
+        names = ", ".join(_differing_items(items, manifest.get("geometry_items", {})))
+        raise JoinError(
+            f"{reference}: the template made from it differs in geometry ({names}) from every "
+            f"part of the group, its own included: the file changed after the template was made? "
+            f"(a rerun makes both again); {CANNOT_JOIN}"
+        )
