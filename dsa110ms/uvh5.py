@@ -17,6 +17,7 @@ import numpy as np
 from dsa110ms.errors import InputFileError
 from dsa110ms.geometry import MeridianFields, baseline_uvw, meridian_fields
 from dsa110ms.telescope import MS_TELESCOPE_NAME
+from dsa110ms.timetables import check_times
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ def read_subband(path: str, *, freq_chans=None, read_data=True) -> UVData:  # no
     The correlator stores UVW as float32, which pyuvdata's check rejects: the check runs after
     casting them to float64. Otherwise as pyuvdata's own default reading: autocorrelations with
     imaginary parts are made real (``fix_autos``; :func:`dsa110ms.rawuvh5.fix_autos` for parts).
+    Data beyond the bundled Earth-rotation tables are refused or warned about
+    (:func:`dsa110ms.timetables.check_times`).
     """
     import hdf5plugin  # noqa: F401 - compression filters beyond HDF5's own, as the part reader
     from pyuvdata import UVData
@@ -62,6 +65,7 @@ def read_subband(path: str, *, freq_chans=None, read_data=True) -> UVData:  # no
         raise InputFileError(
             f"{path}: cannot be read as UVH5 ({type(exc).__name__}: {exc})"
         ) from exc
+    check_times(path, uv.time_array)
     return uv
 
 

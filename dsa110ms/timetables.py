@@ -1,0 +1,304 @@
+"""Earth-rotation and leap-second tables, offline: what the bundled tables cover and what the
+workflow does with data beyond them.
+
+**Offline, in every process.** :func:`install` (run when :mod:`dsa110ms` is imported, so in the
+main Snakemake process, every job, the streaming mode and every ``python -m dsa110ms...``)
+configures astropy the moment its IERS module is imported, without importing it itself (that
+costs ~0.3 s, which part jobs, which never use astropy, do not pay):
+
+- ``iers.conf.auto_download = False``: the IERS-A table of the pinned ``astropy-iers-data``
+  (``finals2000A.all``) and its leap-second file are used, never a download or a cached copy;
+- ``iers.conf.auto_max_age = None``: no refusal of predictions by their age. astropy refuses
+  predicted UT1-UTC once the table is 30 days old, although IERS Bulletin A's predictions hold
+  for a year (below); it then tried to download and the template job failed, blaming the file;
+- ``astropy.utils.data.conf.allow_internet = False``: any other download astropy might try
+  fails at once instead of waiting on the network.
+
+CASA's side (casadata, which cannot be refreshed as often) is :mod:`dsa110ms.casa`'s measures
+overlay, whose leap-second table is written from the same leap-second file.
+
+**Policy for data beyond the tables** (:func:`check_times`, called by the template job on the
+times inside each file it reads, naming the file). The figures: DSA-110's longest baseline is
+2.7 km, the top of its band 1.53 GHz (lambda 0.196 m), so its synthesized beam is lambda / B =
+15 arcsec; 1 s of UT1 error turns the sky by 15 arcsec (73 microrad: 20 cm of UVW on 2.7 km).
+We accept an Earth-orientation error up to 1/10 of the beam, 1.5 arcsec (18 mm of UVW on the
+longest baseline, 0.09 wavelength at 1.53 GHz): the sky shifted by 1/10 of a beam, which a
+calibrator in the field takes out; beyond that, astrometry and phases suffer.
+
+- Within the IERS-A table (measured values, then about one year of predictions): converted,
+  silently. Bulletin A gives the prediction error of UT1-UTC as 0.00025 s x (days ahead)^0.75:
+  0.021 s (0.32 arcsec, 4 mm on 2.7 km, 2 % of the beam) at the table's end.
+- Beyond the leap-second file's expiry: converted, with a one-line warning. After the expiry a
+  leap second could in principle have been announced that the file does not know (UTC, so UT1,
+  off by 1 s: a whole beam). But IERS inserts a leap second only to keep |UT1-UTC| below 0.9 s,
+  and the same table's predictions keep |UT1-UTC| within :attr:`Coverage.max_predicted_dut1_s`
+  (0.26 s for the 2026-11 tables) up to their end, so no leap second can fall before then.
+- Up to :data:`GRACE_DAYS` (30) days after the IERS-A table's end: converted, with a one-line
+  warning. astropy holds UT1-UTC at its last predicted value, and polar motion at its 50-year
+  mean (up to 0.3 arcsec off). Since 2017, UT1-UTC changed by at most 1.7 ms a day over 30
+  days (the table's own measured values), so after 30 days the error is at most 0.021 + 0.051 s
+  (1.07 arcsec) + 0.3 arcsec = 1.4 arcsec: within the 1.5 arcsec we accept.
+- Later than that: refused, one line naming the file, its time, the table's end and
+  ``make refresh-tables``; the error keeps growing, unannounced.
+
+The one command that refreshes the tables is ``make refresh-tables`` (:data:`REFRESH_COMMAND`);
+``make tables`` prints what the installed tables cover (:func:`describe`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.abc
+import logging
+import re
+import sys
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from dsa110ms.errors import InputFileError
+
+log = logging.getLogger(__name__)
+
+#: What the astronomer runs to refresh astropy-iers-data and casadata (and only them).
+REFRESH_COMMAND = "make refresh-tables"
+
+#: Modified Julian Date of the Unix epoch, and of JD 0 (JD = MJD + 2400000.5).
+MJD_UNIX_EPOCH = 40587.0
+JD_MINUS_MJD = 2400000.5
+
+#: Days after the IERS-A table's end up to which data are converted with a warning (the
+#: Earth-orientation error stays within 1/10 of DSA-110's beam; module docstring).
+GRACE_DAYS = 30.0
+
+
+# --- astropy, offline -------------------------------------------------------------------------
+
+
+def configure_astropy_iers(iers) -> None:
+    """Offline settings of ``astropy.utils.iers`` (the module); see the module docstring."""
+    iers.conf.auto_download = False
+    iers.conf.auto_max_age = None
+
+
+def configure_astropy_data(data) -> None:
+    """No download by ``astropy.utils.data`` (the module): it fails at once."""
+    data.conf.allow_internet = False
+
+
+#: module name -> what to do once it is imported
+_CONFIGURE = {
+    "astropy.utils.data": configure_astropy_data,
+    "astropy.utils.iers": configure_astropy_iers,
+}
+
+
+class _ConfigureAfterExec(importlib.abc.Loader):
+    """A module's own loader, then its configuration (:data:`_CONFIGURE`)."""
+
+    def __init__(self, loader, configure):
+        self._loader = loader
+        self._configure = configure
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self._loader.exec_module(module)
+        self._configure(module)
+
+    def __getattr__(self, name):  # resource readers etc.: the real loader's
+        return getattr(self._loader, name)
+
+
+class _ConfigureOnImport(importlib.abc.MetaPathFinder):
+    """Finds the modules of :data:`_CONFIGURE` as the other finders do, and configures them
+    as soon as they are executed: before any code can use them."""
+
+    def find_spec(self, name, path, target=None):
+        if name not in _CONFIGURE:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _ConfigureAfterExec(spec.loader, _CONFIGURE[name])
+                return spec
+        return None
+
+
+def install() -> None:
+    """Configure astropy offline in this process: now for the modules already imported, on
+    import for the others. Idempotent; imports nothing of astropy."""
+    for name, configure in _CONFIGURE.items():
+        if name in sys.modules:
+            configure(sys.modules[name])
+    if not any(isinstance(f, _ConfigureOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _ConfigureOnImport())
+
+
+# --- what the tables cover --------------------------------------------------------------------
+
+
+def mjd_of(day: dt.date) -> float:
+    """Modified Julian Date of a calendar day's 0h."""
+    return float((day - dt.date(1970, 1, 1)).days + MJD_UNIX_EPOCH)
+
+
+def date_of(mjd: float) -> str:
+    """ISO date-time (UTC, seconds) of an MJD."""
+    seconds = round((mjd - MJD_UNIX_EPOCH) * 86400.0)
+    return (dt.datetime(1970, 1, 1) + dt.timedelta(seconds=seconds)).isoformat()
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What the installed ``astropy-iers-data`` covers (MJD, UTC days)."""
+
+    version: str  # astropy-iers-data's
+    iers_a_file: str
+    #: first day of predicted UT1-UTC, and the last day with a value at all
+    predicted_from_mjd: float
+    iers_a_end_mjd: float
+    #: largest |UT1-UTC| (s) the predictions reach
+    max_predicted_dut1_s: float
+    leap_second_file: str
+    leap_seconds_expire_mjd: float
+    #: (MJD from which, TAI-UTC in s), oldest first
+    leap_seconds: tuple[tuple[float, int], ...]
+
+    @property
+    def release(self) -> dt.datetime:
+        """When the tables were released (UTC), from the version ``0.YYYY.M.D.h.m.s``."""
+        return release_of(self.version)
+
+
+def release_of(version: str) -> dt.datetime:
+    """The release time (UTC) an astropy-iers-data version ``0.YYYY.M.D.h.m.s`` names."""
+    parts = [int(p) for p in version.split(".")[1:7]]
+    return dt.datetime(*parts, tzinfo=dt.UTC)
+
+
+def read_finals(path: str) -> tuple[float, float, float]:
+    """(first predicted day, last day with UT1-UTC, largest predicted |UT1-UTC| in s) of an
+    IERS ``finals2000A`` file (fixed columns: MJD bytes 8-15, UT1-UTC flag byte 58, UT1-UTC
+    bytes 59-68)."""
+    predicted_from, end, max_dut1 = None, None, 0.0
+    with open(path) as f:
+        for line in f:
+            value = line[58:68].strip()
+            if not value:
+                continue
+            mjd = float(line[7:15])
+            end = mjd
+            if line[57] == "P":
+                predicted_from = mjd if predicted_from is None else predicted_from
+                max_dut1 = max(max_dut1, abs(float(value)))
+    if end is None or predicted_from is None:
+        raise ValueError(f"{path}: no predicted UT1-UTC")
+    return predicted_from, end, max_dut1
+
+
+def read_leap_seconds(path: str) -> tuple[float, tuple[tuple[float, int], ...]]:
+    """(expiry MJD, leap seconds) of an IERS ``Leap_Second.dat`` file ("File expires on 28 June
+    2027"; rows "MJD day month year TAI-UTC")."""
+    text = Path(path).read_text()
+    found = re.search(r"File expires on\s+(\d+)\s+(\w+)\s+(\d{4})", text)
+    if found is None:
+        raise ValueError(f"{path}: no 'File expires on' line")
+    expires = mjd_of(dt.datetime.strptime(" ".join(found.groups()), "%d %B %Y").date())
+    rows = tuple(
+        (float(mjd), int(tai_utc))
+        for mjd, tai_utc in re.findall(r"^\s*(\d+\.\d*)\s+\d+\s+\d+\s+\d+\s+(\d+)", text, re.M)
+    )
+    return expires, rows
+
+
+@cache
+def coverage() -> Coverage:
+    """What the installed astropy-iers-data covers (read once per process, ~50 ms)."""
+    import importlib.metadata
+
+    import astropy_iers_data as data
+
+    predicted_from, end, max_dut1 = read_finals(data.IERS_A_FILE)
+    expires, rows = read_leap_seconds(data.IERS_LEAP_SECOND_FILE)
+    return Coverage(
+        version=importlib.metadata.version("astropy-iers-data"),
+        iers_a_file=data.IERS_A_FILE,
+        predicted_from_mjd=predicted_from,
+        iers_a_end_mjd=end,
+        max_predicted_dut1_s=max_dut1,
+        leap_second_file=data.IERS_LEAP_SECOND_FILE,
+        leap_seconds_expire_mjd=expires,
+        leap_seconds=rows,
+    )
+
+
+# --- the policy -------------------------------------------------------------------------------
+
+
+def check_times(path: str, times_jd) -> None:
+    """Refuse (:class:`InputFileError`, one line naming the file) data observed more than
+    :data:`GRACE_DAYS` after the IERS-A table's end; warn (one line) for data after the table's
+    end or the leap-second file's expiry. Policy and numbers: module docstring. ``times_jd``:
+    the file's times, JD (UTC)."""
+    import numpy as np
+
+    times = np.asarray(times_jd, dtype=float)
+    if times.size == 0:
+        return
+    last = float(times.max()) - JD_MINUS_MJD
+    tables = coverage()
+    end = date_of(tables.iers_a_end_mjd)[:10]
+    if last > tables.iers_a_end_mjd + GRACE_DAYS:
+        raise InputFileError(
+            f"{path}: observed {date_of(last)} UTC, over {GRACE_DAYS:.0f} days after the "
+            f"Earth-rotation tables end ({end}): run {REFRESH_COMMAND} and convert again "
+            f"(astropy-iers-data {tables.version}; UT1-UTC unknown, so LSTs and UVW would be wrong)"
+        )
+    if last > tables.iers_a_end_mjd:
+        beyond = f"after the bundled Earth-rotation predictions end ({end})"
+        why = f"UT1-UTC is held at its last value, within {GRACE_DAYS:.0f} days of it"
+    elif last > tables.leap_seconds_expire_mjd:
+        beyond = (
+            f"after the bundled leap-second list expires "
+            f"({date_of(tables.leap_seconds_expire_mjd)[:10]})"
+        )
+        why = (
+            f"the Earth-rotation predictions (to {end}, |UT1-UTC| <= "
+            f"{tables.max_predicted_dut1_s:.2f} s) leave no room for a leap second"
+        )
+    else:
+        return
+    log.warning(
+        "%s: observed %s UTC, %s (astropy-iers-data %s); converted, accurate enough since %s; "
+        "%s to refresh",
+        path,
+        date_of(last),
+        beyond,
+        tables.version,
+        why,
+        REFRESH_COMMAND,
+    )
+
+
+def describe() -> str:
+    """What the installed tables cover, one line each (``make tables``)."""
+    tables = coverage()
+    return "\n".join(
+        [
+            f"astropy-iers-data {tables.version} (released {tables.release:%Y-%m-%d})",
+            f"  IERS-A {tables.iers_a_file}: UT1-UTC measured to "
+            f"{date_of(tables.predicted_from_mjd - 1)[:10]}, predicted to "
+            f"{date_of(tables.iers_a_end_mjd)[:10]} (|UT1-UTC| <= "
+            f"{tables.max_predicted_dut1_s:.2f} s); data after that get a warning, data more "
+            f"than {GRACE_DAYS:.0f} days after that are refused",
+            f"  leap seconds {tables.leap_second_file}: TAI-UTC = {tables.leap_seconds[-1][1]} s "
+            f"since {date_of(tables.leap_seconds[-1][0])[:10]}, expires "
+            f"{date_of(tables.leap_seconds_expire_mjd)[:10]}; data after that get a warning",
+            f"refresh: {REFRESH_COMMAND}",
+        ]
+    )

@@ -1,0 +1,181 @@
+"""Time tables offline (dsa110ms.timetables): no process ever tries a download, data are
+converted for any date the bundled tables cover, and refused in one line beyond them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dsa110ms import timetables
+from dsa110ms.errors import InputFileError
+from dsa110ms.groups import discover
+
+from .conftest import run_snakemake
+from .test_robustness import small_config, small_groups
+
+#: A sitecustomize for every Python process of a run (PYTHONPATH): any attempt to reach the
+#: network raises NetworkForbidden, a BaseException that no ``except Exception`` (astropy's
+#: download fallbacks) swallows, after writing the attempt to $NETWORK_ATTEMPTS.
+SITECUSTOMIZE = textwrap.dedent(
+    """
+    import os, socket, traceback
+
+    class NetworkForbidden(BaseException):
+        pass
+
+    def _forbid(what):
+        with open(os.environ["NETWORK_ATTEMPTS"], "a") as f:
+            f.write(f"{os.getpid()} {what}\\n{''.join(traceback.format_stack(limit=8))}\\n")
+        raise NetworkForbidden(f"network use in a test that forbids it: {what}")
+
+    _connect, _getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            _forbid(f"connect {address}")
+        return _connect(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in (None, "localhost", "127.0.0.1", "::1"):
+            _forbid(f"getaddrinfo {host}")
+        return _getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect = connect
+    socket.getaddrinfo = getaddrinfo
+    """
+)
+
+
+@pytest.fixture
+def offline_env(tmp_path) -> dict:
+    """Environment whose Python processes fail loudly on any network use."""
+    site = tmp_path / "offline-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    attempts = tmp_path / "network-attempts.txt"
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "NETWORK_ATTEMPTS": str(attempts)}
+
+
+def python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_importing_the_package_configures_astropy_offline_without_importing_it():
+    """Whichever is imported first, astropy's IERS module is configured offline; importing
+    the package (as a part job does) imports no astropy."""
+    after = python(
+        """
+        import sys, json
+        import dsa110ms
+        assert not [m for m in sys.modules if m.startswith("astropy")]
+        from astropy.utils import iers, data
+        print(json.dumps([iers.conf.auto_download, iers.conf.auto_max_age,
+                          data.conf.allow_internet]))
+        """
+    )
+    before = python(
+        """
+        import json
+        from astropy.utils import iers, data
+        import dsa110ms.run.partjob
+        print(json.dumps([iers.conf.auto_download, iers.conf.auto_max_age,
+                          data.conf.allow_internet]))
+        """
+    )
+    for proc in (after, before):
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == [False, None, False]
+
+
+def test_coverage_is_what_astropy_reads_from_the_bundled_tables():
+    from astropy.utils.iers import IERS_Auto, LeapSeconds
+
+    tables = timetables.coverage()
+    iers_a = IERS_Auto.open()
+    assert tables.predicted_from_mjd == iers_a.meta["predictive_mjd"]
+    assert tables.iers_a_end_mjd == iers_a["MJD"][-1].value
+    leap = LeapSeconds.auto_open()
+    assert timetables.mjd_of(leap.expires.datetime.date()) == tables.leap_seconds_expire_mjd
+    assert tables.leap_seconds[-1] == (leap["mjd"][-1], leap["tai_utc"][-1])
+    assert "make refresh-tables" in timetables.describe()
+
+
+def jd(mjd: float) -> float:
+    return mjd + timetables.JD_MINUS_MJD
+
+
+def test_policy_silent_within_warning_beyond_predictions_refusal_beyond_the_grace(caplog):
+    tables = timetables.coverage()
+    caplog.set_level(logging.WARNING, logger="dsa110ms.timetables")
+    timetables.check_times("within.hdf5", [jd(tables.leap_seconds_expire_mjd - 1)])
+    assert caplog.records == []
+    for mjd in (
+        tables.leap_seconds_expire_mjd + 1,
+        tables.iers_a_end_mjd + 1,
+        tables.iers_a_end_mjd + timetables.GRACE_DAYS - 0.1,
+    ):
+        caplog.clear()
+        timetables.check_times("late.hdf5", [jd(mjd - 0.01), jd(mjd)])
+        (record,) = caplog.records
+        assert record.getMessage().startswith("late.hdf5: observed ")
+        assert "make refresh-tables" in record.getMessage()
+    with pytest.raises(InputFileError) as refused:
+        timetables.check_times("beyond.hdf5", [jd(tables.iers_a_end_mjd + 31)])
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith("beyond.hdf5: observed ")
+    assert timetables.date_of(tables.iers_a_end_mjd)[:10] in message
+    assert "make refresh-tables" in message
+
+
+def test_groups_of_now_and_a_year_ahead_convert_offline_and_later_ones_are_refused(
+    tmp_path, scratch_root, offline_env
+):
+    """A real run, every process unable to reach the network: a group observed now and one a
+    year after the tables' release convert (the latter with the warning); one beyond the grace
+    is refused in one line naming its file."""
+    tables = timetables.coverage()
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0) - dt.timedelta(minutes=10)
+    year_ahead = tables.release.replace(tzinfo=None) + dt.timedelta(days=365)
+    beyond = dt.datetime.fromisoformat(
+        timetables.date_of(tables.iers_a_end_mjd + timetables.GRACE_DAYS + 5)
+    )
+    d = tmp_path / "in"
+    for start in (now, year_ahead, beyond):
+        small_groups(d, 1, start=start.isoformat(), n_integrations=2, n_antennas=4)
+    ids = sorted(g.id for g in discover(d, incomplete_groups="convert"))
+    assert len(ids) == 3
+    out = tmp_path / "out"
+    proc = run_snakemake(
+        tmp_path,
+        "--cores",
+        "2",
+        config=small_config(d, out, scratch_root),
+        check=False,
+        prefix=["env", *(f"{k}={v}" for k, v in offline_env.items())],
+    )
+    attempts = Path(offline_env["NETWORK_ATTEMPTS"])
+    assert not attempts.exists(), attempts.read_text()
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    now_id, ahead_id, beyond_id = ids
+    assert (out / f"{now_id}.ms").is_dir() and (out / f"{ahead_id}.ms").is_dir()
+    assert not (out / f"{beyond_id}.ms").exists()
+    assert "warning" not in (tmp_path / "logs" / now_id / "template.log").read_text().lower()
+    ahead_log = (tmp_path / "logs" / ahead_id / "template.log").read_text()
+    assert "converted, accurate enough since" in ahead_log and "make refresh-tables" in ahead_log
+    (row,) = [x for x in proc.stdout.splitlines() if x.strip().startswith(beyond_id)]
+    template_source = discover(d, incomplete_groups="convert").groups[beyond_id].files[0]
+    assert "FAILED" in row and template_source in row and "make refresh-tables" in row, row
