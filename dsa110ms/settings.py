@@ -30,6 +30,7 @@ class Settings:
     groups: list[str] | None
     incomplete_groups: str
     duplicate_subbands: str
+    changed_inputs: str
     telescope: str
     generic_phasing: str
     spw_layout: str

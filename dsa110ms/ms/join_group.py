@@ -23,7 +23,7 @@ from pathlib import Path
 from dsa110ms import faults
 from dsa110ms.errors import JoinError, TransientJoinError, ValidationError
 from dsa110ms.ms.join import assemble, concat_reference
-from dsa110ms.ms.publish import OutputArea, damage, ms_options, publish
+from dsa110ms.ms.publish import OutputArea, input_identities, is_current, ms_options, publish
 from dsa110ms.ms.validate import MsSummary, check_parts, validate_joined
 from dsa110ms.observe.metrics import du_bytes
 from dsa110ms.owned import remove_owned
@@ -212,9 +212,11 @@ def join_group(
         remove_owned(marker, group_scratch.parent)
     elif marker.exists():
         raise JoinError(f"{marker.read_text().strip()} (permanent: attempt {attempt} not tried)")
+    # the input files' identities (name, size, mtime), for the MS's stamp: taken before any wait
+    inputs = input_identities(sources.values()) if sources else None
     with output.group_lock(group):
         final = output.final_ms(group)
-        if os.path.lexists(final) and damage(final, group) is None:
+        if is_current(final, group, inputs):
             log.info("group %s: %s is published and intact; kept, nothing joined", group, final)
             output.write_published_stamp(group)
             return None, False
@@ -235,7 +237,7 @@ def join_group(
                 sources=dict(sources or {}),
                 attempt=attempt,
             )
-            published = publish(output, staging, group, summary, options.made_with)
+            published = publish(output, staging, group, summary, options.made_with, inputs)
         except (ChildDied, OSError) as exc:  # casacore's abort on a write error, publishing
             written = du_bytes(staging) if staging.exists() else 0
             if full := out_of_space(output.output_dir, need, written):
@@ -273,6 +275,10 @@ def kill_child() -> None:
 
 
 def _child_main(conn, func, args, kwargs) -> None:
+    # a stop signal kills the child at once, wherever it is (in casacore's C++ too); the parent
+    # sees it, kills it if it lives on, waits for it, then removes the staging MS
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
     try:
         result = ("ok", func(*args, **kwargs), None)
     except BaseException as exc:  # noqa: BLE001 - sent to the parent, which raises it
@@ -302,6 +308,10 @@ def in_child_process(func, *args, **kwargs):
             code = _child.exitcode
             how = f"killed by {signal.Signals(-code).name}" if code and code < 0 else f"exit {code}"
             raise ChildDied(f"the join process died ({how})") from None
+        except BaseException:  # this job is stopping (a stop signal): the child must not outlive it
+            kill_child()
+            _child.join()
+            raise
         _child.join()
     finally:
         receive.close()

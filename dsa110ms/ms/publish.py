@@ -8,24 +8,35 @@ for a cheap integrity check) and renamed, in one ``rename(2)``, from its staging
 at a final path (a partial copy, another tool's output, a published MS that lost a table) is set
 aside as ``<group>.ms.invalid-<time>`` and converted again. Nothing at a final path is ever
 deleted.
+
+Changed inputs: the stamp records the identity (name, size, modification time) of every input
+file the MS was made from. A group whose files differ now (a subband re-sent, arrived late, or
+gone) has *changed inputs* (:func:`input_changes`): by default its MS is kept, the group is not
+converted, and every run says so (:meth:`OutputArea.check_stamps`); with ``changed_inputs:
+reconvert`` the group is converted again and the new MS takes the old one's place in one step
+(:func:`replace_published`), the old one set aside as ``<group>.ms.replaced-<time>``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fcntl
 import json
 import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dsa110ms.errors import OutputError
 from dsa110ms.files import write_text_atomically
+from dsa110ms.groups import FILE_PATTERN
+from dsa110ms.manifest import Group
 from dsa110ms.ms.validate import MsSummary
 from dsa110ms.owned import make_owned_dir, open_own_file, remove_owned
 from dsa110ms.settings import Settings
@@ -53,6 +64,35 @@ def ms_options(settings: Settings) -> dict:
     if settings.telescope == "generic":  # it changes nothing in DSA-110 mode
         options["generic_phasing"] = settings.generic_phasing
     return options
+
+
+#: The config key, and the value of it, that converts a group with changed inputs again.
+RECONVERT_SETTING = "changed_inputs: reconvert"
+
+
+def changed_note(changed: ChangedInputs, *, reconvert: bool) -> str:
+    """The one line that says a group's inputs changed since its MS was published, and what
+    this run does about it."""
+    head = f"group {changed.group}: input files changed since {changed.ms} was published "
+    head += f"({changed.published_utc}): {changed.what}"
+    if reconvert:
+        return f"{head}; converting it again ({RECONVERT_SETTING}: the old MS is set aside)"
+    return (
+        f"{head}; MS kept, not converted again - set {RECONVERT_SETTING} to convert it again "
+        "(the old MS is set aside, never deleted), or restore the files"
+    )
+
+
+@dataclass
+class StampCheck:
+    """What :meth:`OutputArea.check_stamps` found."""
+
+    #: one warning line each
+    notes: list[str] = field(default_factory=list)
+    #: group -> its published MS's changed inputs
+    changed: dict[str, ChangedInputs] = field(default_factory=dict)
+    #: groups whose MS's stamp predates the record of inputs (changes cannot be detected)
+    unrecorded: list[str] = field(default_factory=list)
 
 
 #: How long a join waits for another run holding the group's lock (s) before failing.
@@ -139,33 +179,63 @@ class OutputArea:
                     removed.append(path)
         return removed
 
-    def check_stamps(self, groups, options: Mapping) -> list[str]:
+    def check_stamps(
+        self, groups: Iterable[Group], options: Mapping, *, reconvert_changed: bool = False
+    ) -> StampCheck:
         """Make every group's published stamp tell the truth about its MS (run by the main
         process when the Snakefile is read, before Snakemake looks at outputs): written for an
         intact published MS that has none (e.g. a run killed between publishing and writing it),
         removed where the MS is gone, damaged or not ours, so that the group is converted again.
-        Returns one line per group whose stamp was removed, with the reason, and per intact MS
-        made with other ``options`` (:func:`ms_options`) than this run's: it is kept."""
-        notes = []
+
+        An intact MS whose group's files differ from those it was made from (:func:`input_changes`)
+        is kept; its group is converted again only if ``reconvert_changed`` (its stamp removed:
+        the join replaces the MS, :func:`publish`). Returns (:class:`StampCheck`) one line per
+        group whose stamp was removed, with the reason, per intact MS made with other ``options``
+        (:func:`ms_options`) than this run's (kept), and per MS with changed inputs; those
+        groups; and the MSs whose stamp does not record their inputs."""
+        check = StampCheck()
         for group in groups:
-            final, stamp = self.final_ms(group), self.stamp(group)
-            problem = damage(final, group) if os.path.lexists(final) else "missing"
+            gid = group.id
+            final, stamp = self.final_ms(gid), self.stamp(gid)
+            problem = damage(final, gid) if os.path.lexists(final) else "missing"
             if problem is None:
-                made_with = json.loads((final / STAMP_NAME).read_text()).get("options", options)
-                if made_with != dict(options):
-                    differ = sorted(k for k in options if made_with.get(k) != options[k])
-                    notes.append(
-                        f"{final}: made with other options ({', '.join(differ)}); kept - move it "
-                        "away to convert the group again with this run's"
-                    )
-                if not stamp.exists():
-                    self.write_published_stamp(group)
+                changed = self._check_intact(group, options, check)
+                if changed is not None:
+                    check.notes.append(changed_note(changed, reconvert=reconvert_changed))
+                if changed is not None and reconvert_changed:
+                    self.remove(stamp)
+                elif not stamp.exists():
+                    self.write_published_stamp(gid)
             elif os.path.lexists(stamp):
                 self.remove(stamp)
-                notes.append(f"{final}: {problem}; group {group} will be converted again")
+                check.notes.append(f"{final}: {problem}; group {gid} will be converted again")
             elif problem != "missing":
-                notes.append(f"{final}: {problem}; group {group} will be converted again")
-        return notes
+                check.notes.append(f"{final}: {problem}; group {gid} will be converted again")
+        return check
+
+    def _check_intact(
+        self, group: Group, options: Mapping, check: StampCheck
+    ) -> ChangedInputs | None:
+        """For :meth:`check_stamps`, a group with an intact published MS: a note if the MS was
+        made with other ``options``; its changed inputs, if any (also in ``check.changed``)."""
+        final = self.final_ms(group.id)
+        made = stamp_of(final)
+        made_with = made.get("options", options)
+        if made_with != dict(options):
+            differ = sorted(k for k in options if made_with.get(k) != options[k])
+            check.notes.append(
+                f"{final}: made with other options ({', '.join(differ)}); kept - move it "
+                "away to convert the group again with this run's"
+            )
+        if "inputs" not in made:
+            check.unrecorded.append(group.id)
+            return None
+        changes = input_changes(made["inputs"], input_identities(group.files.values()))
+        if not changes:
+            return None
+        changed = ChangedInputs(group.id, final, made.get("validated_utc", "?"), tuple(changes))
+        check.changed[group.id] = changed
+        return changed
 
     @contextmanager
     def group_lock(self, group: str, timeout_s: float = GROUP_LOCK_TIMEOUT_S):
@@ -251,9 +321,115 @@ def damage(ms: str | os.PathLike, group: str) -> str | None:
     return None
 
 
-def write_stamp(ms: Path, group: str, summary: MsSummary, options: Mapping) -> None:
+def input_identity(path: str | os.PathLike) -> dict:
+    """What says that an input file is the one an MS was made from: its name, size (bytes) and
+    modification time (ns since the Unix epoch). A file written again, or re-sent by a copy
+    that does not keep its time, has another mtime; one re-sent keeping its time (``rsync -t``)
+    is still caught if its size differs. Not the inode or ctime: they change when the files are
+    only moved or restored (another disk, a backup), and ctime with every ``chmod``."""
+    st = os.stat(path)
+    return {"file": os.path.basename(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def input_key(path: str | os.PathLike) -> str:
+    """A file's key in the recorded inputs: ``sbNN`` from its name (so that a subband whose
+    file was replaced by one of another name is one change), else the name itself."""
+    name = os.path.basename(path)
+    m = FILE_PATTERN.match(name)
+    return f"sb{m['subband']}" if m else name
+
+
+def input_identities(paths: Iterable[str | os.PathLike]) -> dict[str, dict]:
+    """:func:`input_identity` of each file that exists, by :func:`input_key` (a file that
+    vanished is left out: it then reads as gone)."""
+    identities = {}
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            identities[input_key(path)] = input_identity(path)
+    return identities
+
+
+def stamp_of(ms: str | os.PathLike) -> dict:
+    """The stamp inside a published MS."""
+    return json.loads((Path(ms) / STAMP_NAME).read_text())
+
+
+def utc_ns(ns: int) -> str:
+    """Nanoseconds since the Unix epoch as ``YYYY-MM-DD HH:MM:SS UTC``."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ns / 1e9))
+
+
+def input_changes(recorded: Mapping[str, dict], current: Mapping[str, dict]) -> list[str]:
+    """How the files a group has now (``current``) differ from those its MS was made from
+    (``recorded``), both :func:`input_identities`: one phrase per subband that arrived, is
+    gone, or changed (another file, size or modification time); empty if none did."""
+    changes = []
+    for key in sorted(set(recorded) | set(current)):
+        was, now = recorded.get(key), current.get(key)
+        if was == now:
+            continue
+        if was is None:
+            changes.append(f"{key} {now['file']} arrived after publication")
+        elif now is None:
+            changes.append(f"{key} {was['file']} is gone")
+        elif was["file"] != now["file"]:
+            changes.append(f"{key} is now {now['file']} (was {was['file']})")
+        elif was["size"] != now["size"]:
+            changes.append(
+                f"{key} {now['file']} changed: {was['size']} -> {now['size']} bytes, "
+                f"modified {utc_ns(now['mtime_ns'])}"
+            )
+        else:
+            changes.append(f"{key} {now['file']} rewritten: modified {utc_ns(now['mtime_ns'])}")
+    return changes
+
+
+@dataclass(frozen=True)
+class ChangedInputs:
+    """A published MS whose group's input files differ from those it was made from."""
+
+    group: str
+    ms: Path
+    #: when the MS was validated and published (UTC, from its stamp)
+    published_utc: str
+    #: :func:`input_changes`
+    changes: tuple[str, ...]
+
+    @property
+    def what(self) -> str:
+        """The changes in one line."""
+        return "; ".join(self.changes)
+
+    @property
+    def kept_reason(self) -> str:
+        """The run summary's reason for the MS kept as it is (``changed_inputs: report``)."""
+        return (
+            f"inputs changed since published {self.published_utc}: {self.what}; MS kept, not "
+            f"converted again ({RECONVERT_SETTING} converts it, setting the old MS aside)"
+        )
+
+    def reconverted_reason(self) -> str:
+        """The run summary's reason for the group converted again: where the previous MS was
+        set aside, as the new MS's stamp records it."""
+        replaced = stamp_of(self.ms).get("replaced") or {}
+        return (
+            f"inputs changed since {replaced.get('published_utc', self.published_utc)}: "
+            f"{self.what}; previous MS set aside at {replaced.get('ms', '?')}"
+        )
+
+
+def write_stamp(
+    ms: Path,
+    group: str,
+    summary: MsSummary,
+    options: Mapping,
+    inputs: Mapping[str, dict] | None = None,
+    replaced: Mapping | None = None,
+) -> None:
     """The stamp inside a validated MS: its group, what was validated, the options it was made
-    with, and every table and column file with its size (:func:`damage`)."""
+    with, every table and column file with its size (:func:`damage`), the input files it was
+    made from (:func:`input_identities`) and, if it replaced a published MS whose inputs had
+    changed, where that one was set aside and why."""
     stamp = {
         "group": group,
         "options": dict(options),
@@ -265,35 +441,115 @@ def write_stamp(ms: Path, group: str, summary: MsSummary, options: Mapping) -> N
         "validated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "files": _table_files(ms),
     }
+    if inputs is not None:
+        stamp["inputs"] = dict(inputs)
+    if replaced is not None:
+        stamp["replaced"] = dict(replaced)
     (ms / STAMP_NAME).write_text(json.dumps(stamp, indent=1))
 
 
-def set_aside(final: Path, why: str) -> Path:
+def aside_path(final: Path, label: str) -> Path:
+    """Where an MS at ``final`` is set aside: ``<group>.ms.<label>-<local time>``."""
+    return final.with_name(f"{final.name}.{label}-{time.strftime('%Y%m%dT%H%M%S')}")
+
+
+def set_aside(final: Path, why: str, aside: Path | None = None) -> Path:
     """Rename an untrusted MS at a final path out of the way (kept for inspection, never
     removed: it may be someone's work)."""
-    aside = final.with_name(f"{final.name}.invalid-{time.strftime('%Y%m%dT%H%M%S')}")
+    aside = aside or aside_path(final, "invalid")
     os.rename(final, aside)
     log.warning("%s: %s; moved to %s", final, why, aside)
     return aside
 
 
+#: renameat2(2)
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two paths of one file system in one step (``renameat2(RENAME_EXCHANGE)``, Linux
+    3.15+: ext4, XFS, Btrfs, tmpfs). OSError ``EINVAL``/``ENOSYS`` where it is not supported
+    (e.g. NFS)."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:  # a C library older than glibc 2.28
+        raise OSError(errno.ENOSYS, "renameat2 is not in this C library", str(a))
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE):
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def replace_published(staging: Path, final: Path, aside: Path) -> None:
+    """Put the validated MS at ``staging`` in the place of the published MS at ``final``, which
+    goes to ``aside`` (same directory): the new MS is first renamed to ``aside``, beside the old
+    one, then the two are swapped in one step (:func:`exchange`), so the final path always holds
+    a complete MS, and if the process dies in between, both MSs are still there. Where the file
+    system cannot swap, the old MS is renamed aside and the new one into place (two renames:
+    for an instant the final path holds nothing)."""
+    os.rename(staging, aside)
+    try:
+        exchange(aside, final)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            os.rename(aside, staging)  # as it was: the caller removes its staging
+            raise
+        log.info("%s: cannot swap in one step (%s); two renames", final, exc.strerror)
+        os.rename(aside, staging)
+        os.rename(final, aside)
+        os.rename(staging, final)
+
+
+def is_current(final: Path, group: str, inputs: Mapping[str, dict] | None) -> bool:
+    """An intact published MS of ``group`` is at ``final`` and was made from ``inputs`` (or one
+    of them is unknown: a stamp older than the record of inputs, or a caller that has none).
+    Otherwise a join of the group replaces what is there: an MS that is damaged or not ours is
+    set aside as invalid, one made from other inputs is replaced (:func:`publish`). The main
+    process asks for a join of a group whose inputs changed only under ``changed_inputs:
+    reconvert`` (:meth:`OutputArea.check_stamps`)."""
+    if not os.path.lexists(final) or damage(final, group) is not None:
+        return False
+    recorded = stamp_of(final).get("inputs")
+    return recorded is None or inputs is None or not input_changes(recorded, inputs)
+
+
 def publish(
-    area: OutputArea, staging: Path, group: str, summary: MsSummary, options: Mapping
+    area: OutputArea,
+    staging: Path,
+    group: str,
+    summary: MsSummary,
+    options: Mapping,
+    inputs: Mapping[str, dict] | None = None,
 ) -> bool:
     """Make a validated MS visible at its final path in one rename and write its published
-    stamp; the caller holds the group's lock. Returns False if an intact published MS is there
-    already (kept; ours is dropped by the caller). An MS at the final path that this workflow did
-    not publish, or that is damaged, is set aside first: the final path holds nothing or a
-    complete validated MS at every instant."""
+    stamp; the caller holds the group's lock. ``inputs``: the input files it was made from
+    (:func:`input_identities`), recorded in its stamp. Returns False if an intact published MS
+    made from the same inputs is there already (kept; ours is dropped by the caller). An MS at
+    the final path that this workflow did not publish, or that is damaged, is set aside first;
+    one made from other inputs is replaced in one step and set aside
+    (:func:`replace_published`): the final path holds nothing or a complete validated MS at
+    every instant."""
     final = area.final_ms(group)
-    if os.path.lexists(final):
-        problem = damage(final, group)
-        if problem is None:
-            log.info("%s: already published and intact; kept", final)
-            return False
+    if is_current(final, group, inputs):
+        log.info("%s: already published and intact; kept", final)
+        return False
+    if os.path.lexists(final) and (problem := damage(final, group)) is not None:
         set_aside(final, problem)
-    write_stamp(staging, group, summary, options)
-    os.rename(staging, final)
+    if os.path.lexists(final):  # intact, made from other inputs
+        old = stamp_of(final)
+        aside = aside_path(final, "replaced")
+        changes = input_changes(old["inputs"], inputs)
+        replaced = {"ms": str(aside), "published_utc": old.get("validated_utc"), "changes": changes}
+        write_stamp(staging, group, summary, options, inputs, replaced)
+        replace_published(staging, final, aside)
+        log.warning(
+            "%s: replaced (inputs changed since %s: %s); the previous MS is set aside at %s",
+            final,
+            replaced["published_utc"],
+            "; ".join(changes),
+            aside,
+        )
+    else:
+        write_stamp(staging, group, summary, options, inputs)
+        os.rename(staging, final)
     area.write_published_stamp(group)
     log.info("published %s", final)
     return True

@@ -150,11 +150,21 @@ def du_bytes(path: str | os.PathLike) -> int:
 
 
 def summarize_run(
-    events: list[dict], *, started: float, success: bool, failed_groups: list[str]
+    events: list[dict],
+    *,
+    started: float,
+    success: bool,
+    failed_groups: list[str],
+    changed_inputs: Mapping | None = None,
 ) -> dict:
     """The run's record: groups converted/failed, join attempts and retries by error class,
-    cleanup retries and failures, bytes written, durations (seconds)."""
+    cleanup retries and failures, bytes written, durations (seconds), and the published MSs
+    whose input files changed since and still do at the end of the run (``changed_inputs``:
+    group -> :class:`dsa110ms.ms.publish.ChangedInputs` found at the start; those the run
+    published again are no longer counted)."""
     joins = [e for e in events if e["kind"] == "join"]
+    published = {e["group"] for e in joins if e["outcome"] == "published"}
+    changed = {g: c.what for g, c in (changed_inputs or {}).items() if g not in published}
     parts = [e for e in events if e["kind"] == "part"]
     templates = [e for e in events if e["kind"] == "template"]
     cleanups = [e for e in events if e["kind"] == "cleanup"]
@@ -169,6 +179,8 @@ def summarize_run(
         "groups_converted": sum(e["outcome"] == "published" for e in joins),
         "groups_failed": len(failed_groups),
         "failed_groups": failed_groups,
+        "groups_changed_inputs": len(changed),
+        "changed_inputs": changed,
         "parts_written": sum(e["ok"] for e in parts),
         "parts_failed": sum(not e["ok"] for e in parts),
         "join_attempts": len(joins),
@@ -213,6 +225,9 @@ def prometheus_text(summary: dict) -> str:
     gauges = {
         "groups_converted": "Groups published by the last run",
         "groups_failed": "Groups of the last run without a published MS",
+        "groups_changed_inputs": (
+            "Published MSs whose input files changed since, not converted again (last run)"
+        ),
         "parts_written": "MS parts written by the last run",
         "parts_failed": "Part jobs that failed in the last run",
         "join_attempts": "Join (concat) attempts in the last run",

@@ -5,9 +5,11 @@ stale sweep, the published stamps, verified cleanup, the end-of-run summary, met
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +23,7 @@ from dsa110ms.ms.publish import ms_options
 from dsa110ms.observe import metrics, progress
 from dsa110ms.observe.report import check_report_dir
 from dsa110ms.owned import remove_owned
-from dsa110ms.run import scratch
+from dsa110ms.run import internals, scratch
 
 if TYPE_CHECKING:
     from dsa110ms.run.workflow import Run
@@ -35,6 +37,11 @@ _owner: scratch.OwnerLock | None = None
 _started: float = 0.0
 
 
+#: How far this main process got: "read" (Snakefile read), "started" (onstart done),
+#: "finished" (onsuccess/onerror done). :func:`finish_at_exit` completes what did not run.
+_phase: str = "read"
+
+
 def prepare_main_process(run: Run) -> None:
     """At Snakefile evaluation in the main process, before Snakemake looks at any file.
 
@@ -43,6 +50,9 @@ def prepare_main_process(run: Run) -> None:
     stamp (the rules' declared output) tell the truth about its MS
     (:meth:`dsa110ms.ms.publish.OutputArea.check_stamps`): a group whose MS is gone, damaged or not
     ours is converted again; its MS is set aside, never removed, by the job that replaces it.
+    A group whose input files changed since its MS was published is named in one warning line
+    (every run, until the files are restored or the group reconverted) and, unless
+    ``changed_inputs: reconvert``, kept out of the targets (:meth:`Run.all_published`).
     Snakemake's own locks are not used (``nolock`` in the workflow profile): the owner lock
     keeps two runs of one working directory apart, and dies with its process.
     """
@@ -57,15 +67,26 @@ def prepare_main_process(run: Run) -> None:
     if _owner is None and layout.lock_path.exists():
         _owner = scratch.OwnerLock.try_acquire(layout.lock_path, create=False)
     if run.manifest is not None and os.path.isdir(run.settings.output_dir):
-        options = ms_options(run.settings)
-        for note in run.output.check_stamps((g.id for g in run.manifest), options):
+        run.stamps = run.output.check_stamps(
+            run.manifest,
+            ms_options(run.settings),
+            reconvert_changed=run.settings.changed_inputs == "reconvert",
+        )
+        for note in run.stamps.notes:
             log.warning("%s", note)
+        if unrecorded := run.stamps.unrecorded:
+            log.info(
+                "%d published MSs (e.g. group %s) predate the record of their input files: a "
+                "file changed since cannot be detected for them",
+                len(unrecorded),
+                unrecorded[0],
+            )
 
 
 def on_start(run: Run) -> None:
     """Own this run's scratch (create + lock), then remove scratch of runs that are dead and
     staging MSs left by joins that died. Errors end the run with one line."""
-    global _owner, _started
+    global _owner, _started, _phase
     with one_line_errors():
         _started = time.time()
         layout = run.layout
@@ -77,6 +98,13 @@ def on_start(run: Run) -> None:
             _owner = scratch.acquire_instance(layout)
         else:
             _owner.describe_owner()
+            if left := scratch.left_by_earlier_run(layout):
+                log.info(
+                    "scratch %s holds %d entries left by an earlier run that ended without "
+                    "cleaning up: reused where Snakemake can, removed at the end of this run",
+                    layout.instance_dir,
+                    len(left),
+                )
         try:
             report = scratch.sweep_stale(layout.root, keep=layout.instance)
             for path in run.output.remove_stale_staging():
@@ -91,6 +119,7 @@ def on_start(run: Run) -> None:
             len(report.removed),
             len(report.live),
         )
+        _phase = "started"
 
 
 def check_writable(directory: Path) -> None:
@@ -104,13 +133,15 @@ def check_writable(directory: Path) -> None:
 
 
 def on_finish(run: Run, *, success: bool) -> None:
-    """Remove this run's whole scratch and verify it is gone; record metrics; alert if needed.
-    Raises (making the run fail) if scratch could not be removed."""
-    global _owner
+    """Remove this run's whole scratch and its staging MSs and verify they are gone; record
+    metrics; alert if needed. Raises (making the run fail) if they could not be removed."""
+    global _owner, _phase
+    _phase = "finishing"
     layout = run.layout
-    cleanup_error = None
+    cleanup_error, staging = None, []
     try:
         remove_owned(layout.instance_dir, layout.root)
+        staging = remove_own_staging(run)
     except ScratchError as exc:
         cleanup_error = exc
         left = scratch.remaining_entries(layout.instance_dir)
@@ -128,6 +159,7 @@ def on_finish(run: Run, *, success: bool) -> None:
         started=_started,
         success=success and cleanup_error is None,
         failed_groups=failed,
+        changed_inputs=run.stamps.changed if run.stamps else None,
     )
     metrics.write_run(run.settings.metrics_dir, summary)
     print(progress.summary_table(summary_rows(run, events)), file=sys.stderr, flush=True)
@@ -135,7 +167,7 @@ def on_finish(run: Run, *, success: bool) -> None:
         write_report_after_failure(run, events)
     log.info(
         "run %s: %d groups converted, %d failed, %d join retries, %d cleanup failures; "
-        "scratch %s %s",
+        "scratch %s %s%s",
         "succeeded" if summary["success"] else "failed",
         summary["groups_converted"],
         summary["groups_failed"],
@@ -143,11 +175,110 @@ def on_finish(run: Run, *, success: bool) -> None:
         summary["cleanup_failures"],
         layout.instance_dir,
         "removed and verified gone" if cleanup_error is None else "NOT removed",
+        "" if cleanup_error else f"; {staging_note(staging)}",
     )
+    _phase = "finished"
     if summary["groups_failed"] or summary["cleanup_failures"]:
         alert(run.settings.alert_command, summary)
     if cleanup_error is not None:
         raise cleanup_error
+
+
+def remove_own_staging(run: Run) -> list[Path]:
+    """Remove every staging MS of this run's instance (``<instance>.<group>`` in the output's
+    staging directory), verified (:func:`dsa110ms.owned.remove_owned`): at the end of a run no
+    join of it is running, and a join stopped by a signal removes its own; this checks it. The
+    staging directories that were still there."""
+    staging = run.output.state_dir / "staging"
+    if not staging.is_dir():
+        return []
+    prefix = f"{run.layout.instance}."
+    left = [p for p in sorted(staging.iterdir()) if p.name.startswith(prefix)]
+    for path in left:
+        run.output.remove(path)
+        log.warning("removed staging MS left by a join of this run: %s", path)
+    return left
+
+
+def staging_note(removed: list[Path]) -> str:
+    if not removed:
+        return "no staging MS of this run left"
+    return f"{len(removed)} staging MS(s) of this run removed and verified gone"
+
+
+def handle_stops(run: Run, snakemake_workflow) -> None:
+    """In the main Snakemake process, when the Snakefile is read: every way the run can end
+    cleans up.
+
+    - Ctrl-C: the first interrupts Snakemake as usual (it stops the jobs, then onerror cleans
+      up and prints the summary); a second one (or ``timeout``, which sends SIGINT to the
+      process and then to its group) only says that the run is stopping, instead of breaking
+      Snakemake's cleanup with a second KeyboardInterrupt (its "event loop is already running"
+      tracebacks, no summary, scratch left).
+    - SIGHUP (the terminal closed) stops the run as SIGTERM does: Snakemake waits for the
+      running jobs (which stop themselves, :mod:`dsa110ms.run.joblog`), then onerror runs.
+    - At exit, :func:`finish_at_exit` does what onsuccess/onerror did not do (Snakemake skips
+      them when its scheduler raises, e.g. WorkflowError for an input that vanished mid-run,
+      and every hook when nothing is to be done).
+    """
+    signal.signal(signal.SIGINT, _first_interrupt)
+    signal.signal(signal.SIGHUP, _hang_up_as_terminate)
+    # at exit Snakemake is back in the directory it was started from: relative paths of the
+    # settings (log_dir, report_dir...) are the working directory's
+    atexit.register(finish_at_exit, run, snakemake_workflow, workdir=os.getcwd())
+
+
+def _first_interrupt(signum, frame) -> None:
+    signal.signal(signal.SIGINT, _repeated_interrupt)
+    raise KeyboardInterrupt
+
+
+def _repeated_interrupt(signum, frame) -> None:
+    print(
+        "dsa110ms: stopping: waiting for the jobs to stop, then scratch and staging are removed "
+        "and the summary printed",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _hang_up_as_terminate(signum, frame) -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def finish_at_exit(run: Run, snakemake_workflow, *, workdir: str) -> None:
+    """At the main process's exit: if the run executed jobs but its onsuccess/onerror did not
+    complete, run the end of the run now (scratch and staging removed and verified, summary,
+    metrics); if it ran no hook at all (nothing to be done) but holds scratch left by an earlier
+    run of this working directory, remove it and say so. Nothing for a dry run, ``--report``
+    and the like (no job executed) or once the end of the run is done."""
+    global _owner
+    if _phase == "finished" or not internals.executed_jobs(snakemake_workflow):
+        return
+    try:
+        os.chdir(workdir)
+        if _phase in ("started", "finishing"):
+            log.error(
+                "the run stopped without its end-of-run hook (Snakemake's error above): "
+                "cleaning up now"
+            )
+            on_finish(run, success=False)
+        elif _owner is not None and _owner.held:
+            left = scratch.left_by_earlier_run(run.layout)
+            remove_owned(run.layout.instance_dir, run.layout.root)
+            _owner.release()
+            _owner = None
+            staging = run.output.remove_stale_staging()
+            if left or staging:
+                log.info(
+                    "removed what an earlier run left (it ended without cleaning up): "
+                    "%d entries of scratch %s, %d staging MSs; verified gone",
+                    len(left),
+                    run.layout.instance_dir,
+                    len(staging),
+                )
+    except (Dsa110msError, OSError) as exc:
+        log.error("cleanup at exit failed: %s", exc)
 
 
 def write_report_after_failure(run: Run, events: list[dict]) -> None:
@@ -173,8 +304,10 @@ def write_report_after_failure(run: Run, events: list[dict]) -> None:
 
 def summary_rows(run: Run, events: list[dict]) -> list[dict]:
     """One row per group of the run for :func:`dsa110ms.observe.progress.summary_table`, and one per
-    group or file discovery skipped, each with its reason."""
+    group or file discovery skipped, each with its reason. A group whose input files changed
+    since its MS was published is never "up-to-date": CHANGED (kept), reconverted, or FAILED."""
     rows = []
+    changed = run.stamps.changed if run.stamps else {}
     for group in run.groups() if run.manifest else []:
         facts = metrics.group_facts(events, group, run.layout.instance)
         published = any(
@@ -183,8 +316,19 @@ def summary_rows(run: Run, events: list[dict]) -> list[dict]:
         )
         row = {"group": group, "seconds": facts["conversion_s"]}
         row["retries"] = max(facts["concat_attempts"] - 1, 0)
-        if published:
+        if group in run.kept_changed():
+            row.update(status="CHANGED", reason=changed[group].kept_reason, seconds=None)
+        elif published and group in changed:
+            row.update(status="reconverted", reason=changed[group].reconverted_reason())
+        elif published:
             row["status"] = "converted"
+        elif group in changed:  # to be reconverted, and it was not
+            reason = facts["error"] or "not run (the run stopped first; see the Snakemake log)"
+            row.update(
+                status="FAILED",
+                reason=f"reconversion: {reason}; {changed[group].ms} kept, its inputs changed "
+                f"since it was published: {changed[group].what}; logs in {run.log_dir(group)}",
+            )
         elif os.path.isdir(run.final_ms(group)):
             row.update(status="up-to-date", seconds=None)
         else:

@@ -17,7 +17,7 @@ from dsa110ms import casa, faults, paths
 from dsa110ms.errors import DiscoveryError, exit_with, one_line_errors
 from dsa110ms.groups import discover
 from dsa110ms.manifest import Manifest
-from dsa110ms.ms.publish import OutputArea
+from dsa110ms.ms.publish import OutputArea, StampCheck
 from dsa110ms.observe import metrics
 from dsa110ms.run import scratch
 from dsa110ms.run.cluster import cluster_job_id
@@ -86,6 +86,8 @@ class Run:
     discovery_error: str | None
     layout: scratch.ScratchLayout
     _part_cache: dict = field(default_factory=dict, repr=False)
+    #: what the main process found of the published MSs (:func:`hooks.prepare_main_process`)
+    stamps: StampCheck | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, config: dict, *, is_main_process: bool, workdir: str | os.PathLike = ".") -> Run:
@@ -172,8 +174,19 @@ class Run:
         return files[min(files)]
 
     def all_published(self) -> list[str]:
-        """Every group's published stamp (what the rules declare; never the MS itself)."""
-        return [str(self.output.stamp(g)) for g in self.groups()]
+        """Every group's published stamp (what the rules declare; never the MS itself), but
+        those of the groups kept with changed inputs (:meth:`kept_changed`): not a target, no
+        job of theirs runs, whatever Snakemake's rerun triggers would say of their files."""
+        kept = self.kept_changed()
+        return [str(self.output.stamp(g)) for g in self.groups() if g not in kept]
+
+    def kept_changed(self) -> dict:
+        """Group -> :class:`dsa110ms.ms.publish.ChangedInputs` of each published MS whose input
+        files changed since, kept as it is under ``changed_inputs: report`` (known in the main
+        process only, which alone asks for the targets)."""
+        if self.stamps is None or self.settings.changed_inputs == "reconvert":
+            return {}
+        return self.stamps.changed
 
     def part_sources(self, group: str) -> dict[str, str]:
         """Part path -> the input file it is made from (to name inputs in join errors)."""

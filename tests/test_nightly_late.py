@@ -1,0 +1,165 @@
+"""Input files that change or arrive after their group was published (issue 19 B.2): a re-sent
+subband, a late ``*_incomplete.hdf5`` renamed after ``incomplete_groups: convert`` published the
+group without it. Each is named on every run, in the summary and the metrics, and no job runs
+for its group, until ``changed_inputs: reconvert`` converts it again (the old MS set aside, never
+deleted) or the files are restored."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from dsa110ms.groups import discover
+from dsa110ms.ms.publish import (
+    STAMP_NAME,
+    OutputArea,
+    damage,
+    exchange,
+    input_changes,
+    input_identities,
+    is_current,
+    is_published,
+    replace_published,
+    stamp_of,
+)
+from dsa110ms.observe import metrics
+from dsa110ms.simulate import SimulationSpec, simulate
+
+from .conftest import run_snakemake
+from .test_robustness import assert_matches_input, last_run, small_config
+
+
+def events_since(work: Path, since: float) -> list[dict]:
+    return metrics.read_events(work / "logs" / "metrics", since)
+
+
+def summary_lines(output: str) -> dict[str, str]:
+    """Group -> its line of the end-of-run summary table."""
+    table = output[output.rindex("[dsa110ms] run summary:") :]
+    return {m[1]: m[0] for m in re.finditer(r"^  (\d{4}-\S+)  .*$", table, re.M)}
+
+
+def test_changed_and_late_inputs_are_reported_every_run_then_reconverted(tmp_path, scratch_root):
+    """Run 1 publishes two groups of subbands 0, 1, 15: group A whole, group B without sb01
+    (still ``_incomplete``, incomplete_groups=convert). Then A's sb15 is re-sent under the same
+    name with other data, and B's sb01 is renamed into place. Run 2 (default changed_inputs:
+    report) and a dry run after it name both groups and both files, run no job for them and keep
+    both MSs as they are; the summary says CHANGED, not up-to-date, and the metrics count them.
+    Run 3 (changed_inputs: reconvert) converts both again: each new MS equals its files now, the
+    old ones are set aside, complete, and nothing is reported any more."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    simulate(SimulationSpec(n_groups=2, subbands=(0, 1, 15)), inp)
+    groups = list(discover(inp, incomplete_groups="convert"))
+    (ga, a), (gb, b) = ((g.id, g.files) for g in groups)
+    a_sb15, b_sb01 = Path(a[15]), Path(b[1])
+    b_incomplete = b_sb01.with_name(b_sb01.name.replace(".hdf5", "_incomplete.hdf5"))
+    os.rename(b_sb01, b_incomplete)
+    config = small_config(inp, out, scratch_root)
+    run_snakemake(tmp_path, "--cores", "2", config=config)
+    assert stamp_of(out / f"{gb}.ms")["spws"] == 2
+    first = {g: stamp_of(out / f"{g}.ms") for g in (ga, gb)}
+    assert set(first[ga]["inputs"]) == {"sb00", "sb01", "sb15"}
+
+    # A's sb15 re-sent: same name and size, other data; B's late sb01 renamed into place
+    resent = tmp_path / "resent"
+    simulate(SimulationSpec(n_groups=1, subbands=(15,), noise_jy=0.5), resent)
+    os.replace(resent / a_sb15.name, a_sb15)
+    os.rename(b_incomplete, b_sb01)
+
+    for dry in (False, True):  # a real run, then a dry run: no job for either group
+        started = time.time()
+        proc = run_snakemake(tmp_path, "--cores", "2", *(["-n"] if dry else []), config=config)
+        warned = [line for line in proc.stdout.splitlines() if "input files changed" in line]
+        assert len(warned) == 2, proc.stdout[-3000:]
+        assert a_sb15.name in warned[0] and "rewritten" in warned[0]
+        assert b_sb01.name in warned[1] and "arrived after publication" in warned[1]
+        assert all("changed_inputs: reconvert" in line for line in warned)
+        assert "rule ms_part" not in proc.stdout and "rule ms_template" not in proc.stdout
+        assert "rule concat" not in proc.stdout
+        for g in (ga, gb):
+            assert stamp_of(out / f"{g}.ms") == first[g], "the published MS is kept as it was"
+            assert OutputArea.of(out).stamp(g).exists()
+        if dry:
+            continue
+        assert not [e for e in events_since(tmp_path, started) if e.get("group") in (ga, gb)]
+        rows = summary_lines(proc.stdout)
+        assert "CHANGED" in rows[ga] and a_sb15.name in rows[ga], rows
+        assert "CHANGED" in rows[gb] and b_sb01.name in rows[gb], rows
+        assert "up-to-date" not in proc.stdout[proc.stdout.rindex("run summary") :]
+        run = last_run(tmp_path)
+        assert run["groups_changed_inputs"] == 2 and set(run["changed_inputs"]) == {ga, gb}
+        prom = (tmp_path / "logs" / "metrics" / "dsa110ms.prom").read_text()
+        assert "dsa110ms_last_run_groups_changed_inputs 2" in prom
+
+    proc = run_snakemake(tmp_path, "--cores", "2", config={**config, "changed_inputs": "reconvert"})
+    rows = summary_lines(proc.stdout)
+    for g in (ga, gb):
+        assert "reconverted" in rows[g], rows
+        (aside,) = out.glob(f"{g}.ms.replaced-*")
+        assert f"previous MS set aside at {aside}" in rows[g]
+        assert damage(aside, g) is None and stamp_of(aside) == first[g], "old MS kept, intact"
+        assert_matches_input(out / f"{g}.ms", inp, g)
+        assert stamp_of(out / f"{g}.ms")["replaced"]["ms"] == str(aside)
+    assert stamp_of(out / f"{gb}.ms")["spws"] == 3
+    assert last_run(tmp_path)["groups_changed_inputs"] == 0
+    check = OutputArea.of(out).check_stamps(groups, stamp_of(out / f"{ga}.ms")["options"])
+    assert check.changed == {} and check.notes == [], "nothing reported once reconverted"
+
+
+def ms_dir(path: Path, group: str, inputs: dict | None) -> Path:
+    """A stand-in for a published MS: a directory with a stamp (all :func:`damage` reads)."""
+    path.mkdir()
+    stamp = {"group": group, "validated_utc": "2026-12-01T00:00:00Z", "files": {}}
+    if inputs is not None:
+        stamp["inputs"] = inputs
+    (path / STAMP_NAME).write_text(json.dumps(stamp))
+    return path
+
+
+def test_input_changes_name_each_file_and_what_changed(tmp_path):
+    a, b = tmp_path / "2026-03-01T00:00:00_sb00.hdf5", tmp_path / "2026-03-01T00:00:01_sb15.hdf5"
+    a.write_bytes(b"x" * 10)
+    recorded = input_identities([a])
+    assert input_changes(recorded, input_identities([a])) == []
+    b.write_bytes(b"y")
+    a.write_bytes(b"x" * 12)
+    assert input_changes(recorded, input_identities([a, b])) == [
+        f"sb00 {a.name} changed: 10 -> 12 bytes, modified "
+        + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(a.stat().st_mtime)),
+        f"sb15 {b.name} arrived after publication",
+    ]
+    renamed = a.with_name("2026-03-01T00:00:02_sb00.hdf5")
+    os.rename(a, renamed)
+    assert input_changes(recorded, input_identities([renamed])) == [
+        f"sb00 is now {renamed.name} (was {a.name})"
+    ]
+    assert input_changes(recorded, input_identities([])) == [f"sb00 {a.name} is gone"]
+
+
+def test_a_stamp_without_inputs_is_not_called_changed(tmp_path):
+    """MSs published before inputs were recorded: kept, never reported as changed."""
+    legacy = ms_dir(tmp_path / "g.ms", "g", None)
+    assert is_current(legacy, "g", {"sb00": {"file": "x", "size": 1, "mtime_ns": 1}})
+    recorded = ms_dir(tmp_path / "h.ms", "h", {"sb00": {"file": "x", "size": 1, "mtime_ns": 1}})
+    assert not is_current(recorded, "h", {"sb00": {"file": "x", "size": 1, "mtime_ns": 2}})
+
+
+def test_replace_published_swaps_in_one_step_and_keeps_the_old_ms(tmp_path):
+    (tmp_path / "out").mkdir()
+    final = ms_dir(tmp_path / "out" / "g.ms", "g", {})
+    staging = ms_dir(tmp_path / "out" / "staging", "g", {"sb00": {}})
+    old_inode = final.stat().st_ino
+    try:
+        exchange(staging, final)  # this file system swaps in one step (tmp is ext4 or tmpfs)
+        exchange(staging, final)
+    except OSError as exc:
+        pytest.skip(f"no RENAME_EXCHANGE here: {exc}")
+    aside = tmp_path / "out" / "g.ms.replaced-x"
+    replace_published(staging, final, aside)
+    assert aside.stat().st_ino == old_inode and is_published(aside)
+    assert stamp_of(final)["inputs"] == {"sb00": {}} and not staging.exists()
