@@ -279,3 +279,42 @@ def test_a_group_that_agrees_passes(made):
     template, parts = made
     summaries = check_parts(template, *parts_in_spw_order(parts))
     assert len(summaries) == 4 and math.isclose(summaries[0].n_times, 3)
+
+
+# --- end to end: one real run ---------------------------------------------------------------------
+
+
+def test_a_run_publishes_neither_unwritten_data_nor_a_group_whose_template_source_differs(
+    tmp_path, scratch_root
+):
+    """Two groups of three subbands: in the first the correlator stopped writing sb15's visdata
+    half-way, in the second sb00 (the template's source) has one integration fewer. Neither is
+    published; the summary gives each group's one line, naming the file at fault."""
+    from .conftest import run_snakemake
+
+    d = tmp_path / "in"
+    spec = {**SPEC, "subbands": (0, 7, 15), "start": "2026-11-30T03:00:00"}
+    files = simulate(SimulationSpec(n_groups=2, **spec), d)
+    unwritten, short = files[2], files[3]  # group 1's sb15, group 2's sb00
+    rewrite(unwritten, "visdata", "chunked", 16)
+    shorter = {**spec, "subbands": (0,), "n_integrations": 2}
+    _, other = simulate(SimulationSpec(n_groups=2, **shorter), tmp_path / "short")
+    shutil.copyfile(other, short)  # the same first integration, one integration fewer
+    config = {
+        "input_dir": d,
+        "output_dir": tmp_path / "out",
+        "scratch_root": scratch_root,
+        "incomplete_groups": "convert",
+    }
+    proc = run_snakemake(tmp_path, "--cores", "2", config=config, check=False)
+    assert proc.returncode != 0
+    assert not list((tmp_path / "out").glob("*.ms")), "nothing is published"
+    rows = {x.split()[0]: x for x in proc.stdout.splitlines() if x.strip()[:4] == "2026"}
+    first, second = unwritten.stem[:19], short.stem[:19]
+    unwritten_line = (
+        f"{unwritten}: /Data/visdata has 2 of 4 chunks never written (the correlator stopped "
+        "writing?); not converted"
+    )
+    assert "FAILED" in rows[first] and unwritten_line in rows[first], rows[first]
+    blame = f"number of times: {short} (the template's source) has 2, the 2 other files of the "
+    assert "FAILED" in rows[second] and blame + "group 3" in rows[second], rows[second]
