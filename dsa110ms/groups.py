@@ -2,11 +2,27 @@
 
 A DSA-110 observation is 16 files ``YYYY-MM-DDTHH:MM:SS_sbNN.hdf5`` whose names carry the wall
 clock of the correlator node that opened them, so they differ by a few seconds. Files are grouped
-around each sb00 file: a file belongs to the sb00 nearest in time if within ``tolerance_s`` (at
-most :data:`MAX_TOLERANCE_S`). The group id is the timestamp in the name of the sb00 file the group
-converts (after duplicates are resolved), or, for a group without sb00 converted under
-``incomplete_groups=convert``, of its earliest file; every file of a group is within
-``tolerance_s`` of its id. ``*_incomplete.hdf5`` files are still being written and are ignored.
+by name around each sb00 file: a file belongs to the sb00 nearest in time if within
+``tolerance_s`` (at most :data:`MAX_TOLERANCE_S`); files without an sb00 near them cluster
+around their earliest (``incomplete_groups=convert`` only). ``*_incomplete.hdf5`` files are still
+being written and are ignored; only regular files (or symlinks to them) are ever opened.
+
+A group's **id** is when its data start: the start of its first integration
+(``time_array[0] - integration_time[0] / 2``, read from the files by :mod:`dsa110ms.inventory`),
+UTC, rounded to the nearest second. The 16 subbands of one DSA-110 observation share a
+bit-identical ``time_array[0]``, so the id is the same however the files are named or arrive (a
+late sb00 named 03:00:02 joins the group its data belong to: one observation, one MS). The
+files' names must agree with their data:
+
+- a file named more than ``tolerance_s`` from the time its own data start is mislabelled;
+- (``telescope: dsa110``) a file whose ``time_array[0]`` differs from the other files of its
+  group holds another observation; (``generic``) one whose data start more than
+  ``tolerance_s`` from the group's;
+
+either skips the whole group with one line naming the files and both times (converting the rest
+would publish an MS that the corrected file could only contradict later). If no file of a group
+can be read, its id is the time in its sb00's name (else its earliest file's) and the jobs
+report the files; a file that cannot be read while others can leaves the id to the others.
 
 Policies (config keys ``incomplete_groups`` and ``duplicate_subbands``):
 
@@ -28,19 +44,25 @@ import datetime as dt
 import logging
 import os
 import re
+import stat
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from dsa110ms.errors import DiscoveryError
+from dsa110ms.inventory import FirstIntegration, HeaderError, Inventory
 from dsa110ms.manifest import Group, Manifest, Skipped
 from dsa110ms.telescope import N_SUBBANDS
 
 log = logging.getLogger(__name__)
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
-TIMESTAMP_PATTERN = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
-FILE_PATTERN = re.compile(rf"^(?P<timestamp>{TIMESTAMP_PATTERN})_sb(?P<subband>\d{{2}})\.hdf5$")
+#: ASCII digits only: Python's ``\d`` also matches other scripts' digits (``_sb٠٥``).
+TIMESTAMP_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+FILE_PATTERN = re.compile(rf"^(?P<timestamp>{TIMESTAMP_PATTERN})_sb(?P<subband>[0-9]{{2}})\.hdf5$")
 INCOMPLETE_SUFFIX = "_incomplete.hdf5"
+#: A leap second's name: UTC's 61st second of a minute, only ever at the end of a day.
+LEAP_SECOND = "T23:59:60"
 
 #: The largest tolerance_s (s), as in dsa110ms/schema.yaml: below half the ~309.2 s between the
 #: sb00 files of two consecutive observations, so that one window never holds both.
@@ -48,6 +70,20 @@ MAX_TOLERANCE_S = 150
 
 INCOMPLETE_POLICIES = ("skip", "fail", "convert")
 DUPLICATE_POLICIES = ("skip", "fail", "latest")
+TELESCOPES = ("dsa110", "generic")
+
+#: Julian Date of 1970-01-01T00:00:00 UTC.
+JD_UNIX_EPOCH = 2440587.5
+UNIX_EPOCH = dt.datetime(1970, 1, 1)
+
+#: What a directory entry is, when it is not a regular file (it is then never opened).
+NOT_REGULAR = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
 
 
 def format_timestamp(t: dt.datetime) -> str:
@@ -60,8 +96,42 @@ def parse_timestamp(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 
 
+def parse_name_time(text: str) -> dt.datetime:
+    """The time in a file's name. A leap second (``23:59:60``, which a datetime cannot hold) is
+    taken as 23:59:59 + 1 s, the next day's 00:00:00, as POSIX time counts it: a second off at
+    most, and names are only compared with the data within ``tolerance_s``."""
+    if text.endswith(LEAP_SECOND):
+        return parse_timestamp(text[: -len(LEAP_SECOND)] + "T23:59:59") + dt.timedelta(seconds=1)
+    return parse_timestamp(text)
+
+
 def subband_file_name(t: dt.datetime, subband: int) -> str:
     return f"{format_timestamp(t)}_sb{subband:02d}.hdf5"
+
+
+def jd_from_datetime(t: dt.datetime) -> float:
+    """JD (UTC) of a naive UTC datetime, counting 86,400 s a day (POSIX time)."""
+    return (t - UNIX_EPOCH).total_seconds() / 86400.0 + JD_UNIX_EPOCH
+
+
+def datetime_from_jd(jd: float) -> dt.datetime | None:
+    """The naive UTC datetime of a JD (UTC), to the microsecond, counting 86,400 s a day (POSIX
+    time: the data of a leap second read as the next day's first second); None if ``jd`` is no
+    date a datetime can hold (NaN, 0, 1e300)."""
+    try:
+        return UNIX_EPOCH + dt.timedelta(days=jd - JD_UNIX_EPOCH)
+    except (OverflowError, ValueError):
+        return None
+
+
+def data_start(first: FirstIntegration) -> dt.datetime | None:
+    """When a file's data start (UTC): its first integration's centre minus half its length."""
+    return datetime_from_jd(first.time_jd - first.integration_s / 2 / 86400.0)
+
+
+def to_the_second(t: dt.datetime) -> dt.datetime:
+    """``t`` rounded to the nearest second (half a second up)."""
+    return (t + dt.timedelta(microseconds=500_000)).replace(microsecond=0)
 
 
 @dataclass(frozen=True, order=True)
@@ -72,50 +142,104 @@ class SubbandFile:
     subband: int
     path: str
 
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    @property
+    def name_time(self) -> str:
+        """The timestamp as written in the name (``23:59:60`` for a leap second)."""
+        return self.name[:19]
+
     @classmethod
     def from_path(cls, path: str | os.PathLike) -> SubbandFile | None:
         """Parse a file name; None if it does not follow the pattern."""
-        m = FILE_PATTERN.match(Path(path).name)
-        if not m:
-            return None
-        try:
-            t = parse_timestamp(m["timestamp"])
-        except ValueError:  # e.g. month 13: matches the pattern, is not a time
-            return None
-        return cls(t, int(m["subband"]), str(path))
+        parsed = _parse_name(Path(path).name)
+        return cls(parsed[0], parsed[1], str(path)) if isinstance(parsed, tuple) else None
+
+
+def _parse_name(name: str) -> tuple[dt.datetime, int] | str:
+    """(time, subband) of a subband file's name, or why the name is not one."""
+    m = FILE_PATTERN.match(name)
+    if not m:
+        return (
+            "not named YYYY-MM-DDTHH:MM:SS_sbNN.hdf5 (ASCII digits), ignored; rename it or move "
+            "it out of input_dir"
+        )
+    try:
+        return parse_name_time(m["timestamp"]), int(m["subband"])
+    except ValueError as exc:  # e.g. month 13: matches the pattern, is not a time
+        leap = " (a leap second is 23:59:60)" if m["timestamp"].endswith(":60") else ""
+        return (
+            f"named {m['timestamp']}, which is not a UTC time ({exc}){leap}, ignored; rename it "
+            "or move it out of input_dir"
+        )
+
+
+def _not_regular(entry: os.DirEntry) -> str | None:
+    """What ``entry`` is if it is not a regular file or a symlink to one (``a FIFO``...). None
+    also for an entry that cannot be looked at (a dangling symlink): its group reports it."""
+    if entry.is_file():
+        return None
+    try:
+        mode = entry.stat().st_mode
+    except OSError:
+        return None
+    return NOT_REGULAR.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def _list_dir(input_dir: Path) -> list[os.DirEntry]:
+    """The entries of ``input_dir`` by name; DiscoveryError with the reason if it cannot be
+    listed (missing, not a directory, no permission, an I/O error)."""
+    try:
+        with os.scandir(input_dir) as it:
+            return sorted(it, key=lambda e: e.name)
+    except FileNotFoundError:
+        raise DiscoveryError(
+            f"{input_dir}: input directory does not exist or is not a directory"
+        ) from None
+    except NotADirectoryError:
+        raise DiscoveryError(f"{input_dir}: input_dir is not a directory") from None
+    except OSError as exc:
+        raise DiscoveryError(
+            f"{input_dir}: input directory cannot be read ({exc.strerror or exc}); check "
+            "input_dir and its permissions"
+        ) from None
 
 
 def scan(input_dir: str | os.PathLike) -> tuple[list[SubbandFile], list[str]]:
-    """Subband files in ``input_dir`` (not recursive) and notes on names that were ignored."""
+    """Subband files in ``input_dir`` (not recursive) and notes on entries that were ignored."""
     input_dir = Path(input_dir)
-    if not input_dir.is_dir():
-        raise DiscoveryError(f"{input_dir}: input directory does not exist or is not a directory")
     files, notes = [], []
-    for entry in sorted(os.scandir(input_dir), key=lambda e: e.name):
+    for entry in _list_dir(input_dir):
         if not entry.name.endswith(".hdf5"):
             continue
         if entry.name.endswith(INCOMPLETE_SUFFIX):
             continue  # still being written: its group waits for the renamed file
-        f = SubbandFile.from_path(entry.path)
-        if f is None:
-            notes.append(
-                Skipped(
-                    entry.path,
-                    "not named YYYY-MM-DDTHH:MM:SS_sbNN.hdf5, ignored; rename it or move it "
-                    "out of input_dir",
-                )
-            )
+        parsed = _parse_name(entry.name)
+        if isinstance(parsed, str):
+            notes.append(Skipped(entry.path, parsed))
             continue
-        if f.subband >= N_SUBBANDS:
+        t, subband = parsed
+        if subband >= N_SUBBANDS:
             notes.append(
                 Skipped(
                     entry.path,
-                    f"unknown subband sb{f.subband:02d} (DSA-110 has sb00-sb15), ignored; rename "
+                    f"unknown subband sb{subband:02d} (DSA-110 has sb00-sb15), ignored; rename "
                     "it or move it out of input_dir",
                 )
             )
             continue
-        files.append(f)
+        kind = _not_regular(entry)
+        if kind:  # never opened: a FIFO would block the reader forever
+            notes.append(
+                Skipped(
+                    entry.path,
+                    f"{kind}, not a regular file: never read, ignored; move it out of input_dir",
+                )
+            )
+            continue
+        files.append(SubbandFile(t, subband, entry.path))
     return files, notes
 
 
@@ -174,9 +298,133 @@ def _latest_of_each(members: list[SubbandFile]) -> tuple[dict[int, SubbandFile],
     return {sb: fs[-1] for sb, fs in by_sb.items()}, {sb: fs for sb, fs in by_sb.items() if fs[1:]}
 
 
-def _id_file(chosen: dict[int, SubbandFile]) -> SubbandFile:
-    """The file whose name gives the group its id: sb00, else the earliest."""
+def _name_file(chosen: dict[int, SubbandFile]) -> SubbandFile:
+    """The file whose name stands for the group's time before its data are read: sb00, else the
+    earliest."""
     return chosen[0] if 0 in chosen else min(chosen.values())
+
+
+def _in_window(t, lo, hi, slack: dt.timedelta = dt.timedelta(0)) -> bool:
+    """``lo - slack <= t <= hi + slack`` (None: unbounded), computed as differences, which
+    never overflow (``lo - slack`` does at 0001-01-01, ``hi + slack`` at 9999-12-31)."""
+    return (lo is None or t - lo >= -slack) and (hi is None or hi - t >= -slack)
+
+
+@dataclass
+class _Reference:
+    """The first integration a group's files share: the one most of its files hold (ties: the
+    lowest subband's), and that subband."""
+
+    first: FirstIntegration
+    start: dt.datetime
+    subband: int
+
+    @property
+    def id(self) -> str:
+        return format_timestamp(to_the_second(self.start))
+
+
+def _first_integrations(
+    chosen: dict[int, SubbandFile], inventory: Inventory
+) -> dict[int, FirstIntegration | None]:
+    """Each file's first integration; None for a file that cannot be read (its job, or
+    :func:`unreadable`, reports it)."""
+    firsts = {}
+    for sb, f in chosen.items():
+        try:
+            firsts[sb] = inventory.first_integration(f.path)
+        except HeaderError as exc:
+            log.info("%s: first integration not read (%s)", f.path, exc)
+            firsts[sb] = None
+    return firsts
+
+
+def _reference(firsts: dict[int, FirstIntegration | None]) -> _Reference | None:
+    """The group's shared first integration, or None if no file has a readable date."""
+    dated = {sb: fi for sb, fi in sorted(firsts.items()) if fi and data_start(fi)}
+    if not dated:
+        return None
+    votes = Counter(fi.time_jd for fi in dated.values())
+    most = max(votes.values())
+    sb, first = next((sb, fi) for sb, fi in dated.items() if votes[fi.time_jd] == most)
+    return _Reference(first, data_start(first), sb)
+
+
+def _disagreements(
+    chosen: dict[int, SubbandFile],
+    firsts: dict[int, FirstIntegration | None],
+    ref: _Reference | None,
+    gid: str,
+    telescope: str,
+    tolerance: dt.timedelta,
+) -> list[str]:
+    """Each file whose name or data disagree with its group, and how (file name: times)."""
+    tol = f"tolerance_s={tolerance.total_seconds():g} s"
+    gtime = parse_timestamp(gid)
+    problems = []
+    for sb, f in sorted(chosen.items()):
+        first = firsts[sb]
+        start = first and data_start(first)
+        if first is None:  # not readable here: its name must still fit the group
+            if abs(f.time - gtime) > tolerance:
+                problems.append(f"{f.name} is named {f.name_time}, more than {tol} from {gid}")
+        elif start is None:
+            problems.append(f"{f.name} holds time_array[0] = {first.time_jd!r}, which is no date")
+        elif abs(f.time - start) > tolerance:
+            problems.append(
+                f"{f.name} is named {f.name_time} but its data start at "
+                f"{format_timestamp(to_the_second(start))} (more than {tol} apart): mislabelled"
+            )
+        elif telescope == "dsa110" and first.time_jd != ref.first.time_jd:
+            problems.append(
+                f"{f.name}'s first integration (time_array[0] = {first.time_jd!r}, "
+                f"{start.isoformat(timespec='milliseconds')}) is not sb{ref.subband:02d}'s "
+                f"({ref.first.time_jd!r}, {ref.start.isoformat(timespec='milliseconds')}): "
+                "DSA-110's subbands of one observation share it exactly"
+            )
+        elif telescope != "dsa110" and abs(start - ref.start) > tolerance:
+            problems.append(
+                f"{f.name}'s data start at {format_timestamp(to_the_second(start))}, more than "
+                f"{tol} from the group's start {gid}"
+            )
+    return problems
+
+
+def _disagreement(gid: str, problems: list[str]) -> Skipped:
+    """One line for a group whose files disagree (at most three named, then how many more)."""
+    shown = "; ".join(problems[:3]) + (
+        f"; and {len(problems) - 3} more files" if len(problems) > 3 else ""
+    )
+    return Skipped.group_of(
+        gid,
+        f"not converted: {shown}. Rename a mislabelled file to the time its data start; move "
+        "a file of another observation out of input_dir",
+    )
+
+
+def _group_id(latest: dict[int, SubbandFile], inventory: Inventory) -> str:
+    """When the files' data start (to the second); if no file can be read, the time in the name
+    of sb00, else of the earliest file."""
+    ref = _reference(_first_integrations(latest, inventory))
+    return ref.id if ref else format_timestamp(_name_file(latest).time)
+
+
+def _clusters_by_id(clusters, inventory, lo, hi, wanted, tolerance) -> dict[str, list]:
+    """Clusters whose names are within tolerance of the window (and of a wanted id, if any), by
+    id: clusters of one id are merged (one observation's files whose names fell in two
+    clusters, e.g. a late sb00 named farther than tolerance from the first). Names first,
+    because they are free: a group whose names are not within tolerance of the window cannot
+    have its data there either without its files disagreeing."""
+    by_id: dict[str, list[SubbandFile]] = {}
+    for members in clusters:
+        latest, _ = _latest_of_each(members)
+        named = _name_file(latest).time
+        if not _in_window(named, lo, hi, tolerance):
+            continue
+        if wanted is not None and not any(_in_window(named, w, w, tolerance) for w in wanted):
+            continue
+        by_id.setdefault(_group_id(latest, inventory), []).extend(members)
+    return by_id
 
 
 def _duplicates(gid: str, dups: dict[int, list[SubbandFile]], policy: str) -> Skipped | None:
@@ -194,24 +442,7 @@ def _duplicates(gid: str, dups: dict[int, list[SubbandFile]], policy: str) -> Sk
     return None
 
 
-def discover(
-    input_dir: str | os.PathLike,
-    *,
-    tolerance_s: float = 60.0,
-    start_time: str | None = None,
-    end_time: str | None = None,
-    incomplete_groups: str = "skip",
-    duplicate_subbands: str = "skip",
-    only: list[str] | None = None,
-) -> Manifest:
-    """Find the groups to convert in ``input_dir``.
-
-    ``start_time``/``end_time`` (``YYYY-MM-DDTHH:MM:SS``, inclusive) select groups by id;
-    ``only``, if given, selects these group ids (the streaming mode's batches), and files that
-    belong to no group are then not reported (they belong to groups still arriving).
-    Warnings for everything skipped are logged and kept in ``Manifest.skipped``.
-    ``tolerance_s`` is in seconds, 0 < tolerance_s <= :data:`MAX_TOLERANCE_S`.
-    """
+def _check_options(tolerance_s, incomplete_groups, duplicate_subbands, telescope) -> None:
     if not 0 < tolerance_s <= MAX_TOLERANCE_S:  # also refuses NaN
         raise DiscoveryError(
             f"tolerance_s={tolerance_s}: must be more than 0 and at most {MAX_TOLERANCE_S} s "
@@ -221,9 +452,38 @@ def discover(
         raise DiscoveryError(f"incomplete_groups must be one of {INCOMPLETE_POLICIES}")
     if duplicate_subbands not in DUPLICATE_POLICIES:
         raise DiscoveryError(f"duplicate_subbands must be one of {DUPLICATE_POLICIES}")
+    if telescope not in TELESCOPES:
+        raise DiscoveryError(f"telescope must be one of {TELESCOPES}")
+
+
+def discover(
+    input_dir: str | os.PathLike,
+    *,
+    tolerance_s: float = 60.0,
+    start_time: str | None = None,
+    end_time: str | None = None,
+    incomplete_groups: str = "skip",
+    duplicate_subbands: str = "skip",
+    only: list[str] | None = None,
+    telescope: str = "dsa110",
+    inventory: str | os.PathLike | None = None,
+) -> Manifest:
+    """Find the groups to convert in ``input_dir``.
+
+    ``start_time``/``end_time`` (``YYYY-MM-DDTHH:MM:SS``, inclusive, None: unbounded) select
+    groups by id; ``only``, if given, selects these group ids (the streaming mode's batches), and
+    files that belong to no group are then not reported (they belong to groups still arriving).
+    Warnings for everything skipped are logged and kept in ``Manifest.skipped``.
+    ``tolerance_s`` is in seconds, 0 < tolerance_s <= :data:`MAX_TOLERANCE_S`. ``telescope``:
+    ``dsa110`` requires a group's files to share ``time_array[0]`` exactly. ``inventory``: the
+    cache of the files' first integrations (:data:`dsa110ms.inventory.INVENTORY_PATH` in the
+    working directory; None reads every file's header each time).
+    """
+    _check_options(tolerance_s, incomplete_groups, duplicate_subbands, telescope)
     tolerance = dt.timedelta(seconds=tolerance_s)
     lo = parse_timestamp(start_time) if start_time else None
     hi = parse_timestamp(end_time) if end_time else None
+    wanted = sorted(parse_timestamp(g) for g in only) if only is not None else None
 
     files, notes = scan(input_dir)
     manifest = Manifest(str(Path(input_dir).resolve()))
@@ -233,40 +493,31 @@ def discover(
         clusters += _cluster_orphans(orphans, tolerance)
         orphans = []
     for f in orphans:
-        if (lo and f.time < lo - tolerance) or (hi and f.time > hi + tolerance) or only:
+        if only is not None or not _in_window(f.time, lo, hi, tolerance):
             continue
         manifest.skipped.append(
             Skipped(
                 f.path, f"no sb00 file within {tolerance_s:g} s, so it belongs to no complete group"
             )
         )
-    for members in clusters:
-        # The id comes from the files `latest` keeps, whatever duplicate_subbands says, so that a
+    times = Inventory(inventory)
+    for gid, members in sorted(_clusters_by_id(clusters, times, lo, hi, wanted, tolerance).items()):
+        if only is not None and gid not in only:
+            continue
+        # The files `latest` keeps are judged whatever duplicate_subbands says, so that a
         # group's id is the same under every policy (the stream scans with `latest` and runs
         # each batch with the configured policy, naming its groups by id).
         latest, dups = _latest_of_each(members)
-        named_by = _id_file(latest)
-        gid = format_timestamp(named_by.time)
-        if (lo and named_by.time < lo) or (hi and named_by.time > hi):
+        firsts = _first_integrations(latest, times)
+        problems = _disagreements(latest, firsts, _reference(firsts), gid, telescope, tolerance)
+        if problems:  # reported even if the data fall outside the window: the names are in it
+            manifest.skipped.append(_disagreement(gid, problems))
             continue
-        if only is not None and gid not in only:
+        if not _in_window(parse_timestamp(gid), lo, hi):
             continue
         reason = _duplicates(gid, dups, duplicate_subbands) if dups else None
         if reason:
             manifest.skipped.append(reason)
-            continue
-        # Only after `latest` replaced a duplicate sb00 can a file be farther than tolerance from
-        # the id (the cluster was anchored on the earliest sb00): never convert it under that id.
-        far = sorted(f for f in latest.values() if abs(f.time - named_by.time) > tolerance)
-        if far:
-            manifest.skipped.append(
-                Skipped.group_of(
-                    gid,
-                    f"skipped, {', '.join(Path(f.path).name for f in far)} more than "
-                    f"{tolerance_s:g} s from {Path(named_by.path).name}, whose name is the "
-                    "group's id; move the files that do not belong to it out of input_dir",
-                )
-            )
             continue
         chosen = {sb: f.path for sb, f in latest.items()}
         group = Group(gid, chosen)
@@ -289,6 +540,7 @@ def discover(
                 continue
             log.warning("group %s: converting without %s (incomplete_groups=convert)", gid, gaps)
         manifest.groups[gid] = group
+    times.save()
     for reason in manifest.skipped:
         log.warning("%s", reason)
     if not manifest.groups:

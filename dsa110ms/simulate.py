@@ -32,12 +32,16 @@ import h5py
 import numpy as np
 
 from dsa110ms import telescope as tel
-from dsa110ms.groups import INCOMPLETE_SUFFIX, format_timestamp, subband_file_name
+from dsa110ms.groups import (
+    INCOMPLETE_SUFFIX,
+    format_timestamp,
+    jd_from_datetime,
+    subband_file_name,
+)
 
 log = logging.getLogger(__name__)
 
 SPEED_OF_LIGHT_M_S = 299792458.0
-JD_UNIX_EPOCH = 2440587.5
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,7 @@ def write_subband_file(
     freqs = tel.subband_frequencies(subband, spec.n_channels)
     baselines = equatorial_baselines(ant_1, ant_2)
     dec0 = np.radians(spec.pointing_dec_deg)
-    start_jd = start.replace(tzinfo=dt.UTC).timestamp() / 86400.0 + JD_UNIX_EPOCH
+    start_jd = jd_from_datetime(start)  # the data start at ``start``; the name may differ
     times = start_jd + (np.arange(nt) + 0.5) * tel.INTEGRATION_TIME_S / 86400.0
     rng = np.random.default_rng([spec.seed, subband, int(start.timestamp())])
     vis = simulate_visibilities(spec, baselines, ant_1 == ant_2, freqs, rng)

@@ -4,6 +4,7 @@ directory (:func:`scan`) and what it decided about each, kept across restarts
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -11,7 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dsa110ms.files import write_text_atomically
-from dsa110ms.groups import INCOMPLETE_SUFFIX, TIMESTAMP_PATTERN, discover, parse_timestamp
+from dsa110ms.groups import (
+    INCOMPLETE_SUFFIX,
+    TIMESTAMP_PATTERN,
+    discover,
+    parse_name_time,
+    parse_timestamp,
+)
+from dsa110ms.inventory import INVENTORY_PATH
 from dsa110ms.settings import Settings
 
 TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
@@ -66,6 +74,22 @@ class StreamState:
         }
 
 
+def _being_written(input_dir: Path) -> list[dt.datetime]:
+    """The times in the names of the files still being written (``*_incomplete.hdf5``)."""
+    try:
+        names = os.listdir(input_dir)
+    except OSError:  # gone since discovery listed it: the next poll says why
+        return []
+    times = []
+    for name in names:
+        if name.endswith(INCOMPLETE_SUFFIX) and (m := TIMESTAMP.match(name)):
+            try:
+                times.append(parse_name_time(m[0]))
+            except ValueError:  # no time (month 13): discovery reports the renamed file
+                continue
+    return times
+
+
 def scan(settings: Settings) -> tuple[list[Candidate], list[str]]:
     """Every group in the input directory, whatever its state (discovery with the policy that
     keeps incomplete groups, so that waiting ones are seen), and discovery's reasons for what it
@@ -80,12 +104,10 @@ def scan(settings: Settings) -> tuple[list[Candidate], list[str]]:
         end_time=settings.end_time,
         incomplete_groups="convert",
         duplicate_subbands="latest",
+        telescope=settings.telescope,
+        inventory=INVENTORY_PATH,  # in the working directory: the stream polls, files stay
     )
-    writing = [
-        parse_timestamp(m[0])
-        for e in os.scandir(input_dir)
-        if e.name.endswith(INCOMPLETE_SUFFIX) and (m := TIMESTAMP.match(e.name))
-    ]
+    writing = _being_written(input_dir)
     tolerance = settings.tolerance_s
     candidates = []
     for group in manifest:

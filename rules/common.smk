@@ -15,4 +15,4 @@ RUN = dsa110ms_workflow.setup_run(config, workflow)
 wildcard_constraints:
     group=TIMESTAMP_PATTERN,
     filetime=TIMESTAMP_PATTERN,
-    subband=r"\d{2}",
+    subband=r"[0-9]{2}",  # ASCII digits: \d also matches other scripts' digits

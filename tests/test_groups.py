@@ -44,7 +44,8 @@ def test_incomplete_files_and_foreign_names_are_ignored(tmp_path):
     assert [s.split(": ", 1)[1] for s in m.skipped] == [
         "unknown subband sb16 (DSA-110 has sb00-sb15), ignored; rename it or move it out of "
         "input_dir",
-        "not named YYYY-MM-DDTHH:MM:SS_sbNN.hdf5, ignored; rename it or move it out of input_dir",
+        "not named YYYY-MM-DDTHH:MM:SS_sbNN.hdf5 (ASCII digits), ignored; rename it or move it out "
+        "of input_dir",
     ]
 
 
@@ -116,9 +117,10 @@ def test_file_far_from_the_sb00_kept_skips_the_group_naming_it(tmp_path):
     m = discover(tmp_path, duplicate_subbands="latest")
     assert len(m) == 0
     assert m.skipped == [
-        "group 2026-03-01T12:00:55: skipped, 2026-03-01T11:59:50_sb05.hdf5 more than 60 s from "
-        "2026-03-01T12:00:55_sb00.hdf5, whose name is the group's id; move the files that do not "
-        "belong to it out of input_dir"
+        "group 2026-03-01T12:00:55: not converted: 2026-03-01T11:59:50_sb05.hdf5 is named "
+        "2026-03-01T11:59:50, more than tolerance_s=60 s from 2026-03-01T12:00:55. Rename a "
+        "mislabelled file to the time its data start; move a file of another observation out of "
+        "input_dir"
     ]
 
 
