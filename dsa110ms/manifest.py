@@ -19,8 +19,8 @@ from dsa110ms.telescope import N_SUBBANDS
 
 @dataclass
 class Group:
-    """Files of one observation; ``id`` is its sb00 file's timestamp (without sb00: its earliest
-    file's), and every file is within tolerance of it."""
+    """Files of one observation; ``id`` is when its data start (UTC, to the second: see
+    :mod:`dsa110ms.groups`), and every file's name is within tolerance of it."""
 
     id: str
     files: dict[int, str]  # subband -> path

@@ -120,8 +120,8 @@ class Stream:
 
     def published_as(self, c: Candidate, by_file: dict[str, str]) -> str | None:
         """The published group holding ``c``'s files: ``c`` itself, or the group that a file of
-        ``c`` was published in (a re-sent sb00 under ``latest`` renames a group: its id is the
-        sb00 file kept)."""
+        ``c`` was published in (an MS published before group ids came from the data is named by
+        its sb00 file's name, which may differ from the id its data give now)."""
         if is_published(self.final_ms(c.id)):
             return c.id
         for name in c.files:
