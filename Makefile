@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 DEMO := demo
 
-.PHONY: run test lint format venv clean-demo rulegraph
+.PHONY: run test lint format venv clean-demo rulegraph tables refresh-tables
 
 venv: $(STAMP)
 
@@ -33,6 +33,24 @@ rulegraph: $(STAMP)
 	$(BIN)/snakemake simulate --cores 1 --quiet $(DEMO_CONFIG)
 	$(BIN)/snakemake --rulegraph $(DEMO_CONFIG) | dot -Tsvg > docs/rulegraph.svg
 	$(BIN)/snakemake --rulegraph $(DEMO_CONFIG) | dot -Tpng > docs/rulegraph.png
+
+# What the installed Earth-rotation and leap-second tables cover (dsa110ms/timetables.py).
+tables: $(STAMP)
+	@$(BIN)/python -c "from dsa110ms import timetables; print(timetables.describe())"
+	@echo "casadata $$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("casadata"))')"
+
+# Upgrade the time tables (astropy-iers-data, casadata) to the newest on the registry and pin
+# them: only their lines of requirements.lock and envs/dsa110ms.yaml change, nothing else is
+# upgraded. Run it when the workflow refuses data beyond the tables, or monthly.
+TABLES := astropy-iers-data casadata
+refresh-tables: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade --no-deps $(TABLES)
+	for package in $(TABLES); do \
+		version=$$($(BIN)/python -c "import importlib.metadata as m; print(m.version('$$package'))"); \
+		sed -i -E "s/^(\s*- )?$$package==.*/\1$$package==$$version/" requirements.lock envs/dsa110ms.yaml; \
+	done
+	touch $(STAMP)
+	@$(MAKE) --no-print-directory tables
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
