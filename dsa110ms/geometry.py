@@ -46,9 +46,17 @@ class MeridianFields:
 
     def index_of(self, time_jd: np.ndarray) -> np.ndarray:
         """Field index of each time (every time must be one of ``times_jd``)."""
+        time_jd = np.asarray(time_jd)
         idx = np.searchsorted(self.times_jd, time_jd)
-        if np.any(idx >= len(self.times_jd)) or np.any(self.times_jd[idx] != time_jd):
-            raise ValueError("a time is not one of the integration times of these fields")
+        inside = np.minimum(idx, len(self.times_jd) - 1)
+        unknown = (idx >= len(self.times_jd)) | (self.times_jd[inside] != time_jd)
+        if np.any(unknown):
+            first = np.flatnonzero(np.reshape(unknown, -1))[0]
+            time = float(np.reshape(time_jd, -1)[first])
+            raise ValueError(
+                f"time {time:.8f} JD (index {first}) is not one of the {len(self.times_jd)} "
+                "integration times of these fields"
+            )
         return idx
 
 

@@ -655,7 +655,11 @@ def read_subband_arrays(
         except KeyError as exc:
             raise InputFileError(f"{path}: not a UVH5 file as expected (missing {exc})") from exc
         except OSError as exc:
-            raise InputFileError(f"{path}: cannot be read as UVH5 (HDF5 error: {exc})") from exc
+            # a header item's chunk that fails its filters: named like the data's
+            failure = filter_failure_in(path) or InputFileError(
+                f"{path}: cannot be read as UVH5 (HDF5 error: {exc})"
+            )
+            raise failure from exc
         except ValueError as exc:
             raise InputFileError(f"{path}: cannot be read as UVH5 ({exc})") from exc
     data = fix_autos(data, ant_1, ant_2, file_pols)

@@ -51,13 +51,14 @@ def copy_of(path: Path, tmp_path: Path) -> Path:
 
 
 def rewrite(path: Path, name: str, storage: str, written_rows: int) -> None:
-    """Data/<name> made again as a correlator that stopped would leave it: ``storage``
+    """Dataset ``name`` (Data/visdata, Header/time_array...) made again as a correlator that
+    stopped would leave it: ``storage``
     "chunked" (chunks of CHUNK_ROWS rows, the fast reader's case), "gzip" (the same, compressed:
     HDF5's path), "fletcher32" (checksummed) or "contiguous"; only the first ``written_rows`` rows
     written (0: never written)."""
     with h5py.File(path, "r+") as f:
-        values = f["Data"][name][()]
-        del f["Data"][name]
+        values = f[name][()]
+        del f[name]
         chunks = {"chunks": (CHUNK_ROWS, *values.shape[1:])}
         kwargs = {
             "chunked": chunks,
@@ -65,7 +66,7 @@ def rewrite(path: Path, name: str, storage: str, written_rows: int) -> None:
             "fletcher32": {**chunks, "fletcher32": True},
             "contiguous": {},
         }[storage]
-        ds = f["Data"].create_dataset(name, shape=values.shape, dtype=values.dtype, **kwargs)
+        ds = f.create_dataset(name, shape=values.shape, dtype=values.dtype, **kwargs)
         if written_rows:
             ds[:written_rows] = values[:written_rows]
 
@@ -76,11 +77,12 @@ def rewrite(path: Path, name: str, storage: str, written_rows: int) -> None:
 @pytest.mark.parametrize(
     ("name", "storage", "written_rows", "what"),
     [
-        ("visdata", "chunked", 16, "has 2 of 4 chunks never written"),
-        ("visdata", "gzip", 16, "has 2 of 4 chunks never written"),
-        ("visdata", "contiguous", 0, "was never written (no storage allocated)"),
-        ("flags", "chunked", 8, "has 3 of 4 chunks never written"),
-        ("nsamples", "contiguous", 0, "was never written (no storage allocated)"),
+        ("Data/visdata", "chunked", 16, "has 2 of 4 chunks never written"),
+        ("Data/visdata", "gzip", 16, "has 2 of 4 chunks never written"),
+        ("Data/visdata", "contiguous", 0, "was never written (no storage allocated)"),
+        ("Data/flags", "chunked", 8, "has 3 of 4 chunks never written"),
+        ("Data/nsamples", "contiguous", 0, "was never written (no storage allocated)"),
+        ("Header/time_array", "chunked", 16, "has 2 of 4 chunks never written"),
     ],
 )
 def test_storage_never_written_is_refused_in_one_line(
@@ -91,7 +93,7 @@ def test_storage_never_written_is_refused_in_one_line(
     with pytest.raises(UnwrittenDataError) as error:
         write_part(path, tmp_path / "p" / "part")
     assert str(error.value) == (
-        f"{path}: /Data/{name} {what} (the correlator stopped writing?); not converted"
+        f"{path}: /{name} {what} (the correlator stopped writing?); not converted"
     )
     assert not (tmp_path / "p" / "part").exists()
 
@@ -102,7 +104,7 @@ def test_what_pyuvdata_would_publish_is_refused_by_the_part_and_the_template(gro
     from dsa110ms.uvh5 import read_subband
 
     path = copy_of(group[0], tmp_path)
-    rewrite(path, "visdata", "chunked", 16)
+    rewrite(path, "Data/visdata", "chunked", 16)
     uv = read_subband(str(path))
     assert np.all(uv.data_array[16:] == 0) and not uv.flag_array[16:].any()
     for write in (write_part, write_template):
@@ -131,18 +133,26 @@ def test_a_virtual_dataset_whose_source_is_gone_is_refused(group, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("storage", "filters"), [("gzip", "deflate"), ("fletcher32", "fletcher32")]
+    ("name", "storage", "filters"),
+    [
+        ("Data/visdata", "gzip", "deflate"),
+        ("Data/visdata", "fletcher32", "fletcher32"),
+        ("Header/time_array", "gzip", "deflate"),
+    ],
 )
-def test_a_bit_flip_in_a_filtered_chunk_is_named_as_corrupt(group, tmp_path, storage, filters):
+def test_a_bit_flip_in_a_filtered_chunk_is_named_as_corrupt(
+    group, tmp_path, name, storage, filters
+):
     path = copy_of(group[3], tmp_path)
-    rewrite(path, "visdata", storage, 30)
+    rewrite(path, name, storage, 30)
     with h5py.File(path, "r") as f:
-        info = f["Data/visdata"].id.get_chunk_info(1)
+        info = f[name].id.get_chunk_info(1)
+        offset = (CHUNK_ROWS,) + (0,) * (f[name].ndim - 1)
     raw = bytearray(path.read_bytes())
     raw[info.byte_offset + info.size // 2] ^= 0x10
     path.write_bytes(raw)
     want = (
-        f"{path}: /Data/visdata: its chunk at offset ({CHUNK_ROWS}, 0, 0, 0) (2 of 4) is corrupt "
+        f"{path}: /{name}: its chunk at offset {offset} (2 of 4) is corrupt "
         f"(its filters {filters} failed: checksum or decompression error); not converted"
     )
     for write in (write_part, write_template):  # h5py's reader and pyuvdata's
@@ -296,7 +306,7 @@ def test_a_run_publishes_neither_unwritten_data_nor_a_group_whose_template_sourc
     spec = {**SPEC, "subbands": (0, 7, 15), "start": "2026-11-30T03:00:00"}
     files = simulate(SimulationSpec(n_groups=2, **spec), d)
     unwritten, short = files[2], files[3]  # group 1's sb15, group 2's sb00
-    rewrite(unwritten, "visdata", "chunked", 16)
+    rewrite(unwritten, "Data/visdata", "chunked", 16)
     shorter = {**spec, "subbands": (0,), "n_integrations": 2}
     _, other = simulate(SimulationSpec(n_groups=2, **shorter), tmp_path / "short")
     shutil.copyfile(other, short)  # the same first integration, one integration fewer
@@ -318,3 +328,28 @@ def test_a_run_publishes_neither_unwritten_data_nor_a_group_whose_template_sourc
     assert "FAILED" in rows[first] and unwritten_line in rows[first], rows[first]
     blame = f"number of times: {short} (the template's source) has 2, the 2 other files of the "
     assert "FAILED" in rows[second] and blame + "group 3" in rows[second], rows[second]
+
+
+def test_a_broken_channel_grid_names_the_spw_and_its_part_not_the_first_one():
+    """The first SPW on another channel spacing is the odd one: the majority's spacing is the
+    grid (it was the first SPW's)."""
+    from dsa110ms.errors import ValidationError
+    from dsa110ms.ms.validate import check_frequencies
+
+    odd = np.arange(4.0) * 5.0 - 40.0
+    grid = (odd, np.arange(4.0) * 10.0, np.arange(4.0) * 10.0 + 40.0)
+    with pytest.raises(ValidationError) as error:
+        check_frequencies(grid, "group g", names=["sb15.part", "sb14.part", "sb13.part"])
+    assert str(error.value) == (
+        "group g: channels are not contiguous (step 5.000 Hz after -40.000 Hz, at SPW 0 "
+        "(sb15.part); channel spacing 10.000 Hz)"
+    )
+
+
+def test_a_time_without_a_field_is_named():
+    from dsa110ms.geometry import MeridianFields
+
+    zeros = np.zeros(2)
+    fields = MeridianFields(np.array([2461374.5, 2461374.6]), *[zeros] * 6)
+    with pytest.raises(ValueError, match=r"time 2461374.55000000 JD \(index 1\) is not one of"):
+        fields.index_of(np.array([2461374.5, 2461374.55]))

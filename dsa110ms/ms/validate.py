@@ -108,25 +108,38 @@ def check_opens(ms_path: str) -> None:
 
 
 def check_frequencies(
-    spw_freqs: tuple[np.ndarray, ...], where: str, *, contiguous: bool = True
+    spw_freqs: tuple[np.ndarray, ...],
+    where: str,
+    *,
+    contiguous: bool = True,
+    names: Sequence[str] | None = None,
 ) -> None:
     """Channels ascend within and across SPWs (in SPW order); with ``contiguous``, they are one
     evenly spaced grid without gaps (a group converted without some subbands under
-    incomplete_groups=convert has gaps)."""
+    incomplete_groups=convert has gaps). ``names``: what each SPW was made from (its part), named
+    with the SPW in messages."""
+
+    def spw(i: int) -> str:
+        return f"SPW {i} ({names[i]})" if names else f"SPW {i}"
+
     for i, f in enumerate(spw_freqs):
         if len(f) > 1 and not np.all(np.diff(f) > 0):
-            raise ValidationError(f"{where}: SPW {i} channels are not in ascending frequency")
+            raise ValidationError(f"{where}: {spw(i)} channels are not in ascending frequency")
         if i and f[0] <= spw_freqs[i - 1][-1]:
             raise ValidationError(
-                f"{where}: SPW {i} starts at {f[0]:.3f} Hz, not above SPW {i - 1} "
+                f"{where}: {spw(i)} starts at {f[0]:.3f} Hz, not above {spw(i - 1)} "
                 f"(ends {spw_freqs[i - 1][-1]:.3f} Hz): SPWs must ascend"
             )
     steps = np.diff(np.concatenate(spw_freqs))
     if contiguous and len(steps) and np.ptp(steps) > FREQ_TOLERANCE_HZ:
-        k = int(np.argmax(np.abs(steps - steps[0])))
+        spacing = float(np.median(steps))  # the majority's: not the first SPW's, which may be odd
+        k = int(np.flatnonzero(np.abs(steps - spacing) > FREQ_TOLERANCE_HZ)[0])
+        # channel k + 1 is where the grid breaks: in which SPW, or at which SPW's start
+        after = int(np.searchsorted(np.cumsum([len(f) for f in spw_freqs]), k + 1, side="right"))
         raise ValidationError(
             f"{where}: channels are not contiguous (step {steps[k]:.3f} Hz after "
-            f"{np.concatenate(spw_freqs)[k]:.3f} Hz, channel spacing {steps[0]:.3f} Hz)"
+            f"{np.concatenate(spw_freqs)[k]:.3f} Hz, at {spw(after)}; channel spacing "
+            f"{spacing:.3f} Hz)"
         )
 
 
@@ -176,10 +189,12 @@ def validate_joined(
         raise ValidationError(f"{where}: {got.nrows} rows, the parts make {want_rows}")
     if got.n_spws != len(want_freqs):
         raise ValidationError(f"{where}: {got.n_spws} SPWs, expected {len(want_freqs)}")
+    names = [p.path for p in parts] if spw_layout != "single" else None
     for i, (f, want) in enumerate(zip(got.spw_freqs, want_freqs, strict=True)):
         if len(f) != len(want) or np.abs(f - want).max() > FREQ_TOLERANCE_HZ:
-            raise ValidationError(f"{where}: SPW {i} frequencies differ from the parts'")
-    check_frequencies(got.spw_freqs, where, contiguous=contiguous)
+            made_from = f"its part {names[i]}" if names else "the parts"
+            raise ValidationError(f"{where}: SPW {i} frequencies differ from those of {made_from}")
+    check_frequencies(got.spw_freqs, where, contiguous=contiguous, names=names)
     want_fields = sorted(set().union(*(p.field_names for p in parts)))
     if sorted(got.field_names) != want_fields:
         raise ValidationError(
