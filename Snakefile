@@ -17,6 +17,12 @@ include: "rules/convert.smk"
 include: "rules/report.smk"
 
 
+# every way the run ends cleans up: Ctrl-C twice, SIGHUP, a WorkflowError, nothing to be done
+if workflow.is_main_process:
+
+    dsa110ms_hooks.handle_stops(RUN, workflow)
+
+
 rule all:
     default_target: True
     input:

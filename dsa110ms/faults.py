@@ -15,7 +15,10 @@ the workflow fail the way production did, at the few points production code name
   (the removal must retry and verify);
 - ``part_crash``: ``["<group>/sbNN" or "*/sbNN"]`` - that part job dies half-way through
   writing its part (a partial part is left on scratch, as a crashed process leaves it);
-- ``concat_delay_s``: the join sleeps this long first (a window for interrupting a run there).
+- ``concat_delay_s``: the join sleeps this long first (a window for interrupting a run there);
+- ``part_delay_s``: ``{"<group>/sbNN" or "*/sbNN": seconds}`` - that part job waits this long
+  after writing its part, before it ends (a window for removing its input file mid-run, or
+  stopping the run, while the job still runs).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ PROCESS_ERRORS = ("abort",)
 #: The environment variable holding the faults of a run (JSON), set by tests only.
 FAULTS_ENV = "DSA110MS_TEST_FAULTS"
 KINDS = (*LOCK_ERRORS, *PERMANENT_ERRORS, *PROCESS_ERRORS)
-KEYS = ("concat", "cleanup_permission_error", "part_crash", "concat_delay_s")
+KEYS = ("concat", "cleanup_permission_error", "part_crash", "concat_delay_s", "part_delay_s")
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Faults:
     cleanup_permission_error: bool = False
     part_crash: tuple[str, ...] = ()
     concat_delay_s: float = 0.0
+    part_delay_s: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Mapping | None) -> Faults:
@@ -76,6 +80,7 @@ class Faults:
             cleanup_permission_error=bool(config.get("cleanup_permission_error", False)),
             part_crash=tuple(config.get("part_crash") or ()),
             concat_delay_s=float(config.get("concat_delay_s", 0.0)),
+            part_delay_s={k: float(v) for k, v in (config.get("part_delay_s") or {}).items()},
         )
 
     def concat_fault(self, group: str, attempt: int) -> str | None:
@@ -91,6 +96,13 @@ class Faults:
             f"{group}/sb{subband:02d}" in self.part_crash or f"*/sb{subband:02d}" in self.part_crash
         )
 
+    def part_delay(self, group: str, subband: int) -> float:
+        """Seconds this part job waits after writing its part (0: none)."""
+        for key in (f"{group}/sb{subband:02d}", f"*/sb{subband:02d}"):
+            if key in self.part_delay_s:
+                return self.part_delay_s[key]
+        return 0.0
+
 
 _active = Faults()
 _failed_once: set[str] = set()
@@ -105,6 +117,11 @@ def activate(config: Mapping | None = None, environ=os.environ) -> Faults:
     _active = Faults.from_config(config)
     _failed_once.clear()
     return _active
+
+
+def after_part(group: str, subband: int) -> None:
+    """A part job calls this once its part is written: ``part_delay_s``."""
+    time.sleep(_active.part_delay(group, subband))
 
 
 def before_removal(path: str) -> None:

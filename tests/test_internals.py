@@ -43,3 +43,28 @@ def test_the_scheduler_reevaluates_with_a_timer_that_the_end_of_a_run_cancels():
     assert cancel_rescheduling_timers() >= 1
     timer.join(timeout=1)
     assert not timer.is_alive() and not fired.is_set()
+
+
+def test_a_workflow_knows_whether_it_executed_jobs():
+    """dsa110ms.run.internals.executed_jobs: Workflow.execute sets the executor plugin (not
+    set when the Snakefile is read, nor in --report/--unlock/--lint modes); dryrun and touch
+    are properties of it."""
+    import inspect
+
+    from dsa110ms.run.internals import executed_jobs
+
+    for name in ("executor_plugin", "dryrun", "touch"):
+        assert isinstance(getattr(Workflow, name), property), name
+    assert "self._executor_plugin = executor_plugin" in inspect.getsource(Workflow.execute)
+
+    class NotExecuted:
+        executor_plugin, dryrun, touch = None, False, False
+
+    class Executed(NotExecuted):
+        executor_plugin = object()
+
+    class DryRun(Executed):
+        dryrun = True
+
+    assert not executed_jobs(NotExecuted()) and executed_jobs(Executed())
+    assert not executed_jobs(DryRun())

@@ -45,6 +45,17 @@ def cancel_rescheduling_timers() -> int:
     return len(timers)
 
 
+def executed_jobs(snakemake_workflow) -> bool:
+    """True once Snakemake has begun executing the workflow for real: not a dry run, not
+    ``--touch``, and not a mode that never executes (``--report``, ``--unlock``, ``--lint``,
+    ``--list``...), in which it sets no executor plugin (``Workflow.execute`` sets it)."""
+    return (
+        snakemake_workflow.executor_plugin is not None
+        and not snakemake_workflow.dryrun
+        and not snakemake_workflow.touch
+    )
+
+
 def parse_config_overrides(pairs: list[str]) -> dict:
     """``key=value`` pairs exactly as ``snakemake --config`` reads them (each value: int, float,
     bool, YAML with every scalar a string, or the string itself), since every batch passes the

@@ -1,9 +1,13 @@
-"""Logging for one Snakemake job: to its ``log:`` file and stderr, errors as one line."""
+"""Logging for one Snakemake job: to its ``log:`` file and stderr, errors as one line; a job
+stopped by a signal (Ctrl-C, a service manager's SIGTERM, a hang-up) ends with one line too,
+after its ``finally`` blocks ran (the join removes its staging MS there)."""
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,12 +28,53 @@ class OneLineFormatter(logging.Formatter):
             record.exc_info, record.exc_text, record.stack_info = saved
 
 
+#: The signals that stop a job as a whole run is stopped: Ctrl-C (SIGINT, to the terminal's
+#: process group), SIGTERM (a service manager's stop, ``timeout``), SIGHUP (the terminal closed).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class JobStopped(BaseException):  # noqa: N818 - not an error: the run is stopping
+    """Raised in a job's main thread when a stop signal arrives, so that every ``finally`` of
+    the job runs (its cleanup) before it exits; not an ``Exception``, so no handler of errors
+    mistakes it for one."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"stopped by {signal.Signals(self.signum).name} (the run is being stopped)"
+
+
+def _raise_stopped(signum, frame) -> None:
+    for s in STOP_SIGNALS:  # a repeated signal (Ctrl-C twice, timeout's) must not cut the cleanup
+        signal.signal(s, signal.SIG_IGN)
+    raise JobStopped(signum)
+
+
+@contextmanager
+def stop_signals_raise():
+    """Within: a stop signal (:data:`STOP_SIGNALS`) raises :class:`JobStopped`; the handlers
+    before are restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+    before = {s: signal.signal(s, _raise_stopped) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
 @contextmanager
 def job_log(path: str | Path):
     """Log INFO and up to ``path`` and WARNING and up to stderr. A failing job ends with one
     line on stderr: a :class:`Dsa110msError`'s reason (it names the file and what is wrong), or
     for any other exception (a bug, or a library failure we did not foresee) its type and
-    message and where its traceback is: in ``path`` only, never on the terminal."""
+    message and where its traceback is: in ``path`` only, never on the terminal. A stop
+    signal (:data:`STOP_SIGNALS`) ends it with one line, ``stopped by SIGTERM ...``, exit status
+    128 + the signal's number, after the job's own ``finally`` blocks ran."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     to_file, to_terminal = logging.FileHandler(path), logging.StreamHandler(sys.stderr)
@@ -41,7 +86,11 @@ def job_log(path: str | Path):
     root.setLevel(logging.INFO)
     log = logging.getLogger("dsa110ms")
     try:
-        yield log
+        with stop_signals_raise():
+            yield log
+    except JobStopped as exc:
+        log.error("%s", exc)
+        raise SystemExit(128 + exc.signum) from None
     except Dsa110msError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None

@@ -9,8 +9,10 @@ and ``:``. Every path is computed from the exported settings
 
 import sys
 
+from dsa110ms import faults
 from dsa110ms.run.jobs import part_command
 
 if __name__ == "__main__":
     group, filetime, subband = sys.argv[1:]
     part_command(group, filetime, subband)
+    faults.after_part(group, int(subband))  # test faults only (activated by the job)

@@ -42,7 +42,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsa110ms.errors import ScratchError
-from dsa110ms.owned import is_owned, make_owned_dir, open_own_file, owned_kind, remove_owned
+from dsa110ms.owned import (
+    MARKER,
+    is_owned,
+    make_owned_dir,
+    open_own_file,
+    owned_kind,
+    remove_owned,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +185,10 @@ class OwnerLock:
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
 
+    @property
+    def held(self) -> bool:
+        return self.fd >= 0
+
     def release(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
@@ -264,6 +275,12 @@ def sweep_stale(root: str | os.PathLike, *, keep: str | None = None) -> SweepRep
     for reason in report.failed:
         log.warning("stale scratch not removed: %s", reason)
     return report
+
+
+def left_by_earlier_run(layout: ScratchLayout) -> list[str]:
+    """What an instance's scratch holds besides its marker and owner lock (relative paths): at
+    the start of a run, what an earlier run of the working directory left."""
+    return [e for e in remaining_entries(layout.instance_dir) if e not in (MARKER, LOCK_NAME)]
 
 
 def remaining_entries(path: str | os.PathLike) -> list[str]:

@@ -1,0 +1,108 @@
+"""Every way a run ends cleans up (issue 19, C): an input that vanishes mid-run (Snakemake's
+WorkflowError skips onerror), a run with nothing to do after a killed one (Snakemake runs no
+hook), Ctrl-C twice (as ``timeout`` sends it), SIGTERM and SIGHUP to the run's process group
+during the join. After each: no scratch, no staging MS, the summary, no traceback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from dsa110ms.groups import discover
+from dsa110ms.run import scratch
+
+from .conftest import leftovers, run_snakemake, snakemake_command, staging_left
+from .test_robustness import small_config, small_groups, wait_for
+
+TINY = {"n_antennas": 6, "n_integrations": 2}
+
+
+def leave_scratch_as_a_killed_run(root, workdir) -> None:
+    """What a run killed outright (SIGKILL, power loss) leaves: its instance directory, owner
+    lock file (free: the process is dead) and a part."""
+    code = textwrap.dedent(
+        f"""
+        from dsa110ms.run import scratch
+        layout = scratch.ScratchLayout.for_workdir({str(root)!r}, {str(workdir)!r})
+        scratch.acquire_instance(layout)
+        (layout.group_dir("g") / "x_sb00.part").mkdir(parents=True)
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_input_vanishing_mid_run_then_a_run_with_nothing_to_do(tmp_path, scratch_root):
+    """Issue 19 C.1: an input deleted before its part job starts makes Snakemake raise
+    WorkflowError, and onerror never runs: 275 files stayed in /dev/shm. Now the run removes
+    its scratch at exit (verified) with the summary. Then a run killed outright leaves scratch,
+    and the next run has nothing to do (no hook runs): it removes what was left and says so."""
+    d = tmp_path / "in"
+    ids = small_groups(d, 2, **TINY)
+    groups = {g.id: g for g in discover(d, incomplete_groups="convert")}
+    config = small_config(d, tmp_path / "out", scratch_root)
+    cmd = snakemake_command(
+        tmp_path, "--cores", "1", config={**config, "faults": {"part_delay_s": {"*/sb00": 2}}}
+    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    logs = tmp_path / "logs"
+    wait_for(lambda: any(logs.glob("*/part_sb*.log")), what="a part job")
+    (started,) = {p.parent.name for p in logs.glob("*/part_sb*.log")}  # one core: one job
+    (other,) = set(ids) - {started}
+    vanished = Path(groups[other].files[15])
+    vanished.unlink()
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode != 0
+    assert "WorkflowError" in out and str(vanished) in out
+    assert "the run stopped without its end-of-run hook" in out
+    assert "[dsa110ms] run summary:" in out and "removed and verified gone" in out
+    assert leftovers(scratch_root) == [] and staging_left(tmp_path / "out") == []
+
+    leave_scratch_as_a_killed_run(scratch_root, tmp_path)
+    proc = run_snakemake(tmp_path, "--cores", "1", config={**config, "groups": [started]})
+    assert "Nothing to be done" in proc.stdout
+    layout = scratch.ScratchLayout.for_workdir(scratch_root, tmp_path)
+    assert f"2 entries of scratch {layout.instance_dir}" in proc.stdout, proc.stdout[-2000:]
+    assert leftovers(scratch_root) == []
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM,), (signal.SIGHUP,)],
+    ids=["ctrl-c-twice", "sigterm", "sighup"],
+)
+def test_stopping_the_run_during_the_join_leaves_nothing(signals, tmp_path, scratch_root):
+    """Issue 19 C.2, C.3: Ctrl-C twice during the join (or once under `timeout`) ended in
+    "event loop is already running" tracebacks, no summary and scratch left; SIGTERM to the
+    process group left the staging MS. SIGHUP killed the run with no cleanup at all."""
+    d = tmp_path / "in"
+    small_groups(d, 1, **TINY)
+    config = small_config(d, tmp_path / "out", scratch_root, faults={"concat_delay_s": 60})
+    cmd = snakemake_command(tmp_path, "--cores", "1", config=config)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    logs = tmp_path / "logs"
+    wait_for(
+        lambda: any("joining" in p.read_text() for p in logs.glob("*/concat.log")),
+        what="a join",
+    )
+    assert staging_left(tmp_path / "out"), "the join writes its staging MS"
+    for sig in signals:
+        os.killpg(proc.pid, sig)
+        time.sleep(0.3)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0
+    assert "Traceback" not in out and "event loop" not in out, out[-3000:]
+    assert "[dsa110ms] run summary:" in out and "removed and verified gone" in out, out[-3000:]
+    assert (
+        "stopped by SIG"
+        in (logs / next(logs.glob("*/concat.log")).parent.name / "concat.log").read_text()
+    )
+    assert leftovers(scratch_root) == [] and staging_left(tmp_path / "out") == []
