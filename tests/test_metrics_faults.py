@@ -1,6 +1,7 @@
 """Metrics records and the fault plan, without Snakemake."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -80,3 +81,18 @@ def test_faults_come_from_the_environment_and_unknown_ones_are_refused():
         [*faults.LOCK_ERRORS, *faults.PERMANENT_ERRORS, *faults.PROCESS_ERRORS]
     )
     faults.activate({})
+
+
+def test_run_record_counts_changed_inputs_not_acted_on(tmp_path):
+    """Published MSs whose inputs changed: counted in the run record and the Prometheus file
+    until a run publishes the group again."""
+    metrics.configure(tmp_path)
+    metrics.emit("join", group="g2", attempt=1, outcome="published", error_class=None, bytes=7)
+    changed = {g: SimpleNamespace(what=f"sb15 {g}_sb15.hdf5 rewritten") for g in ("g1", "g2")}
+    events = metrics.read_events(tmp_path, since=0)
+    summary = metrics.summarize_run(
+        events, started=0.0, success=True, failed_groups=[], changed_inputs=changed
+    )
+    assert summary["groups_changed_inputs"] == 1
+    assert summary["changed_inputs"] == {"g1": "sb15 g1_sb15.hdf5 rewritten"}
+    assert "dsa110ms_last_run_groups_changed_inputs 1" in metrics.prometheus_text(summary)
