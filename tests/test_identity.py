@@ -73,8 +73,9 @@ def test_files_named_far_from_their_data_skip_their_group_naming_both_times(tmp_
         "s apart): mislabelled; 2026-11-30T03:00:03_sb01.hdf5 is named 2026-11-30T03:00:03 but "
         "its data start at 2026-11-30T03:05:09 (more than tolerance_s=60 s apart): mislabelled; "
         "2026-11-30T03:00:02_sb15.hdf5 is named 2026-11-30T03:00:02 but its data start at "
-        "2026-11-30T03:05:09 (more than tolerance_s=60 s apart): mislabelled. Rename a mislabelled file to "
-        "the time its data start; move a file of another observation out of input_dir"
+        "2026-11-30T03:05:09 (more than tolerance_s=60 s apart): mislabelled. Rename a "
+        "mislabelled file to the time its data start; move a file of another observation out of "
+        "input_dir"
     ]
     # the window selects by the data's time; the names' group is reported if they are in it
     assert len(discover(tmp_path, end_time="2026-11-30T03:01:00")) == 0
@@ -253,3 +254,39 @@ def test_first_integrations_are_cached_by_file_identity(tmp_path):
     write(tmp_path / "in", sb15.name[:19], 15, T0)
     (g,) = discover(tmp_path / "in", incomplete_groups="convert", inventory=tmp_path / "in")
     assert g.id == "2026-11-30T03:00:00"
+
+
+def test_a_late_sb00_adds_no_second_ms_in_a_real_run(tmp_path, scratch_root):
+    """B.3 through Snakemake: sb01 and sb15 (named 03:00:01-03) are published under
+    `incomplete_groups=convert`; then sb00 arrives, named 03:00:02. The next run finds the
+    same group (its data start at 03:00:00): still one MS, and no 03:00:02.ms beside it (the
+    id was sb00's name, else the earliest file's: 03:00:01.ms, then 03:00:02.ms); the summary
+    names the late file."""
+    from .conftest import run_snakemake, staging_left, visible
+
+    spec = SimulationSpec(n_antennas=4, n_integrations=2, n_channels=8)
+    d, out = tmp_path / "in", tmp_path / "out"
+    d.mkdir()
+    for sb, late_s in ((1, 1), (15, 3)):
+        write_subband_file(
+            d / f"{format_timestamp(T0 + dt.timedelta(seconds=late_s))}_sb{sb:02d}.hdf5",
+            spec,
+            sb,
+            T0,
+            ORDER,
+        )
+    config = {
+        "input_dir": d,
+        "output_dir": out,
+        "scratch_root": scratch_root,
+        "incomplete_groups": "convert",
+    }
+    run_snakemake(tmp_path, "--cores", "2", config=config)
+    assert visible(out) == ["2026-11-30T03:00:00.ms"]
+    write_subband_file(d / "2026-11-30T03:00:02_sb00.hdf5", spec, 0, T0, ORDER)
+    proc = run_snakemake(tmp_path, "--cores", "2", config=config, check=False)
+    assert visible(out) == ["2026-11-30T03:00:00.ms"], proc.stdout[-3000:]
+    assert staging_left(out) == []
+    # the summary's one row is that group, naming the late file (reported, not converted)
+    (row,) = [x.strip() for x in proc.stdout.splitlines() if x.strip()[:4] == "2026"]
+    assert row.startswith("2026-11-30T03:00:00 ") and "03:00:02_sb00.hdf5" in row, row
