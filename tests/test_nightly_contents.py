@@ -303,7 +303,7 @@ def test_a_run_publishes_neither_unwritten_data_nor_a_group_whose_template_sourc
     from .conftest import run_snakemake
 
     d = tmp_path / "in"
-    spec = {**SPEC, "subbands": (0, 7, 15), "start": "2026-11-30T03:00:00"}
+    spec = {**SPEC, "subbands": (0, 7, 15), "start": "2026-03-15T03:00:00"}
     files = simulate(SimulationSpec(n_groups=2, **spec), d)
     unwritten, short = files[2], files[3]  # group 1's sb15, group 2's sb00
     rewrite(unwritten, "Data/visdata", "chunked", 16)
