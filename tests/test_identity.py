@@ -122,22 +122,26 @@ def test_leap_second_names_are_accepted(tmp_path):
 
 @pytest.mark.parametrize(
     "start, end",
-    [("0001-01-01T00:00:00", "9999-12-31T23:59:59"), ("0001-01-01T00:00:00", None)],
+    [
+        ("0001-01-01T00:00:00", "9999-12-31T23:59:59"),
+        ("0001-01-01T00:00:00", None),
+        (None, "9999-12-31T23:59:59"),
+    ],
 )
 def test_extreme_window_bounds_mean_unbounded(tmp_path, start, end):
     """A.4: end_time=9999-12-31T23:59:59 or start_time=0001-01-01T00:00:00 raised
-    OverflowError (a bound +- tolerance leaves datetime's range)."""
+    OverflowError (a bound +- tolerance leaves datetime's range; here, as in the trial, when a
+    file belongs to no group)."""
     from dsa110ms.settings import Settings
 
     settings = Settings.from_config({"start_time": start, "end_time": end})
     write_group(tmp_path, T0, subbands=(0, 15))
-    (g,) = discover(
-        tmp_path,
-        start_time=settings.start_time,
-        end_time=settings.end_time,
-        incomplete_groups="convert",
-    )
-    assert g.id == "2026-11-30T03:00:00"
+    write(tmp_path, T0 + dt.timedelta(seconds=600), 7, T0 + dt.timedelta(seconds=600))
+    m = discover(tmp_path, start_time=settings.start_time, end_time=settings.end_time)
+    assert len(m) == 0 and [os.path.basename(s.subject) for s in m.skipped] == [
+        "2026-11-30T03:10:00_sb07.hdf5",  # no sb00 near it
+        "group 2026-11-30T03:00:00",  # incomplete
+    ]
     m = discover(tmp_path, start_time="9999-12-31T23:59:59", incomplete_groups="convert")
     assert len(m) == 0 and "widen the window" in m.empty_reason
 
