@@ -15,7 +15,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dsa110ms.groups import subband_file_name
+from dsa110ms.groups import data_start, subband_file_name, to_the_second
+from dsa110ms.inventory import read_first_integration
 from dsa110ms.telescope import N_SUBBANDS
 
 REALDATA = Path(__file__).parent / "data" / "realdata"
@@ -31,12 +32,10 @@ def n_subbands(n_channels: int) -> int:
 
 
 def first_time(path: Path) -> dt.datetime:
-    """The file's first integration time (UTC, to the second) for its subband file names."""
-    from astropy.time import Time
-
-    with h5py.File(path) as f:
-        jd = float(np.min(f["Header/time_array"][()]))
-    return Time(jd, format="jd").to_datetime().replace(microsecond=0)
+    """When the file's data start (UTC, to the second) as discovery reads it, for its subband
+    files' names: so the cut files' names are their group's id."""
+    first, _ = read_first_integration(str(path))
+    return to_the_second(data_start(first))
 
 
 def cut_into_subbands(src: Path, out_dir: Path, n: int | None = None) -> list[Path]:
