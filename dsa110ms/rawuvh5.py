@@ -330,30 +330,25 @@ def _describe_item(name: str, header_a, header_b) -> str:
         return f"{name} differs"
     if a.shape != b.shape:
         return f"{name} has shape {a.shape} vs {b.shape}"
-    if a.dtype.kind not in "iuf" or b.dtype.kind not in "iuf":
-        if a.size == 1:
-            return f"{name} is {_text(a.reshape(-1)[0])!r} vs {_text(b.reshape(-1)[0])!r}"
-        return (
-            f"{name} is {[_text(x) for x in a.reshape(-1)]} vs {[_text(x) for x in b.reshape(-1)]}"
-        )
-    unit, factor = ITEM_UNITS.get(name, ("", 1.0))
+    numbers = a.dtype.kind in "iuf" and b.dtype.kind in "iuf"
+    unit, factor = ITEM_UNITS.get(name, ("", 1.0)) if numbers else ("", 1.0)
     unit = f" {unit}" if unit else ""
     if a.size == 1:
-        return f"{name} is {float(a) * factor:.9g}{unit} vs {float(b) * factor:.9g}{unit}"
-    if name == "antenna_positions" and a.ndim == 2:
+        if numbers:
+            return f"{name} is {float(a) * factor:.9g}{unit} vs {float(b) * factor:.9g}{unit}"
+        return f"{name} is {_text(a.reshape(-1)[0])!r} vs {_text(b.reshape(-1)[0])!r}"
+    if numbers and name == "antenna_positions" and a.ndim == 2 and np.any(a != b):
         return _describe_antennas(a, b, header_a)
-    differ = np.flatnonzero((a != b).reshape(-1))
+    differ = np.flatnonzero(np.asarray(a != b).reshape(-1))
+    if not len(differ):  # equal values, stored differently: the bytes differ, not the data
+        return f"{name}: the same values, stored as {a.dtype} vs {b.dtype}"
     first = np.unravel_index(differ[0], a.shape)
-    if a.dtype.kind in "iu" and b.dtype.kind in "iu" and not unit:
-        return (
-            f"{name}: {len(differ)} of {a.size} values differ (first at index "
-            f"{tuple(int(i) for i in first)}: {a[first]} vs {b[first]})"
-        )
-    worst = np.abs(a.astype(float) - b.astype(float)).max() * factor
-    return (
-        f"{name}: {len(differ)} of {a.size} values differ, by up to {worst:.3g}{unit} (first at "
-        f"index {tuple(int(i) for i in first)})"
-    )
+    at = f"first at index {tuple(int(i) for i in first)}"
+    if numbers and unit:
+        worst = np.abs(a.astype(float) - b.astype(float)).max() * factor
+        return f"{name}: {len(differ)} of {a.size} values differ, by up to {worst:.3g}{unit} ({at})"
+    shown = (a[first], b[first]) if numbers else (repr(_text(a[first])), repr(_text(b[first])))
+    return f"{name}: {len(differ)} of {a.size} values differ ({at}: {shown[0]} vs {shown[1]})"
 
 
 def _describe_antennas(a: np.ndarray, b: np.ndarray, header) -> str:

@@ -228,7 +228,22 @@ def _shift_one_time(header):
     header["time_array"][10:20] += 1e-6  # the second integration's 10 baselines, 86.4 ms later
 
 
+def _rename_pad(header):
+    names = header["antenna_names"][()]
+    names[16] = b"17b"
+    _set("antenna_names", names)(header)
+
+
+def _narrow_ant_1(header):
+    _set("ant_1_array", header["ant_1_array"][()].astype(np.int32))(header)
+
+
 GEOMETRY_CHANGES = {
+    "pad_name": (
+        _rename_pad,
+        "antenna_names: 1 of 117 values differ (first at index (16,): '17b' vs '17')",
+    ),
+    "type_only": (_narrow_ant_1, "ant_1_array: the same values, stored as int32 vs int64"),
     "antenna": (_move_antenna, "antenna_positions of antenna 17 (number 16) differ by 0.300 m"),
     "pointing": (
         _set("extra_keywords/phase_center_dec", np.radians(55.1)),
