@@ -75,6 +75,7 @@ TELESCOPES = ("dsa110", "generic")
 #: Julian Date of 1970-01-01T00:00:00 UTC.
 JD_UNIX_EPOCH = 2440587.5
 UNIX_EPOCH = dt.datetime(1970, 1, 1)
+LAST_SECOND = dt.datetime(9999, 12, 31, 23, 59, 59)
 
 #: What a directory entry is, when it is not a regular file (it is then never opened).
 NOT_REGULAR = {
@@ -119,9 +120,10 @@ def datetime_from_jd(jd: float) -> dt.datetime | None:
     time: the data of a leap second read as the next day's first second); None if ``jd`` is no
     date a datetime can hold (NaN, 0, 1e300)."""
     try:
-        return UNIX_EPOCH + dt.timedelta(days=jd - JD_UNIX_EPOCH)
+        t = UNIX_EPOCH + dt.timedelta(days=jd - JD_UNIX_EPOCH)
     except (OverflowError, ValueError):
         return None
+    return t if t < LAST_SECOND else None  # rounding to the second must not leave the range
 
 
 def data_start(first: FirstIntegration) -> dt.datetime | None:

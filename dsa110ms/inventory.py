@@ -86,12 +86,14 @@ def read_first_integration(path: str) -> tuple[FirstIntegration, tuple[int, int,
 
 
 class Inventory:
-    """First integrations of input files, cached in SQLite at ``path`` (None: no cache)."""
+    """First integrations of input files, cached in SQLite at ``path`` (None: no cache). One
+    object serves one discovery: a file it could not read is not tried again meanwhile."""
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else None
         self._known: dict[str, tuple] = {}
         self._new: list[tuple] = []
+        self._failed: dict[str, HeaderError] = {}  # this object's lifetime only: never stored
         if self.path is not None:
             self._known = self._load()
 
@@ -124,7 +126,13 @@ class Inventory:
                 current = None
             if current == tuple(known[:3]):
                 return FirstIntegration(*known[3:])
-        first, identity = read_first_integration(path)
+        if path in self._failed:
+            raise self._failed[path]
+        try:
+            first, identity = read_first_integration(path)
+        except HeaderError as exc:
+            self._failed[path] = exc
+            raise
         row = (*identity, first.time_jd, first.integration_s)
         self._known[path] = row
         self._new.append((path, *row))

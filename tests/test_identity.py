@@ -100,6 +100,19 @@ def test_a_file_of_another_observation_skips_its_group(tmp_path):
     assert g.id == "2026-11-30T03:00:00" and sorted(g.files) == [0, 1, 3, 15]
 
 
+def test_a_first_time_that_is_no_date_skips_its_group(tmp_path):
+    """time_array[0] = NaN, or a year beyond 9999: one line, no OverflowError."""
+    import h5py
+
+    write_group(tmp_path, T0, subbands=(0, 15))
+    (sb15,) = tmp_path.glob("*_sb15.hdf5")
+    for value in (float("nan"), 1e300, 5373485.0, 0.0):  # 5373485.0: year 10000
+        with h5py.File(sb15, "r+") as f:
+            f["Header/time_array"][0] = value
+        (line,) = discover(tmp_path, incomplete_groups="convert").skipped
+        assert f"{sb15.name} holds time_array[0] = {value!r}, which is no date" in line
+
+
 def test_leap_second_names_are_accepted(tmp_path):
     """A.3: 2016-12-31T23:59:60_sbNN.hdf5 was refused as "not named YYYY-MM-DDTHH:MM:SS". A
     leap second's name is taken as 23:59:59 + 1 s; the data decide the id. A :60 anywhere
