@@ -1,4 +1,6 @@
-"""Group discovery from file names: jitter, _incomplete, duplicates, gaps, window, policies."""
+"""Group discovery from file names: jitter, _incomplete, duplicates, gaps, window, policies.
+The files here are empty placeholders: no header can be read, so a group's id is the time in
+its names (the fallback); tests/test_identity.py has real files, whose data give the id."""
 
 import datetime as dt
 import os
@@ -13,7 +15,7 @@ T0 = dt.datetime(2026, 3, 1, 12, 0, 0)
 
 
 def touch_group(d, start, subbands=range(16), jitter=(0, 1, 2, 3)):
-    """Placeholder files (discovery reads names only) with a few seconds of node jitter."""
+    """Empty placeholder files with a few seconds of node jitter."""
     for sb in subbands:
         t = start + dt.timedelta(seconds=jitter[sb % len(jitter)])
         (d / subband_file_name(t, sb)).touch()

@@ -58,6 +58,15 @@ def test_a_late_sb00_named_otherwise_joins_its_observation(tmp_path):
     assert resent.id == after.id and resent.files[0].endswith("03:00:55_sb00.hdf5")
 
 
+def test_files_of_one_observation_named_in_two_clusters_are_one_group(tmp_path):
+    """sb00 named 50 s before the data, the others 55-57 s after: two clusters by name (over
+    60 s apart), one observation by data: one group of three files (it was two)."""
+    write(tmp_path, T0 - dt.timedelta(seconds=50), 0, T0)
+    write_group(tmp_path, T0, subbands=(1, 15), jitter=(55, 57))
+    (g,) = discover(tmp_path, incomplete_groups="convert")
+    assert g.id == "2026-11-30T03:00:00" and sorted(g.files) == [0, 1, 15]
+
+
 def test_files_named_far_from_their_data_skip_their_group_naming_both_times(tmp_path):
     """A.2: files named 03:00:02 hold data from 03:05:09; the group was published as
     03:00:02.ms without a word. One line names the files and both times; the next
