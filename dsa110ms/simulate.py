@@ -214,7 +214,9 @@ def write_subband_file(
 
 
 def simulate(spec: SimulationSpec, output_dir: Path | str) -> list[Path]:
-    """Write every file of every group; returns the paths written, sorted."""
+    """Write every file of every group; returns the paths written, sorted. Each group's data
+    start at its nominal start (:func:`group_start_times`), which is therefore its id; its files
+    are named 0..``max_jitter_s`` s later, as the nodes' clocks name them."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     order = correlator_antenna_order(spec.n_antennas, spec.seed)
