@@ -201,6 +201,22 @@ def read_finals(path: str) -> tuple[float, float, float]:
     return predicted_from, end, max_dut1
 
 
+def read_finals_rows(path: str, from_mjd: float) -> list[tuple[float, ...]]:
+    """Daily rows (MJD; x, error, y, error in arcsec; UT1-UTC, error in s; LOD in s, 0 where
+    the file gives none) of an IERS ``finals2000A`` file from ``from_mjd`` to its last UT1-UTC
+    value (the Bulletin A columns: measured, then predicted)."""
+    rows = []
+    with open(path) as f:
+        for line in f:
+            if not line[58:68].strip() or float(line[7:15]) < from_mjd:
+                continue
+            fields = (line[7:15], line[18:27], line[27:36], line[37:46], line[46:55])
+            dut1 = (line[58:68], line[68:78])
+            lod_ms = float(line[79:86].strip() or 0.0)
+            rows.append((*map(float, fields), *map(float, dut1), lod_ms / 1e3))
+    return rows
+
+
 def read_leap_seconds(path: str) -> tuple[float, tuple[tuple[float, int], ...]]:
     """(expiry MJD, leap seconds) of an IERS ``Leap_Second.dat`` file ("File expires on 28 June
     2027"; rows "MJD day month year TAI-UTC")."""

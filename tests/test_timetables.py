@@ -176,6 +176,77 @@ def test_groups_of_now_and_a_year_ahead_convert_offline_and_later_ones_are_refus
     assert "warning" not in (tmp_path / "logs" / now_id / "template.log").read_text().lower()
     ahead_log = (tmp_path / "logs" / ahead_id / "template.log").read_text()
     assert "converted, accurate enough since" in ahead_log and "make refresh-tables" in ahead_log
+    casa_logs = "".join(p.read_text() for p in (tmp_path / "logs").rglob("*.log"))
+    assert "SEVERE" not in casa_logs and "out-of-date" not in casa_logs
     (row,) = [x for x in proc.stdout.splitlines() if x.strip().startswith(beyond_id)]
     template_source = discover(d, incomplete_groups="convert").groups[beyond_id].files[0]
     assert "FAILED" in row and template_source in row and "make refresh-tables" in row, row
+
+
+CASA_TIMES = textwrap.dedent(
+    """
+    import json, sys
+    from dsa110ms import casa
+    ct = casa.tools()
+    ct.logsink().setlogfile(sys.argv[1])
+    me = ct.measures()
+    me.doframe(me.observatory("OVRO_MMA"))
+    out = {"measurespath": ct.ctsys.measurespath()}
+    for day in sys.argv[2:]:
+        e = me.epoch("utc", day)
+        me.doframe(e)
+        utc = e["m0"]["value"]
+        out[day] = [(me.measure(e, s)["m0"]["value"] - utc) * 86400 for s in ("tai", "ut1")]
+    print(json.dumps(out))
+    """
+)
+
+
+def test_casa_measures_overlay_has_current_leap_seconds_and_earth_rotation(tmp_path):
+    """CASA, through the package's measures overlay (made in a fresh cache), gives astropy's
+    TAI-UTC and UT1-UTC for today and for the tables' last predicted month, and logs neither
+    SEVERE "TAI_UTC seems out-of-date" nor "outside the range of the IERS table"."""
+    from astropy.time import Time
+
+    tables = timetables.coverage()
+    days = [
+        dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+        timetables.date_of(tables.iers_a_end_mjd - 20)[:10],
+    ]
+    log = tmp_path / "casa.log"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("CASASITECONFIG", None)
+    env.pop("DSA110MS_CASA_MEASURES_ROOT", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", CASA_TIMES, str(log), *days],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)
+    assert found["measurespath"].startswith(str(tmp_path / "cache" / "dsa110ms"))
+    for day in days:
+        t = Time(day, scale="utc")
+        tai_utc, ut1_utc = found[day]
+        assert abs(tai_utc - (t.tai.mjd - t.mjd) * 86400) < 1e-4
+        assert abs(ut1_utc - t.delta_ut1_utc) < 1e-4, (day, ut1_utc, t.delta_ut1_utc)
+    text = log.read_text() + proc.stderr
+    assert "out-of-date" not in text and "outside the range" not in text, text
+
+
+def test_the_measures_overlay_is_made_once_by_concurrent_processes(tmp_path):
+    """Processes making the overlay at once: one overlay, no build left behind, each process
+    gets the complete one."""
+    env = {**os.environ, "DSA110MS_CASA_MEASURES_ROOT": str(tmp_path / "root")}
+    code = "from dsa110ms import casa; print(casa.measures_overlay())"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    answers = {p.communicate()[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    (overlay,) = answers
+    assert [p.name for p in (tmp_path / "root").iterdir()] == [Path(overlay).name]
+    assert (Path(overlay) / "geodetic" / "TAI_UTC" / "table.dat").is_file()
+    assert (Path(overlay) / "geodetic" / "Observatories").is_symlink()
