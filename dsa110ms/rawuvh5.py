@@ -258,7 +258,13 @@ def _dataset_bytes(ds) -> bytes:
     value = np.asarray(ds[()])
     if value.dtype.kind == "O":  # variable-length strings: their values, not object pointers
         return repr(value.tolist()).encode()
+    # numbers by value, whatever type stores them (int32 or int64 antennas make the same MS)
+    value = value.astype(CANONICAL_TYPES.get(value.dtype.kind, value.dtype), copy=False)
     return np.ascontiguousarray(value).tobytes() + str(value.dtype).encode()
+
+
+#: The type numbers of each numpy kind are compared in (:func:`_dataset_bytes`).
+CANONICAL_TYPES = {"i": np.int64, "u": np.int64, "f": np.float64, "c": np.complex128}
 
 
 def geometry_items(header, *, telescope: str) -> dict[str, str]:
