@@ -360,7 +360,8 @@ def _disagreements(
     telescope: str,
     tolerance: dt.timedelta,
 ) -> list[str]:
-    """Each file whose name or data disagree with its group, and how (file name: times)."""
+    """A phrase for each file whose name or data disagree with its group, naming the file and
+    both times (``ref``: the group's shared first integration; None if no file is dated)."""
     tol = f"tolerance_s={tolerance.total_seconds():g} s"
     gtime = parse_timestamp(gid)
     problems = []
