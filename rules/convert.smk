@@ -12,12 +12,14 @@ rule ms_template:
         template=temp(directory(RUN.template("{group}"))),
     log:
         RUN.log_pattern("{group}/template.log"),
-    # the group's longest single job: started first, while the parts fill the other cores
-    priority: 1
+    # the group's longest single job: started first, while the parts fill the other cores;
+    # earlier groups first, each job asking for a whole group's scratch (run/scratch.py)
+    priority: lambda wc: RUN.priority(wc.group, first=True)
     conda:
         "../envs/dsa110ms.yaml"
     resources:
         mem_mb=1000,
+        scratch_mb=lambda wc: RUN.scratch_mb(),
     script:
         "../scripts/write_template.py"
 
@@ -29,10 +31,12 @@ rule ms_part:
         part=temp(directory(RUN.part_pattern())),
     log:
         RUN.part_log_pattern(),
+    priority: lambda wc: RUN.priority(wc.group)
     conda:
         "../envs/dsa110ms.yaml"
     resources:
         mem_mb=1000,
+        scratch_mb=lambda wc: RUN.scratch_mb(),
     # A module and the wildcards only: no path is ever written into a shell command
     # (dsa110ms/run/partjob.py computes the paths declared above from the run's settings).
     shell:
@@ -47,11 +51,13 @@ rule concat:
         published=RUN.published_pattern(),
     log:
         RUN.log_pattern("{group}/concat.log"),
+    priority: lambda wc: RUN.priority(wc.group)
     retries: RUN.settings.concat_retries
     conda:
         "../envs/dsa110ms.yaml"
     resources:
         mem_mb=2000,
+        scratch_mb=lambda wc: RUN.scratch_mb(),
         attempt=lambda wc, attempt: attempt,
     params:
         complete=lambda wc: RUN.is_complete(wc.group),

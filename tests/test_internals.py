@@ -68,3 +68,24 @@ def test_a_workflow_knows_whether_it_executed_jobs():
 
     assert not executed_jobs(NotExecuted()) and executed_jobs(Executed())
     assert not executed_jobs(DryRun())
+
+
+def test_the_scheduler_holds_global_and_available_resources_that_onstart_may_extend():
+    """dsa110ms.run.internals.limit_local_resource: the scheduler exists when onstart runs,
+    checks each job against ``global_resources`` and subtracts what it starts from
+    ``resources`` for every name of ``global_resources``."""
+    import inspect
+
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    assert isinstance(Workflow.scheduler, property) and isinstance(
+        Workflow.non_local_exec, property
+    )
+    execute = inspect.getsource(Workflow.execute)
+    assert execute.index("self.scheduler = JobScheduler(") < execute.index("self._onstart(")
+    init = inspect.getsource(JobScheduler.__init__)
+    assert "self.global_resources = {" in init and "self.resources = copy.copy(" in init
+    update = inspect.getsource(JobScheduler.update_available_resources)
+    assert "for name in self.global_resources:" in update and "self.resources[name] -=" in update
+    free = inspect.getsource(JobScheduler._free_resources)
+    assert "self.resources[name] += value" in free

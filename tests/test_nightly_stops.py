@@ -106,3 +106,27 @@ def test_stopping_the_run_during_the_join_leaves_nothing(signals, tmp_path, scra
         in (logs / next(logs.glob("*/concat.log")).parent.name / "concat.log").read_text()
     )
     assert leftovers(scratch_root) == [] and staging_left(tmp_path / "out") == []
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 7 MB tmpfs: scratch for about two of the tiny groups (~1.8 MB each on scratch)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=7m", "tmpfs", str(mount)]).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_backlog_larger_than_scratch_converts_group_after_group(tmp_path, small_tmpfs):
+    """Issue 19 C.4: six groups with scratch for about two failed, every group on every run
+    (every template first, then parts on a full tmpfs). Every job now asks for a group's
+    scratch against the free space at the start, earlier groups first: all six convert."""
+    d = tmp_path / "in"
+    ids = small_groups(d, 6, **TINY)
+    config = small_config(d, tmp_path / "out", small_tmpfs / "dsa110ms")
+    proc = run_snakemake(tmp_path, "--cores", "2", config=config)
+    assert "[dsa110ms] run summary: 6 converted" in proc.stdout, proc.stdout[-3000:]
+    assert sorted(p.stem for p in (tmp_path / "out").glob("*.ms")) == ids
+    assert leftovers(small_tmpfs / "dsa110ms") == []

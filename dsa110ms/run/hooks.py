@@ -122,6 +122,27 @@ def on_start(run: Run) -> None:
         _phase = "started"
 
 
+def admit_groups_by_scratch(run: Run, snakemake_workflow) -> None:
+    """At onstart: limit the jobs' scratch resource to the free space of scratch now
+    (:mod:`dsa110ms.run.scratch`), unless ``--resources scratch_mb=...`` set it or a cluster
+    executor runs the jobs; say how many groups fit at once when that is fewer than the cores."""
+    if run.manifest is None:
+        return
+    limit = run.scratch_limit_mb()
+    if not internals.limit_local_resource(snakemake_workflow, scratch.SCRATCH_RESOURCE, limit):
+        return
+    each = run.scratch_need_mb()
+    if limit < 2 * each:
+        log.info(
+            "scratch %s has room for %s group at a time (%d MB usable, a group needs ~%d MB): "
+            "groups are converted one after another",
+            run.layout.root,
+            "one" if limit >= each else "not even one",
+            limit,
+            each,
+        )
+
+
 def check_writable(directory: Path) -> None:
     """Fail before any job runs if ``directory`` cannot be created or written."""
     try:

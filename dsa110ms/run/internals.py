@@ -45,6 +45,22 @@ def cancel_rescheduling_timers() -> int:
     return len(timers)
 
 
+def limit_local_resource(snakemake_workflow, name: str, value: int) -> bool:
+    """Make ``name`` a global resource of ``value`` for a local run whose command line did not
+    set it (``--resources name=...``); returns whether it did. Called from onstart, when the
+    executor is known and the scheduler exists: its total (checked per job) and its available
+    amount (what running jobs hold is subtracted from it). Under a cluster executor the jobs'
+    scratch is on the nodes: nothing is set."""
+    scheduler = snakemake_workflow.scheduler
+    if snakemake_workflow.non_local_exec or scheduler is None:
+        return False
+    if name in scheduler.global_resources:
+        return False
+    scheduler.global_resources[name] = value
+    scheduler.resources[name] = value
+    return True
+
+
 def executed_jobs(snakemake_workflow) -> bool:
     """True once Snakemake has begun executing the workflow for real: not a dry run, not
     ``--touch``, and not a mode that never executes (``--report``, ``--unlock``, ``--lint``,

@@ -277,6 +277,63 @@ def sweep_stale(root: str | os.PathLike, *, keep: str | None = None) -> SweepRep
     return report
 
 
+# --- admission by scratch space ------------------------------------------------------------
+#
+# A group's template and parts stay on scratch from its first job until its concat ends, but a
+# Snakemake resource is held only while a job runs. So every job of a group (template, parts,
+# concat) asks for the scratch of a whole group (the largest of the run's, the same for all),
+# against a limit of the free space at the start of the run, and every job of an earlier group
+# outranks every job of a later one (priority): a later group's first job starts only when no
+# job of an open group is waiting, so open groups never need more than the limit, and a
+# backlog larger than scratch converts one group after another.
+
+#: Snakemake resource of the template, part and concat jobs (MB of scratch; one group's).
+SCRATCH_RESOURCE = "scratch_mb"
+#: Measured (tmpfs, 2 to 48 antennas, 2 to 6 integrations): a part takes 0.55 to 0.98 times its
+#: input file's bytes, the template ~1.65 MB plus ~2 % of its source file's bytes.
+PART_BYTES_PER_INPUT_BYTE = 1.0
+TEMPLATE_BYTES = 2_000_000
+TEMPLATE_BYTES_PER_INPUT_BYTE = 0.05
+#: Headroom on the estimate (file system blocks, metadata, the part.json of each part).
+ESTIMATE_MARGIN = 1.10
+#: Of the free space at the start of the run, what the groups may take (the rest: other users).
+USABLE_FRACTION = 0.95
+
+
+def file_bytes(path: str | os.PathLike) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # reported by discovery or by its job; nothing to reserve for it
+
+
+def group_scratch_bytes(
+    input_files: list[str], template_source: str, *, join_method: str = "direct"
+) -> int:
+    """Bytes of scratch a group takes at most: its template and a part per input file (with
+    ``join_method: concat`` the join copies the parts once more on scratch)."""
+    parts = PART_BYTES_PER_INPUT_BYTE * sum(file_bytes(f) for f in input_files)
+    if join_method == "concat":
+        parts *= 2
+    template = TEMPLATE_BYTES + TEMPLATE_BYTES_PER_INPUT_BYTE * file_bytes(template_source)
+    return int((parts + template) * ESTIMATE_MARGIN)
+
+
+def free_scratch_bytes(root: str | os.PathLike) -> int:
+    """Bytes this user may still write on the file system of ``root`` (or of its nearest
+    existing parent, before the run creates it)."""
+    path = Path(os.path.abspath(root))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def scratch_limit_mb(root: str | os.PathLike) -> int:
+    """The run's limit of the scratch resource: the usable part of the free space now (MB)."""
+    return max(int(free_scratch_bytes(root) * USABLE_FRACTION / 1e6), 1)
+
+
 def left_by_earlier_run(layout: ScratchLayout) -> list[str]:
     """What an instance's scratch holds besides its marker and owner lock (relative paths): at
     the start of a run, what an earlier run of the working directory left."""

@@ -173,6 +173,44 @@ class Run:
         files = self.manifest.groups[group].files
         return files[min(files)]
 
+    def scratch_mb(self) -> int:
+        """Each template, part and concat job's scratch resource (:data:`scratch.SCRATCH_RESOURCE`):
+        the largest group's scratch (MB), at most the run's limit (:meth:`scratch_limit_mb`), so
+        that a group larger than scratch still runs, alone, and fails saying so."""
+        return min(self.scratch_need_mb(), self.scratch_limit_mb())
+
+    def scratch_need_mb(self) -> int:
+        """The scratch of the run's largest group (MB, estimated from its files' sizes)."""
+        if "scratch_mb" not in self._part_cache:
+            need = max(
+                (
+                    scratch.group_scratch_bytes(
+                        list(g.files.values()),
+                        self.template_source(g.id),
+                        join_method=self.settings.join_method,
+                    )
+                    for g in self.manifest or ()
+                ),
+                default=0,
+            )
+            self._part_cache["scratch_mb"] = max(int(need / 1e6) + 1, 1)
+        return self._part_cache["scratch_mb"]
+
+    def scratch_limit_mb(self) -> int:
+        """Free scratch when the run's jobs were first sized (MB; the main process's figure)."""
+        if "scratch_limit_mb" not in self._part_cache:
+            self._part_cache["scratch_limit_mb"] = scratch.scratch_limit_mb(self.layout.root)
+        return self._part_cache["scratch_limit_mb"]
+
+    def priority(self, group: str, *, first: bool = False) -> int:
+        """Every job of an earlier group outranks every job of a later one (groups finish one
+        after another, see :mod:`dsa110ms.run.scratch`); within a group the template (``first``,
+        the group's longest job) starts first."""
+        if "rank" not in self._part_cache:
+            ids = sorted(g.id for g in self.manifest or ())
+            self._part_cache["rank"] = {g: len(ids) - i for i, g in enumerate(ids)}
+        return 2 * self._part_cache["rank"].get(group, 0) + (1 if first else 0)
+
     def all_published(self) -> list[str]:
         """Every group's published stamp (what the rules declare; never the MS itself), but
         those of the groups kept with changed inputs (:meth:`kept_changed`): not a target, no
