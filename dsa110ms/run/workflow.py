@@ -16,6 +16,7 @@ from pathlib import Path
 from dsa110ms import casa, faults, paths
 from dsa110ms.errors import DiscoveryError, exit_with, one_line_errors
 from dsa110ms.groups import discover
+from dsa110ms.inventory import INVENTORY_PATH
 from dsa110ms.manifest import Manifest
 from dsa110ms.ms.publish import OutputArea, StampCheck
 from dsa110ms.observe import metrics
@@ -105,6 +106,8 @@ class Run:
                     incomplete_groups=settings.incomplete_groups,
                     duplicate_subbands=settings.duplicate_subbands,
                     only=settings.groups,
+                    telescope=settings.telescope,
+                    inventory=Path(workdir) / INVENTORY_PATH,
                 )
                 manifest.write(manifest_path)
                 if manifest.empty_reason:
