@@ -16,6 +16,8 @@ the workflow fail the way production did, at the few points production code name
 - ``part_crash``: ``["<group>/sbNN" or "*/sbNN"]`` - that part job dies half-way through
   writing its part (a partial part is left on scratch, as a crashed process leaves it);
 - ``concat_delay_s``: the join sleeps this long first (a window for interrupting a run there);
+- ``part_killed``: ``["<group>/sbNN" or "*/sbNN"]`` - that part job is killed by SIGKILL once
+  its part is written, as the kernel's out-of-memory killer kills;
 - ``part_delay_s``: ``{"<group>/sbNN" or "*/sbNN": seconds}`` - that part job waits this long
   after writing its part, before it ends (a window for removing its input file mid-run, or
   stopping the run, while the job still runs).
@@ -26,6 +28,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,7 +50,14 @@ PROCESS_ERRORS = ("abort",)
 #: The environment variable holding the faults of a run (JSON), set by tests only.
 FAULTS_ENV = "DSA110MS_TEST_FAULTS"
 KINDS = (*LOCK_ERRORS, *PERMANENT_ERRORS, *PROCESS_ERRORS)
-KEYS = ("concat", "cleanup_permission_error", "part_crash", "concat_delay_s", "part_delay_s")
+KEYS = (
+    "concat",
+    "cleanup_permission_error",
+    "part_crash",
+    "concat_delay_s",
+    "part_delay_s",
+    "part_killed",
+)
 
 
 @dataclass
@@ -57,6 +67,7 @@ class Faults:
     part_crash: tuple[str, ...] = ()
     concat_delay_s: float = 0.0
     part_delay_s: dict[str, float] = field(default_factory=dict)
+    part_killed: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Mapping | None) -> Faults:
@@ -81,6 +92,7 @@ class Faults:
             part_crash=tuple(config.get("part_crash") or ()),
             concat_delay_s=float(config.get("concat_delay_s", 0.0)),
             part_delay_s={k: float(v) for k, v in (config.get("part_delay_s") or {}).items()},
+            part_killed=tuple(config.get("part_killed") or ()),
         )
 
     def concat_fault(self, group: str, attempt: int) -> str | None:
@@ -120,8 +132,10 @@ def activate(config: Mapping | None = None, environ=os.environ) -> Faults:
 
 
 def after_part(group: str, subband: int) -> None:
-    """A part job calls this once its part is written: ``part_delay_s``."""
+    """A part job calls this once its part is written: ``part_delay_s``, ``part_killed``."""
     time.sleep(_active.part_delay(group, subband))
+    if {f"{group}/sb{subband:02d}", f"*/sb{subband:02d}"} & set(_active.part_killed):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def before_removal(path: str) -> None:

@@ -130,3 +130,75 @@ def test_a_backlog_larger_than_scratch_converts_group_after_group(tmp_path, smal
     assert "[dsa110ms] run summary: 6 converted" in proc.stdout, proc.stdout[-3000:]
     assert sorted(p.stem for p in (tmp_path / "out").glob("*.ms")) == ids
     assert leftovers(small_tmpfs / "dsa110ms") == []
+
+
+def test_a_part_killed_as_the_oom_killer_kills_is_one_line(tmp_path, scratch_root):
+    """Issue 19 C.6: a part job killed by SIGKILL (the out-of-memory killer) left no line and
+    no event: the summary said "not run (the run stopped first)". Its process now reports the
+    killed child in one line, in the part's log, on stderr and as the group's error."""
+    import json
+
+    import yaml
+
+    from dsa110ms.faults import FAULTS_ENV
+    from dsa110ms.observe import metrics
+    from dsa110ms.owned import remove_owned
+    from dsa110ms.run.jobs import JobContext
+    from dsa110ms.settings import Settings
+
+    from .conftest import REPO
+
+    d = tmp_path / "in"
+    (gid,) = small_groups(d, 1, **TINY)
+    (sb15,) = d.glob("*_sb15.hdf5")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update({k: str(v) for k, v in small_config(d, tmp_path / "out", scratch_root).items()})
+    settings = Settings.from_config(config)
+    env = dict(os.environ, **{FAULTS_ENV: json.dumps({"part_killed": [f"{gid}/sb15"]})})
+    JobContext.export(settings, "inst", environ=env)
+    layout = scratch.ScratchLayout(scratch_root, "inst")
+    scratch.make_instance_dir(layout)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "dsa110ms.run.partjob", gid, sb15.name[:19], "15"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        remove_owned(layout.instance_dir, scratch_root)
+    assert proc.returncode == 128 + 9
+    line = f"part of {sb15}: killed by signal 9, SIGKILL (likely out of memory"
+    assert proc.stderr.count("\n") == 1 and line in proc.stderr, proc.stderr
+    (log,) = (tmp_path / "logs" / gid).glob("part_sb15_*.log")
+    assert line in log.read_text()
+    events = metrics.read_events(tmp_path / settings.metrics_dir, 0)
+    facts = metrics.group_facts(events, gid, "inst")
+    assert "likely out of memory" in facts["error"], facts
+
+
+def test_a_job_under_a_memory_limit_says_out_of_memory(tmp_path):
+    """Issue 19 C.6: the join under a memory limit said "unexpected ModuleNotFoundError: No
+    module named '_image'" (casacore's import failing to map memory). A job that runs out of
+    memory, or whose import fails under an address-space limit, says so in one line."""
+    code = textwrap.dedent(
+        f"""
+        import resource, sys
+        from dsa110ms.run.joblog import job_log
+        soft = int(open("/proc/self/statm").read().split()[0]) * 4096 + (200 << 20)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, resource.RLIM_INFINITY))
+        with job_log({str(tmp_path / "a.log")!r}):
+            if sys.argv[1] == "allocate":
+                bytearray(1 << 30)
+            else:
+                raise ModuleNotFoundError("No module named '_image'")
+        """
+    )
+    for how in ("allocate", "import"):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, how], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 1
+        (line,) = proc.stderr.splitlines()
+        assert "ERROR dsa110ms: out of memory" in line, line

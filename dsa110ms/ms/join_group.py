@@ -307,6 +307,8 @@ def in_child_process(func, *args, **kwargs):
             _child.join()
             code = _child.exitcode
             how = f"killed by {signal.Signals(-code).name}" if code and code < 0 else f"exit {code}"
+            if code == -signal.SIGKILL:
+                how += ", likely out of memory: the kernel's OOM killer sends it"
             raise ChildDied(f"the join process died ({how})") from None
         except BaseException:  # this job is stopping (a stop signal): the child must not outlive it
             kill_child()

@@ -4,7 +4,9 @@ after its ``finally`` blocks ran (the join removes its staging MS there)."""
 
 from __future__ import annotations
 
+import errno
 import logging
+import resource
 import signal
 import sys
 import threading
@@ -67,6 +69,22 @@ def stop_signals_raise():
             signal.signal(s, handler)
 
 
+def out_of_memory(exc: BaseException) -> str | None:
+    """The one line of a job that ran out of memory, or None: a MemoryError, an ENOMEM, or,
+    under an address-space limit (``ulimit -v``, ``prlimit --as``), an import or a mapping
+    that failed (casacore's modules then fail to import as "No module named '_image'")."""
+    what = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) or getattr(exc, "errno", None) == errno.ENOMEM:
+        return f"out of memory ({what})"
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if isinstance(exc, (ImportError, OSError)) and limit != resource.RLIM_INFINITY:
+        return (
+            f"out of memory: the job's address-space limit ({limit / 1e6:.0f} MB) refused an "
+            f"allocation ({what})"
+        )
+    return None
+
+
 @contextmanager
 def job_log(path: str | Path):
     """Log INFO and up to ``path`` and WARNING and up to stderr. A failing job ends with one
@@ -95,6 +113,9 @@ def job_log(path: str | Path):
         log.error("%s", exc)
         raise SystemExit(1) from None
     except Exception as exc:  # noqa: BLE001 - reported in one line, traceback to the log
+        if reason := out_of_memory(exc):
+            log.error("%s (traceback in %s)", reason, path, exc_info=True)
+            raise SystemExit(1) from None
         log.error(
             "unexpected %s: %s (traceback in %s)", type(exc).__name__, exc, path, exc_info=True
         )

@@ -23,7 +23,7 @@ from dsa110ms.owned import remove_owned
 from dsa110ms.run.joblog import job_log
 from dsa110ms.run.node import claim_group
 from dsa110ms.run.runwatch import die_with_run
-from dsa110ms.run.scratch import ScratchLayout, make_group_dir
+from dsa110ms.run.scratch import ScratchLayout, check_room, make_group_dir, template_bytes
 from dsa110ms.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,7 @@ def template_job(*, uvh5: str, template: str, group: str, log_path: str) -> None
         claim_group(Path(template).parent)
         context.activate()
         with metrics.timed("template", group=group, file=uvh5):
+            check_room(Path(template).parent, template_bytes(uvh5), "the group's template")
             write_template(uvh5, template, **part_options(context.settings))
 
 

@@ -315,8 +315,7 @@ def group_scratch_bytes(
     parts = PART_BYTES_PER_INPUT_BYTE * sum(file_bytes(f) for f in input_files)
     if join_method == "concat":
         parts *= 2
-    template = TEMPLATE_BYTES + TEMPLATE_BYTES_PER_INPUT_BYTE * file_bytes(template_source)
-    return int((parts + template) * ESTIMATE_MARGIN)
+    return int(parts * ESTIMATE_MARGIN) + template_bytes(template_source)
 
 
 def free_scratch_bytes(root: str | os.PathLike) -> int:
@@ -327,6 +326,41 @@ def free_scratch_bytes(root: str | os.PathLike) -> int:
         path = path.parent
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
+
+
+def check_room(directory: str | os.PathLike, need_bytes: int, what: str) -> None:
+    """Refuse to start writing ``what`` (e.g. "the group's template") on the scratch holding
+    ``directory`` if fewer than ``need_bytes`` are free there: one line, instead of casacore
+    aborting half-way (an empty log) or a later job finding the files it needs gone."""
+    free = free_scratch_bytes(directory)
+    if free < need_bytes:
+        raise ScratchError(out_of_scratch(directory, free, need_bytes, what))
+
+
+def out_of_scratch(directory: str | os.PathLike, free: int, need_bytes: int, what: str) -> str:
+    """The one line of a job that ran out of scratch space."""
+    return (
+        f"out of scratch space on {mount_point(directory)} ({free / 1e6:.0f} MB free, "
+        f"{what} needs ~{need_bytes / 1e6:.0f} MB): give scratch_root more room or run fewer "
+        "jobs at once"
+    )
+
+
+def mount_point(path: str | os.PathLike) -> Path:
+    """The mount point of the file system holding ``path`` (or its nearest existing parent)."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
+def template_bytes(source: str | os.PathLike) -> int:
+    """Scratch a group's template takes at most (its source file's size; see above)."""
+    return int(
+        (TEMPLATE_BYTES + TEMPLATE_BYTES_PER_INPUT_BYTE * file_bytes(source)) * ESTIMATE_MARGIN
+    )
 
 
 def scratch_limit_mb(root: str | os.PathLike) -> int:
