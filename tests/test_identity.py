@@ -316,3 +316,38 @@ def test_a_late_sb00_adds_no_second_ms_in_a_real_run(tmp_path, scratch_root):
     # the summary's one row is that group, naming the late file (reported, not converted)
     (row,) = [x.strip() for x in proc.stdout.splitlines() if x.strip()[:4] == "2026"]
     assert row.startswith("2026-11-30T03:00:00 ") and "03:00:02_sb00.hdf5" in row, row
+
+
+def test_an_ms_published_under_its_sb00_name_by_an_earlier_version_is_kept(tmp_path, scratch_root):
+    """Versions before 0.14 named a group after its sb00 file: after an upgrade, a group whose
+    MS was published under that name is not converted a second time under its data's start
+    (one observation, two MSs); the run says where it is, and runs no job for it."""
+    import json
+
+    from dsa110ms.ms.publish import STAMP_NAME, OutputArea
+
+    from .conftest import run_snakemake, visible
+
+    spec = SimulationSpec(n_antennas=4, n_integrations=2, n_channels=8)
+    d, out = tmp_path / "in", tmp_path / "out"
+    d.mkdir()
+    for sb, late_s in ((0, 2), (15, 3)):
+        name = f"{format_timestamp(T0 + dt.timedelta(seconds=late_s))}_sb{sb:02d}.hdf5"
+        write_subband_file(d / name, spec, sb, T0, ORDER)
+    config = {"input_dir": d, "output_dir": out, "scratch_root": scratch_root}
+    config["incomplete_groups"] = "convert"
+    run_snakemake(tmp_path, "--cores", "2", config=config)
+    # what an earlier version left: the MS under sb00's name, its stamp without inputs
+    area = OutputArea.of(out)
+    legacy = out / "2026-11-30T03:00:02.ms"
+    os.rename(area.final_ms("2026-11-30T03:00:00"), legacy)
+    stamp = json.loads((legacy / STAMP_NAME).read_text())
+    stamp["group"] = "2026-11-30T03:00:02"
+    del stamp["inputs"]
+    (legacy / STAMP_NAME).write_text(json.dumps(stamp))
+    area.stamp("2026-11-30T03:00:00").unlink()
+    proc = run_snakemake(tmp_path, "--cores", "2", config=config)
+    assert visible(out) == ["2026-11-30T03:00:02.ms"], proc.stdout[-3000:]
+    assert "published as" in proc.stdout and "ms_part" not in proc.stdout, proc.stdout[-3000:]
+    (row,) = [x.strip() for x in proc.stdout.splitlines() if x.strip()[:4] == "2026"]
+    assert "up-to-date" in row and "2026-11-30T03:00:02.ms" in row, row

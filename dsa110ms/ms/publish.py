@@ -93,6 +93,8 @@ class StampCheck:
     changed: dict[str, ChangedInputs] = field(default_factory=dict)
     #: groups whose MS's stamp predates the record of inputs (changes cannot be detected)
     unrecorded: list[str] = field(default_factory=list)
+    #: group -> its MS published by an earlier version under its file-name id (kept)
+    legacy: dict[str, Path] = field(default_factory=dict)
 
 
 #: How long a join waits for another run holding the group's lock (s) before failing.
@@ -211,7 +213,31 @@ class OutputArea:
                 check.notes.append(f"{final}: {problem}; group {gid} will be converted again")
             elif problem != "missing":
                 check.notes.append(f"{final}: {problem}; group {gid} will be converted again")
+            elif (legacy := self.legacy_ms(group)) is not None:
+                check.legacy[gid] = legacy
+                check.notes.append(
+                    f"group {gid}: published as {legacy} by an earlier version (which named a "
+                    "group after its sb00 file); kept, not converted again; move that MS out of "
+                    "output_dir to convert the group under the time its data start"
+                )
         return check
+
+    def legacy_ms(self, group: Group) -> Path | None:
+        """The group's MS as versions before 0.14 named and published it, if there: named by
+        its sb00 file's name (without sb00: its earliest file's), its stamp for that name and
+        recording no input files. Converting the group again under its data's start would
+        make one observation two MSs."""
+        names = {sb: Path(path).name for sb, path in group.files.items()}
+        name = names[0] if 0 in names else min(names.values())
+        match = FILE_PATTERN.match(name)
+        old_id = match["timestamp"] if match else None
+        if old_id is None or old_id == group.id:
+            return None
+        final = self.final_ms(old_id)
+        if not is_published(final) or damage(final, old_id) is not None:
+            return None
+        stamp = stamp_of(final)
+        return final if stamp.get("group") == old_id and "inputs" not in stamp else None
 
     def _check_intact(
         self, group: Group, options: Mapping, check: StampCheck

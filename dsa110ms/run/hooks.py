@@ -352,6 +352,9 @@ def summary_rows(run: Run, events: list[dict]) -> list[dict]:
             )
         elif os.path.isdir(run.final_ms(group)):
             row.update(status="up-to-date", seconds=None)
+        elif run.stamps and group in run.stamps.legacy:
+            legacy = run.stamps.legacy[group].name
+            row.update(status="up-to-date", reason=f"published as {legacy}", seconds=None)
         else:
             reason = facts["error"] or "not run (the run stopped first; see the Snakemake log)"
             row.update(status="FAILED", reason=f"{reason}; logs in {run.log_dir(group)}")

@@ -216,9 +216,10 @@ class Run:
 
     def all_published(self) -> list[str]:
         """Every group's published stamp (what the rules declare; never the MS itself), but
-        those of the groups kept with changed inputs (:meth:`kept_changed`): not a target, no
-        job of theirs runs, whatever Snakemake's rerun triggers would say of their files."""
-        kept = self.kept_changed()
+        those of the groups kept with changed inputs (:meth:`kept_changed`) or published under
+        an earlier version's name (``stamps.legacy``): not a target, no job of theirs runs,
+        whatever Snakemake's rerun triggers would say of their files."""
+        kept = {*self.kept_changed(), *(self.stamps.legacy if self.stamps else ())}
         return [str(self.output.stamp(g)) for g in self.groups() if g not in kept]
 
     def kept_changed(self) -> dict:
