@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsa110ms import faults, paths
-from dsa110ms.errors import JoinError, TransientJoinError
+from dsa110ms.errors import InputFileError, JoinError, TransientJoinError
 from dsa110ms.observe import metrics, progress
 from dsa110ms.owned import remove_owned
 from dsa110ms.run.joblog import job_log
@@ -30,7 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def error_class(exc: BaseException) -> str:
-    """A short class for metrics: the original exception's type, with errno name for OSError."""
+    """A short class for metrics: the original exception's type, with errno name for OSError;
+    an input refused for what is inside it, by its own class (the HDF5 error under it says
+    less)."""
+    if isinstance(exc, InputFileError):
+        return type(exc).__name__
     cause = exc.__cause__ or exc
     if isinstance(cause, OSError) and cause.errno in errno.errorcode:
         return f"OSError.{errno.errorcode[cause.errno]}"
