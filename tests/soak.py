@@ -5,7 +5,8 @@
 1. simulates ``--groups`` small groups (two subbands each, converted under
    ``incomplete_groups: convert``);
 2. draws a fault plan: per group, a lock-type error on the first (sometimes also the second)
-   join attempt, or a corrupt part, or a crashing part job; and every scratch removal fails once
+   join attempt, or a corrupt part, or a crashing part job, or a part job killed by SIGKILL (as
+   the out-of-memory killer kills); and every scratch removal fails once
    with a permission error;
 3. runs the workflow once with the faults (the corrupt and crashed groups must fail, every other
    group must be published), then once more with the plain command and no faults (everything
@@ -42,6 +43,7 @@ def fault_plan(ids: list[str], rng: random.Random) -> tuple[dict, Counter, set]:
     """(faults config, injected faults by kind, groups that must fail the first run)."""
     concat: dict[str, dict[str, str]] = {}
     crashes: list[str] = []
+    killed: list[str] = []
     injected: Counter = Counter()
     must_fail: set[str] = set()
     for gid in ids:
@@ -60,7 +62,16 @@ def fault_plan(ids: list[str], rng: random.Random) -> tuple[dict, Counter, set]:
             crashes.append(f"{gid}/sb{rng.choice([0, 15]):02d}")
             injected["part_crash"] += 1
             must_fail.add(gid)
-    faults = {"concat": concat, "part_crash": crashes, "cleanup_permission_error": True}
+        elif draw < 0.53:  # killed as the out-of-memory killer kills (SIGKILL)
+            killed.append(f"{gid}/sb{rng.choice([0, 15]):02d}")
+            injected["part_killed"] += 1
+            must_fail.add(gid)
+    faults = {
+        "concat": concat,
+        "part_crash": crashes,
+        "part_killed": killed,
+        "cleanup_permission_error": True,
+    }
     return faults, injected, must_fail
 
 
