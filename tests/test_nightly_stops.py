@@ -202,3 +202,16 @@ def test_a_job_under_a_memory_limit_says_out_of_memory(tmp_path):
         assert proc.returncode == 1
         (line,) = proc.stderr.splitlines()
         assert "ERROR dsa110ms: out of memory" in line, line
+
+
+def test_scratch_too_small_for_the_template_is_one_line(tiny_tmpfs):
+    """Issue 19 C.5: casacore aborted with an empty template.log on a scratch too small for the
+    template; the template job now checks first (run/jobs.py template_job) with this line."""
+    from dsa110ms.errors import ScratchError
+
+    with pytest.raises(ScratchError) as caught:
+        scratch.check_room(tiny_tmpfs / "dsa110ms" / "g", 10_000_000, "the group's template")
+    assert str(caught.value).startswith(
+        f"out of scratch space on {tiny_tmpfs} (3 MB free, the group's template needs ~10 MB)"
+    )
+    scratch.check_room(tiny_tmpfs, 1_000_000, "the group's template")  # fits: no error
