@@ -48,7 +48,7 @@ def test_changed_and_late_inputs_are_reported_every_run_then_reconverted(tmp_pat
     """Run 1 publishes two groups of subbands 0, 1, 15: group A whole, group B without sb01
     (still ``_incomplete``, incomplete_groups=convert). Then A's sb15 is re-sent under the same
     name with other data, and B's sb01 is renamed into place. Run 2 (default changed_inputs:
-    report) and a dry run after it name both groups and both files, run no job for them and keep
+    report), a run with nothing to do and a dry run after them name both groups and both files, run no job for them and keep
     both MSs as they are; the summary says CHANGED, not up-to-date, and the metrics count them.
     Run 3 (changed_inputs: reconvert) converts both again: each new MS equals its files now, the
     old ones are set aside, complete, and nothing is reported any more."""
@@ -71,7 +71,9 @@ def test_changed_and_late_inputs_are_reported_every_run_then_reconverted(tmp_pat
     os.replace(resent / a_sb15.name, a_sb15)
     os.rename(b_incomplete, b_sb01)
 
-    for dry in (False, True):  # a real run, then a dry run: no job for either group
+    # a real run, a second one (nothing to be done: no hook runs, the summary and the metrics
+    # still say it), then a dry run: no job for either group
+    for dry in (False, False, True):
         started = time.time()
         proc = run_snakemake(tmp_path, "--cores", "2", *(["-n"] if dry else []), config=config)
         warned = [line for line in proc.stdout.splitlines() if "input files changed" in line]
