@@ -16,7 +16,7 @@ import pytest
 
 from dsa110ms.groups import discover
 from dsa110ms.ms.publish import is_published
-from dsa110ms.simulate import SimulationSpec, simulate
+from dsa110ms.simulate import SimulationSpec, group_start_times, simulate
 
 from .conftest import (
     WITHOUT_DAC_OVERRIDE,
@@ -137,9 +137,11 @@ def test_bad_inputs_fail_with_one_line_reasons_and_others_convert(tmp_path, scra
     fewer_times = Path(groups[ids[2]].files[15])
     fewer_times.unlink()
     other = tmp_path / "other"
-    simulate(
-        SimulationSpec(subbands=(15,), n_integrations=2, start=f"{ids[2]}", max_jitter_s=0), other
-    )
+    # its data start with the group's (to the bit: DSA-110's subbands share time_array[0]);
+    # only its number of integrations differs
+    start = group_start_times(SimulationSpec(n_groups=5, start="2026-04-01T00:00:00"))[2]
+    spec = SimulationSpec(subbands=(15,), n_integrations=2, start=start.isoformat(), max_jitter_s=0)
+    simulate(spec, other)
     (other / fewer_times.name.replace(fewer_times.name[:19], ids[2])).rename(fewer_times)
     unreadable = Path(groups[ids[3]].files[0])
     unreadable.chmod(0)
