@@ -178,7 +178,12 @@ def test_groups_of_now_and_a_year_ahead_convert_offline_and_later_ones_are_refus
     assert "converted, accurate enough since" in ahead_log and "make refresh-tables" in ahead_log
     casa_logs = "".join(p.read_text() for p in (tmp_path / "logs").rglob("*.log"))
     assert "SEVERE" not in casa_logs and "out-of-date" not in casa_logs
-    (row,) = [x for x in proc.stdout.splitlines() if x.strip().startswith(beyond_id)]
+    rows = {i: [x for x in proc.stdout.splitlines() if x.strip().startswith(i)] for i in ids}
+    # the warning is in the summary too, not only in the job's log
+    assert "converted" in rows[ahead_id][0] and "warning:" in rows[ahead_id][0], rows
+    assert "make refresh-tables" in rows[ahead_id][0], rows
+    assert "warning" not in rows[now_id][0], rows
+    (row,) = rows[beyond_id]
     template_source = discover(d, incomplete_groups="convert").groups[beyond_id].files[0]
     assert "FAILED" in row and template_source in row and "make refresh-tables" in row, row
 

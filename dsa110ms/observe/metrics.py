@@ -73,10 +73,14 @@ def first_line(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def timed(kind: str, **fields):
-    """Emit one ``kind`` event when the block ends: ``ok``, ``seconds`` and, on failure,
-    ``error`` (the exception's first line, for the run summary). The block may add fields to
-    the yielded dict."""
+    """Emit one ``kind`` event when the block ends: ``ok``, ``seconds``, on failure ``error``
+    (the exception's first line, for the run summary), and ``warnings``: the package's warnings
+    logged meanwhile (e.g. data beyond the time tables), so that a converted group's summary
+    row says them too, not only its job log. The block may add fields to the yielded dict."""
     started, extra = time.time(), dict(fields)
+    warnings = _WarningsKept()
+    package_log = logging.getLogger("dsa110ms")
+    package_log.addHandler(warnings)
     try:
         yield extra
     except BaseException as exc:
@@ -85,7 +89,22 @@ def timed(kind: str, **fields):
     else:
         extra["ok"] = True
     finally:
+        package_log.removeHandler(warnings)
+        if warnings.lines:
+            extra["warnings"] = warnings.lines
         emit(kind, **extra, seconds=round(time.time() - started, 3))
+
+
+class _WarningsKept(logging.Handler):
+    """The first lines of the WARNING records (not errors: the event's ``error`` has those)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.WARNING and len(self.lines) < 10:
+            self.lines.append(record.getMessage().splitlines()[0])
 
 
 #: Processes append events concurrently, each stamping ``ts`` just before its write: the file is
@@ -198,14 +217,16 @@ def summarize_run(
 def group_facts(events: Iterable[Mapping], group: str, instance: str = "") -> dict:
     """From the job events of one group: conversion time (first template/part start to the
     last join end, s), concat attempts, whether its scratch (``<instance>/<group>`` of the
-    scratch layout; any instance if not given) was removed, and the last failure's reason."""
+    scratch layout; any instance if not given) was removed, the last failure's reason, and the
+    warnings its jobs logged (each once)."""
     group_scratch_suffix = f"{instance}/{group}"
-    starts, ends, attempts, cleanups, error = [], [], 0, [], None
+    starts, ends, attempts, cleanups, error, warnings = [], [], 0, [], None, []
     for e in events:
         if e.get("group") == group and e["kind"] in ("template", "part", "join"):
             starts.append(e["ts"] - e.get("seconds", 0.0))
             ends.append(e["ts"])
             attempts += e["kind"] == "join"
+            warnings += [w for w in e.get("warnings", ()) if w not in warnings]
             if e.get("error"):
                 error = f"{e['kind']}: {e['error']}"
                 if e.get("file") and e["file"] not in e["error"]:  # name the file it failed on
@@ -217,6 +238,7 @@ def group_facts(events: Iterable[Mapping], group: str, instance: str = "") -> di
         "concat_attempts": attempts,
         "cleanup": "removed" if cleanups and all(cleanups) else ("FAILED" if cleanups else "-"),
         "error": error,
+        "warnings": warnings,
     }
 
 

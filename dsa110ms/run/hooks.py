@@ -360,6 +360,9 @@ def summary_rows(run: Run, events: list[dict]) -> list[dict]:
             row.update(status="reconverted", reason=changed[group].reconverted_reason())
         elif published:
             row["status"] = "converted"
+            if warnings := facts["warnings"]:
+                more = f" (and {len(warnings) - 1} more warnings)" if warnings[1:] else ""
+                row["reason"] = f"warning: {warnings[0]}{more}; logs in {run.log_dir(group)}"
         elif group in changed:  # to be reconverted, and it was not
             reason = facts["error"] or "not run (the run stopped first; see the Snakemake log)"
             row.update(
