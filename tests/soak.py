@@ -7,10 +7,11 @@
 2. draws a fault plan: per group, a lock-type error on the first (sometimes also the second)
    join attempt, or a corrupt part, or a crashing part job, or a part job killed by SIGKILL (as
    the out-of-memory killer kills); and every scratch removal fails once
-   with a permission error;
+   with a permission error; and about one group in five gets a subband re-sent after the run;
 3. runs the workflow once with the faults (the corrupt and crashed groups must fail, every other
    group must be published), then once more with the plain command and no faults (everything
-   must be published);
+   must be published, and exactly the published groups whose subband was re-sent are reported
+   as changed since publication, their MSs kept);
 4. checks every published MS against its input files element by element, and that the scratch
    root and the output directory hold nothing else;
 5. prints the counts and exits non-zero if anything is wrong.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import sys
@@ -82,8 +84,10 @@ def soak(n_groups: int, seed: int, workdir: Path) -> dict:
         SimulationSpec(n_groups=n_groups, subbands=(0, 15), n_antennas=6, n_integrations=2),
         input_dir,
     )
-    ids = [g.id for g in discover(input_dir, incomplete_groups="convert")]
+    groups = {g.id: g for g in discover(input_dir, incomplete_groups="convert")}
+    ids = list(groups)
     faults, injected, must_fail = fault_plan(ids, rng)
+    resent = sorted(g for g in ids if rng.random() < 0.2)  # a subband re-sent after the run
     scratch_root = SCRATCH_PARENT / f"dsa110ms-soak-{uuid.uuid4().hex[:8]}"
     out = workdir / "out"
     config = {
@@ -98,8 +102,11 @@ def soak(n_groups: int, seed: int, workdir: Path) -> dict:
         first = run_snakemake(
             workdir, "--cores", "2", config={**config, "faults": faults}, check=False
         )
-        first_run = json.loads((workdir / "logs/metrics/runs.jsonl").read_text().splitlines()[-1])
+        first_run = last_run_record(workdir)
+        for gid in resent:  # the same bytes, written again: the file is not the one converted
+            os.utime(groups[gid].files[15])
         second = run_snakemake(workdir, "--cores", "2", config=config, check=False)
+        second_run = last_run_record(workdir)
         wrong = []
         for gid in ids:
             try:
@@ -123,6 +130,10 @@ def soak(n_groups: int, seed: int, workdir: Path) -> dict:
         "join_failures_by_class": first_run["join_failures_by_class"],
         "cleanup_failures": first_run["cleanup_failures"],
         "recovery_run_exit": second.returncode,
+        # a re-sent file of a published group is reported (kept, not converted again); a failed
+        # group's is simply converted
+        "expected_changed": sorted(set(resent) - set(first_run["failed_groups"])),
+        "reported_changed": sorted(second_run.get("changed_inputs") or ()),
         "wrong_outputs": wrong,
         "stale_scratch_entries": len(stale),
         "unexpected_output_entries": extra,
@@ -130,9 +141,14 @@ def soak(n_groups: int, seed: int, workdir: Path) -> dict:
     }
 
 
+def last_run_record(workdir: Path) -> dict:
+    return json.loads((workdir / "logs/metrics/runs.jsonl").read_text().splitlines()[-1])
+
+
 def passed(report: dict) -> bool:
     return (
         report["first_run_exit"] == (1 if report["expected_failed_groups"] else 0)
+        and report["reported_changed"] == report["expected_changed"]
         and not report["unexpected_failures"]
         and report["recovery_run_exit"] == 0
         and not report["wrong_outputs"]

@@ -48,10 +48,11 @@ def test_changed_and_late_inputs_are_reported_every_run_then_reconverted(tmp_pat
     """Run 1 publishes two groups of subbands 0, 1, 15: group A whole, group B without sb01
     (still ``_incomplete``, incomplete_groups=convert). Then A's sb15 is re-sent under the same
     name with other data, and B's sb01 is renamed into place. Run 2 (default changed_inputs:
-    report), a run with nothing to do and a dry run after them name both groups and both files, run no job for them and keep
-    both MSs as they are; the summary says CHANGED, not up-to-date, and the metrics count them.
-    Run 3 (changed_inputs: reconvert) converts both again: each new MS equals its files now, the
-    old ones are set aside, complete, and nothing is reported any more."""
+    report), a run with nothing to do and a dry run after them name both groups and both files,
+    run no job for them and keep both MSs as they are; the summary says CHANGED, not
+    up-to-date, and the metrics count them. Run 3 (changed_inputs: reconvert) converts both
+    again: each new MS equals its files now, the old ones are set aside, complete, and nothing
+    is reported any more."""
     inp, out = tmp_path / "in", tmp_path / "out"
     simulate(SimulationSpec(n_groups=2, subbands=(0, 1, 15)), inp)
     groups = list(discover(inp, incomplete_groups="convert"))

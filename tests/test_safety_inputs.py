@@ -30,8 +30,8 @@ def test_tolerance_beyond_half_the_cadence_is_refused_and_observations_stay_apar
     assert proc.returncode == 1
     assert error_lines(proc) == [
         "dsa110ms: error: config key tolerance_s: 400 is greater than the maximum of 150; Max. "
-        "seconds between a file's name and its group's sb00: at most 150, below half the ~309 s "
-        "between observations, so that two never merge into one group. (fix it in "
+        "seconds from a file's name to its group's sb00 and to its data's start: at most 150, "
+        "below half the ~309 s between observations, so two never merge. (fix it in "
         "config/config.yaml or with snakemake --config)"
     ]
     assert not out.exists()
