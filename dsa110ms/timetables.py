@@ -25,6 +25,13 @@ We accept an Earth-orientation error up to 1/10 of the beam, 1.5 arcsec (18 mm o
 longest baseline, 0.09 wavelength at 1.53 GHz): the sky shifted by 1/10 of a beam, which a
 calibrator in the field takes out; beyond that, astrometry and phases suffer.
 
+- Before the IERS-A table starts (1973-01-02, the first day of ``finals2000A.all``, which
+  is the table astropy's ``Time`` takes UT1-UTC and polar motion from: ``IERS_Auto``; the
+  IERS-B file ``eopc04`` bundled beside it, from 1962, is not used by ``Time``): refused, one
+  line naming the file, its time and the table's start. astropy does not refuse such times: it
+  silently holds UT1-UTC at the table's first value (0.81 s in 1973; UTC before 1972 was
+  not even kept within 0.9 s of UT1), a whole beam or more of error. Data dated so early are
+  a correlator whose clock was reset (1970 is the Unix epoch), not an observation.
 - Within the IERS-A table (measured values, then about one year of predictions): converted,
   silently. Bulletin A gives the prediction error of UT1-UTC as 0.00025 s x (days ahead)^0.75:
   0.021 s (0.32 arcsec, 4 mm on 2.7 km, 2 % of the beam) at the table's end.
@@ -153,12 +160,23 @@ def date_of(mjd: float) -> str:
     return (dt.datetime(1970, 1, 1) + dt.timedelta(seconds=seconds)).isoformat()
 
 
+def observed_at(mjd: float) -> str:
+    """:func:`date_of` for a time read from a file, which may be anything: a value no calendar
+    date can show (NaN, infinite, beyond years 1-9999) is shown as the MJD it is."""
+    try:
+        return date_of(mjd)
+    except (OverflowError, ValueError):
+        return f"MJD {mjd!r}"
+
+
 @dataclass(frozen=True)
 class Coverage:
     """What the installed ``astropy-iers-data`` covers (MJD, UTC days)."""
 
     version: str  # astropy-iers-data's
     iers_a_file: str
+    #: first day with UT1-UTC (astropy's ``Time`` knows nothing earlier)
+    iers_a_start_mjd: float
     #: first day of predicted UT1-UTC, and the last day with a value at all
     predicted_from_mjd: float
     iers_a_end_mjd: float
@@ -181,24 +199,25 @@ def release_of(version: str) -> dt.datetime:
     return dt.datetime(*parts, tzinfo=dt.UTC)
 
 
-def read_finals(path: str) -> tuple[float, float, float]:
-    """(first predicted day, last day with UT1-UTC, largest predicted |UT1-UTC| in s) of an
-    IERS ``finals2000A`` file (fixed columns: MJD bytes 8-15, UT1-UTC flag byte 58, UT1-UTC
-    bytes 59-68)."""
-    predicted_from, end, max_dut1 = None, None, 0.0
+def read_finals(path: str) -> tuple[float, float, float, float]:
+    """(first day with UT1-UTC, first predicted day, last day with UT1-UTC, largest predicted
+    |UT1-UTC| in s) of an IERS ``finals2000A`` file (fixed columns: MJD bytes 8-15, UT1-UTC
+    flag byte 58, UT1-UTC bytes 59-68)."""
+    start, predicted_from, end, max_dut1 = None, None, None, 0.0
     with open(path) as f:
         for line in f:
             value = line[58:68].strip()
             if not value:
                 continue
             mjd = float(line[7:15])
+            start = mjd if start is None else start
             end = mjd
             if line[57] == "P":
                 predicted_from = mjd if predicted_from is None else predicted_from
                 max_dut1 = max(max_dut1, abs(float(value)))
     if end is None or predicted_from is None:
         raise ValueError(f"{path}: no predicted UT1-UTC")
-    return predicted_from, end, max_dut1
+    return start, predicted_from, end, max_dut1
 
 
 def read_finals_rows(path: str, from_mjd: float) -> list[tuple[float, ...]]:
@@ -239,11 +258,12 @@ def coverage() -> Coverage:
 
     import astropy_iers_data as data
 
-    predicted_from, end, max_dut1 = read_finals(data.IERS_A_FILE)
+    start, predicted_from, end, max_dut1 = read_finals(data.IERS_A_FILE)
     expires, rows = read_leap_seconds(data.IERS_LEAP_SECOND_FILE)
     return Coverage(
         version=importlib.metadata.version("astropy-iers-data"),
         iers_a_file=data.IERS_A_FILE,
+        iers_a_start_mjd=start,
         predicted_from_mjd=predicted_from,
         iers_a_end_mjd=end,
         max_predicted_dut1_s=max_dut1,
@@ -257,21 +277,28 @@ def coverage() -> Coverage:
 
 
 def check_times(path: str, times_jd) -> None:
-    """Refuse (:class:`InputFileError`, one line naming the file) data observed more than
-    :data:`GRACE_DAYS` after the IERS-A table's end; warn (one line) for data after the table's
-    end or the leap-second file's expiry. Policy and numbers: module docstring. ``times_jd``:
-    the file's times, JD (UTC)."""
+    """Refuse (:class:`InputFileError`, one line naming the file) data observed before the
+    IERS-A table starts or more than :data:`GRACE_DAYS` after its end; warn (one line) for
+    data after the table's end or the leap-second file's expiry. Policy and numbers: module
+    docstring. ``times_jd``: the file's times, JD (UTC)."""
     import numpy as np
 
     times = np.asarray(times_jd, dtype=float)
     if times.size == 0:
         return
+    first = float(times.min()) - JD_MINUS_MJD
     last = float(times.max()) - JD_MINUS_MJD
     tables = coverage()
     end = date_of(tables.iers_a_end_mjd)[:10]
+    if not first >= tables.iers_a_start_mjd:  # also NaN
+        raise InputFileError(
+            f"{path}: observed {observed_at(first)} UTC, before the "
+            f"Earth-rotation tables start ({date_of(tables.iers_a_start_mjd)[:10]}): UT1-UTC "
+            f"unknown, so LSTs and UVW would be wrong (a correlator clock that was reset?)"
+        )
     if last > tables.iers_a_end_mjd + GRACE_DAYS:
         raise InputFileError(
-            f"{path}: observed {date_of(last)} UTC, over {GRACE_DAYS:.0f} days after the "
+            f"{path}: observed {observed_at(last)} UTC, over {GRACE_DAYS:.0f} days after the "
             f"Earth-rotation tables end ({end}): run {REFRESH_COMMAND} and convert again "
             f"(astropy-iers-data {tables.version}; UT1-UTC unknown, so LSTs and UVW would be wrong)"
         )
@@ -307,7 +334,8 @@ def describe() -> str:
     return "\n".join(
         [
             f"astropy-iers-data {tables.version} (released {tables.release:%Y-%m-%d})",
-            f"  IERS-A {tables.iers_a_file}: UT1-UTC measured to "
+            f"  IERS-A {tables.iers_a_file}: UT1-UTC measured from "
+            f"{date_of(tables.iers_a_start_mjd)[:10]} (data before that are refused) to "
             f"{date_of(tables.predicted_from_mjd - 1)[:10]}, predicted to "
             f"{date_of(tables.iers_a_end_mjd)[:10]} (|UT1-UTC| <= "
             f"{tables.max_predicted_dut1_s:.2f} s); data after that get a warning, data more "

@@ -145,6 +145,44 @@ def test_policy_silent_within_warning_beyond_predictions_refusal_beyond_the_grac
     assert "make refresh-tables" in message
 
 
+def test_data_before_the_tables_start_are_refused_in_one_line():
+    """The class: any time before astropy's IERS table (which astropy silently clamps to the
+    table's first UT1-UTC), and any time no calendar can show, is refused naming the file, the
+    time and the tables' start; the table's first day itself is converted."""
+    tables = timetables.coverage()
+    start = timetables.date_of(tables.iers_a_start_mjd)[:10]
+    assert start == "1973-01-02"  # astropy's IERS_Auto: finals2000A.all's first day
+    timetables.check_times("first-day.hdf5", [jd(tables.iers_a_start_mjd)])
+    for mjd in (timetables.MJD_UNIX_EPOCH, tables.iers_a_start_mjd - 0.5, float("nan"), -1e9):
+        with pytest.raises(InputFileError) as refused:
+            timetables.check_times("early.hdf5", [jd(mjd), jd(tables.predicted_from_mjd)])
+        message = str(refused.value)
+        assert "\n" not in message and message.startswith("early.hdf5: observed ")
+        assert f"before the Earth-rotation tables start ({start})" in message
+        assert "UT1-UTC unknown" in message
+    assert "measured from 1973-01-02" in timetables.describe()
+
+
+def test_a_file_whose_clock_was_reset_to_1970_is_refused_when_read(tmp_path):
+    """A real subband file whose Header/time_array is shifted to 1970 (a correlator whose
+    clock reset): read_subband, which the template job uses, refuses it naming the file."""
+    import h5py
+
+    from dsa110ms.uvh5 import read_subband
+
+    simulate_dir = tmp_path / "in"
+    small_groups(simulate_dir, 1, n_integrations=2, n_antennas=3)
+    path = str(sorted(simulate_dir.glob("*_sb00.hdf5"))[0])
+    with h5py.File(path, "r+") as f:
+        times = f["Header/time_array"]
+        times[...] = times[...] - (times[0] - jd(timetables.MJD_UNIX_EPOCH))
+    with pytest.raises(InputFileError) as refused:
+        read_subband(path, read_data=False)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: observed 1970-01-01T00:00:00 UTC, before the ")
+    assert "(1973-01-02)" in message and "\n" not in message
+
+
 def test_groups_of_now_and_a_year_ahead_convert_offline_and_later_ones_are_refused(
     tmp_path, scratch_root, offline_env
 ):
