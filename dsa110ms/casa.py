@@ -253,7 +253,12 @@ def tools():
     import casatools
 
     if _log_path and _logging_to.get("casatools") != _log_path:
-        casatools.logsink().setlogfile(_log_path)
+        sink = casatools.logsink()
+        # the global sink, off the console: else CASA's C++ tools (msmetadata's "Performing
+        # internal consistency checks" INFO) print to the terminal besides the job's log
+        sink.setglobal(True)
+        sink.setlogfile(_log_path)
+        sink.showconsole(False)
         _logging_to["casatools"] = _log_path
     return casatools
 

@@ -351,3 +351,22 @@ def test_an_ms_published_under_its_sb00_name_by_an_earlier_version_is_kept(tmp_p
     assert "published as" in proc.stdout and "ms_part" not in proc.stdout, proc.stdout[-3000:]
     (row,) = [x.strip() for x in proc.stdout.splitlines() if x.strip()[:4] == "2026"]
     assert "up-to-date" in row and "2026-11-30T03:00:02.ms" in row, row
+
+    # sb00 re-sent under a later name (the old MS is found by its contents, not by the name of
+    # the sb00 file the group holds now), and a late sb01: reported, never a second MS
+    write_subband_file(d / "2026-11-30T03:00:04_sb00.hdf5", spec, 0, T0, ORDER)
+    write_subband_file(d / "2026-11-30T03:00:01_sb01.hdf5", spec, 1, T0, ORDER)
+    # and the next observation, which this run converts: the kept group is not a failure
+    later = T0 + dt.timedelta(seconds=309)
+    for sb in (0, 15):
+        write_subband_file(d / f"{format_timestamp(later)}_sb{sb:02d}.hdf5", spec, sb, later, ORDER)
+    proc = run_snakemake(
+        tmp_path, "--cores", "2", config={**config, "duplicate_subbands": "latest"}
+    )
+    assert visible(out) == ["2026-11-30T03:00:02.ms", "2026-11-30T03:05:09.ms"], proc.stdout
+    rows = [x.strip() for x in proc.stdout.splitlines() if x.strip()[:8] == "2026-11-"]
+    assert "CHANGED" in rows[0] and "3 subband files, the MS 2 SPWs" in rows[0], rows
+    assert "2026-11-30T03:00:02.ms" in rows[0] and "converted" in rows[1], rows
+    run = json.loads((tmp_path / "logs/metrics/runs.jsonl").read_text().splitlines()[-1])
+    assert run["groups_failed"] == 0 and run["groups_converted"] == 1, run
+    assert "msmetadata_cmpt" not in proc.stdout, "CASA's log goes to the job's log only"

@@ -101,6 +101,9 @@ def test_stopping_the_run_during_the_join_leaves_nothing(signals, tmp_path, scra
     assert proc.returncode != 0
     assert "Traceback" not in out and "event loop" not in out, out[-3000:]
     assert "[dsa110ms] run summary:" in out and "removed and verified gone" in out, out[-3000:]
+    # the group's row says the run was stopped, not that an input failed
+    summary = out[out.rindex("run summary:") :]
+    assert "stopped by SIG" in summary and "FAILED" not in summary, summary
     assert (
         "stopped by SIG"
         in (logs / next(logs.glob("*/concat.log")).parent.name / "concat.log").read_text()

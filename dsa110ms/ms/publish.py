@@ -19,23 +19,32 @@ reconvert`` the group is converted again and the new MS takes the old one's plac
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import ctypes
+import datetime as dt
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
+import re
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dsa110ms.errors import OutputError
 from dsa110ms.files import write_text_atomically
-from dsa110ms.groups import FILE_PATTERN
+from dsa110ms.groups import (
+    FILE_PATTERN,
+    MAX_TOLERANCE_S,
+    TIMESTAMP_PATTERN,
+    parse_timestamp,
+)
 from dsa110ms.manifest import Group
 from dsa110ms.ms.validate import MsSummary
 from dsa110ms.owned import make_owned_dir, open_own_file, remove_owned
@@ -65,6 +74,9 @@ def ms_options(settings: Settings) -> dict:
         options["generic_phasing"] = settings.generic_phasing
     return options
 
+
+#: MJD 0 (UTC): the MS's TIME column counts seconds from it.
+MJD_EPOCH = dt.datetime(1858, 11, 17)
 
 #: The config key, and the value of it, that converts a group with changed inputs again.
 RECONVERT_SETTING = "changed_inputs: reconvert"
@@ -196,6 +208,7 @@ class OutputArea:
         (:func:`ms_options`) than this run's (kept), and per MS with changed inputs; those
         groups; and the MSs whose stamp does not record their inputs."""
         check = StampCheck()
+        published_ms = functools.cache(self.published_ms_by_time)
         for group in groups:
             gid = group.id
             final, stamp = self.final_ms(gid), self.stamp(gid)
@@ -213,31 +226,59 @@ class OutputArea:
                 check.notes.append(f"{final}: {problem}; group {gid} will be converted again")
             elif problem != "missing":
                 check.notes.append(f"{final}: {problem}; group {gid} will be converted again")
-            elif (legacy := self.legacy_ms(group)) is not None:
+            elif (legacy := self.legacy_ms(group, published_ms)) is not None:
                 check.legacy[gid] = legacy
+                changed = unrecorded_changes(group, legacy, stamp_of(legacy))
+                what = f": {changed.what}" if changed else ""
+                if changed is not None:
+                    check.changed[gid] = changed
                 check.notes.append(
                     f"group {gid}: published as {legacy} by an earlier version (which named a "
-                    "group after its sb00 file); kept, not converted again; move that MS out of "
-                    "output_dir to convert the group under the time its data start"
+                    f"group after its sb00 file){what}; kept, not converted again; move that MS "
+                    "out of output_dir to convert the group under the time its data start"
                 )
         return check
 
-    def legacy_ms(self, group: Group) -> Path | None:
-        """The group's MS as versions before 0.14 named and published it, if there: named by
-        its sb00 file's name (without sb00: its earliest file's), its stamp for that name and
-        recording no input files. Converting the group again under its data's start would
-        make one observation two MSs."""
-        names = {sb: Path(path).name for sb, path in group.files.items()}
-        name = names[0] if 0 in names else min(names.values())
-        match = FILE_PATTERN.match(name)
-        old_id = match["timestamp"] if match else None
-        if old_id is None or old_id == group.id:
-            return None
-        final = self.final_ms(old_id)
-        if not is_published(final) or damage(final, old_id) is not None:
-            return None
-        stamp = stamp_of(final)
-        return final if stamp.get("group") == old_id and "inputs" not in stamp else None
+    def published_ms_by_time(self) -> list[tuple[dt.datetime, Path]]:
+        """Every ``<YYYY-MM-DDTHH:MM:SS>.ms`` in the output directory, by the time in its name
+        (ascending); listed once per check."""
+        found = []
+        with os.scandir(self.output_dir) as entries:
+            for entry in entries:
+                stem = entry.name.removesuffix(".ms")
+                if stem != entry.name and re.fullmatch(TIMESTAMP_PATTERN, stem):
+                    with contextlib.suppress(ValueError):
+                        found.append((parse_timestamp(stem), Path(entry.path)))
+        return sorted(found)
+
+    def legacy_ms(self, group: Group, published_ms: Callable[[], list]) -> Path | None:
+        """The group's MS as a version before 0.14 named and published it, if there: those
+        named a group by its sb00 file's name (without sb00: its earliest file's), whatever
+        names the files have now (sb00 may have arrived late, or been re-sent under another
+        name). Found by its contents: an MS of ours named within :data:`MAX_TOLERANCE_S` of the
+        group's id, its stamp for that name, recording no input files, its first integration
+        (centre) at most that long after the group's data start. Converting the group again
+        under its data's start would make one observation two MSs. ``published_ms``: returns
+        :meth:`published_ms_by_time` (listed only when a group has no MS under its id)."""
+        start = parse_timestamp(group.id)
+        window = dt.timedelta(seconds=MAX_TOLERANCE_S)
+        listing = published_ms()
+        lo = bisect.bisect_left(listing, (start - window,))
+        candidates = []
+        for named, final in listing[lo:]:
+            if named > start + window:
+                break
+            old_id = final.name.removesuffix(".ms")
+            if old_id == group.id or not is_published(final) or damage(final, old_id):
+                continue
+            stamp = stamp_of(final)
+            first_s = (stamp.get("time_range_mjd_s") or [None])[0]
+            if stamp.get("group") != old_id or "inputs" in stamp or first_s is None:
+                continue
+            after_start_s = first_s - (start - MJD_EPOCH).total_seconds()
+            if -1.0 <= after_start_s <= MAX_TOLERANCE_S:
+                candidates.append((abs(named - start), final))
+        return min(candidates)[1] if candidates else None
 
     def _check_intact(
         self, group: Group, options: Mapping, check: StampCheck
@@ -255,7 +296,10 @@ class OutputArea:
             )
         if "inputs" not in made:
             check.unrecorded.append(group.id)
-            return None
+            changed = unrecorded_changes(group, final, made)
+            if changed is not None:
+                check.changed[group.id] = changed
+            return changed
         changes = input_changes(made["inputs"], input_identities(group.files.values()))
         if not changes:
             return None
@@ -408,6 +452,21 @@ def input_changes(recorded: Mapping[str, dict], current: Mapping[str, dict]) -> 
         else:
             changes.append(f"{key} {now['file']} rewritten: modified {utc_ns(now['mtime_ns'])}")
     return changes
+
+
+def unrecorded_changes(group: Group, ms: Path, stamp: Mapping) -> ChangedInputs | None:
+    """What can be told of a group whose MS's stamp records no input files (an earlier
+    version published it): with one SPW per subband, more files now than SPWs in the MS means
+    files arrived after publication."""
+    layout = stamp.get("options", {}).get("spw_layout", "per_subband")
+    spws = stamp.get("spws")
+    if layout != "per_subband" or not isinstance(spws, int) or len(group.files) <= spws:
+        return None
+    what = (
+        f"the group has {len(group.files)} subband files, the MS {spws} SPWs (published by an "
+        "earlier version, which recorded no input files: the others arrived after)"
+    )
+    return ChangedInputs(group.id, ms, stamp.get("validated_utc", "?"), (what,))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -85,6 +86,8 @@ def timed(kind: str, **fields):
         yield extra
     except BaseException as exc:
         extra.update(ok=False, error=first_line(exc))
+        if isinstance(signum := getattr(exc, "signum", None), int):  # a stop, not a failure
+            extra["stopped"] = signal.Signals(signum).name
         raise
     else:
         extra["ok"] = True
@@ -217,16 +220,19 @@ def summarize_run(
 def group_facts(events: Iterable[Mapping], group: str, instance: str = "") -> dict:
     """From the job events of one group: conversion time (first template/part start to the
     last join end, s), concat attempts, whether its scratch (``<instance>/<group>`` of the
-    scratch layout; any instance if not given) was removed, the last failure's reason, and the
-    warnings its jobs logged (each once)."""
+    scratch layout; any instance if not given) was removed, the last failure's reason, the
+    warnings its jobs logged (each once), and the signal that stopped one of its jobs, if any
+    (the run was stopped: not the input's fault)."""
     group_scratch_suffix = f"{instance}/{group}"
     starts, ends, attempts, cleanups, error, warnings = [], [], 0, [], None, []
+    stopped = None
     for e in events:
         if e.get("group") == group and e["kind"] in ("template", "part", "join"):
             starts.append(e["ts"] - e.get("seconds", 0.0))
             ends.append(e["ts"])
             attempts += e["kind"] == "join"
             warnings += [w for w in e.get("warnings", ()) if w not in warnings]
+            stopped = e.get("stopped") or stopped
             if e.get("error"):
                 error = f"{e['kind']}: {e['error']}"
                 if e.get("file") and e["file"] not in e["error"]:  # name the file it failed on
@@ -239,6 +245,7 @@ def group_facts(events: Iterable[Mapping], group: str, instance: str = "") -> di
         "cleanup": "removed" if cleanups and all(cleanups) else ("FAILED" if cleanups else "-"),
         "error": error,
         "warnings": warnings,
+        "stopped": stopped,
     }
 
 

@@ -171,10 +171,8 @@ def on_finish(run: Run, *, success: bool) -> None:
         if _owner is not None:
             _owner.release()
             _owner = None
-    failed = [
-        g for g in (run.groups() if run.manifest else []) if not os.path.isdir(run.final_ms(g))
-    ]
     events = metrics.read_events(run.settings.metrics_dir, _started)
+    failed = failed_groups(run, events)
     summary = metrics.summarize_run(
         events,
         started=_started,
@@ -319,6 +317,37 @@ def summarize_run_without_jobs(run: Run) -> None:
     print(progress.summary_table(summary_rows(run, [])), file=sys.stderr, flush=True)
 
 
+def failed_groups(run: Run, events: list[dict]) -> list[str]:
+    """The run's groups left without the MS they should have: none published (an MS an earlier
+    version published under its sb00 file's name counts as one), or, under ``changed_inputs:
+    reconvert``, a group whose inputs changed and that was not published again."""
+    if run.manifest is None:
+        return []
+    stamps = run.stamps
+    legacy = stamps.legacy if stamps else {}
+    redo = set(stamps.changed) - set(legacy) if stamps else set()
+    if run.settings.changed_inputs != "reconvert":
+        redo = set()
+    published = {
+        e["group"] for e in events if e["kind"] == "join" and e.get("outcome") == "published"
+    }
+    return [
+        g
+        for g in run.groups()
+        if (g not in legacy and not os.path.isdir(run.final_ms(g)))
+        or (g in redo and g not in published)
+    ]
+
+
+def not_run_reason(run: Run, group: str) -> str:
+    """Why a group of the run has neither an MS nor a job's error: an input file that vanished
+    during the run (Snakemake then stops before the job), else the run stopped first."""
+    gone = [p for p in run.manifest.groups[group].files.values() if not os.path.lexists(p)]
+    if gone:
+        return f"not run: {', '.join(gone)} vanished during the run (put it back and rerun)"
+    return "not run (the run stopped first; see the Snakemake log)"
+
+
 def write_report_after_failure(run: Run, events: list[dict]) -> None:
     """The run report, with the failed groups in it: rule run_report needs every group's MS, so
     it does not run when a group failed; `snakemake --report` then bundles this one."""
@@ -354,7 +383,15 @@ def summary_rows(run: Run, events: list[dict]) -> list[dict]:
         )
         row = {"group": group, "seconds": facts["conversion_s"]}
         row["retries"] = max(facts["concat_attempts"] - 1, 0)
-        if group in run.kept_changed():
+        legacy = run.stamps.legacy.get(group) if run.stamps else None
+        if legacy is not None and group in changed:  # reconvert cannot replace it: other name
+            row.update(
+                status="CHANGED",
+                reason=f"{changed[group].what}; {legacy.name} kept: move it out of output_dir "
+                "to convert the group again",
+                seconds=None,
+            )
+        elif group in run.kept_changed():
             row.update(status="CHANGED", reason=changed[group].kept_reason, seconds=None)
         elif published and group in changed:
             row.update(status="reconverted", reason=changed[group].reconverted_reason())
@@ -364,7 +401,7 @@ def summary_rows(run: Run, events: list[dict]) -> list[dict]:
                 more = f" (and {len(warnings) - 1} more warnings)" if warnings[1:] else ""
                 row["reason"] = f"warning: {warnings[0]}{more}; logs in {run.log_dir(group)}"
         elif group in changed:  # to be reconverted, and it was not
-            reason = facts["error"] or "not run (the run stopped first; see the Snakemake log)"
+            reason = facts["error"] or not_run_reason(run, group)
             row.update(
                 status="FAILED",
                 reason=f"reconversion: {reason}; {changed[group].ms} kept, its inputs changed "
@@ -372,11 +409,16 @@ def summary_rows(run: Run, events: list[dict]) -> list[dict]:
             )
         elif os.path.isdir(run.final_ms(group)):
             row.update(status="up-to-date", seconds=None)
-        elif run.stamps and group in run.stamps.legacy:
-            legacy = run.stamps.legacy[group].name
-            row.update(status="up-to-date", reason=f"published as {legacy}", seconds=None)
+        elif facts["stopped"]:
+            row.update(
+                status="stopped",
+                reason=f"stopped by {facts['stopped']} (the run was stopped; the next run "
+                "converts it)",
+            )
+        elif legacy is not None:
+            row.update(status="up-to-date", reason=f"published as {legacy.name}", seconds=None)
         else:
-            reason = facts["error"] or "not run (the run stopped first; see the Snakemake log)"
+            reason = facts["error"] or not_run_reason(run, group)
             row.update(status="FAILED", reason=f"{reason}; logs in {run.log_dir(group)}")
         rows.append(row)
     for skip in run.manifest.skipped if run.manifest else []:

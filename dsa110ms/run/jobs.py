@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from dsa110ms import faults, paths
 from dsa110ms.errors import InputFileError, JoinError, TransientJoinError
 from dsa110ms.observe import metrics, progress
 from dsa110ms.owned import remove_owned
-from dsa110ms.run.joblog import job_log
+from dsa110ms.run.joblog import JobStopped, job_log
 from dsa110ms.run.node import claim_group
 from dsa110ms.run.runwatch import die_with_run
 from dsa110ms.run.scratch import ScratchLayout, check_room, make_group_dir, template_bytes
@@ -199,6 +200,15 @@ def join_job(
                     **event,
                     outcome="transient" if isinstance(exc, TransientJoinError) else "permanent",
                     error_class=error_class(exc),
+                    error=metrics.first_line(exc),
+                    seconds=round(time.time() - started, 3),
+                )
+            elif isinstance(exc, JobStopped):  # the run is being stopped: not the group's fault
+                metrics.emit(
+                    "join",
+                    **event,
+                    outcome="stopped",
+                    stopped=signal.Signals(exc.signum).name,
                     error=metrics.first_line(exc),
                     seconds=round(time.time() - started, 3),
                 )
