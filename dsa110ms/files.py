@@ -30,3 +30,13 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     staging = path.with_name(f".{path.name}.{os.getpid()}")
     staging.write_text(text)
     os.replace(staging, path)
+
+
+def input_identity(path: str | os.PathLike) -> dict:
+    """What says that an input file is the one an MS was made from: its name, size (bytes) and
+    modification time (ns since the Unix epoch). A file written again, or re-sent by a copy
+    that does not keep its time, has another mtime; one re-sent keeping its time (``rsync -t``)
+    is still caught if its size differs. Not the inode or ctime: they change when the files are
+    only moved or restored (another disk, a backup), and ctime with every ``chmod``."""
+    st = os.stat(path)
+    return {"file": os.path.basename(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}

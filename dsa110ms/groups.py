@@ -5,21 +5,23 @@ clock of the correlator node that opened them, so they differ by a few seconds. 
 by name around each sb00 file: a file belongs to the sb00 nearest in time if within
 ``tolerance_s`` (at most :data:`MAX_TOLERANCE_S`); files without an sb00 near them cluster
 around their earliest (``incomplete_groups=convert`` only). ``*_incomplete.hdf5`` files are still
-being written and are ignored; only regular files (or symlinks to them) are ever opened.
+being written and are ignored; only regular files (or symlinks to them) are ever opened, and
+an entry that cannot be looked at (a symlink loop, an I/O error...) is one line, never a stop.
 
 A group's **id** is when its data start: the start of its first integration
 (``time_array[0] - integration_time[0] / 2``, read from the files by :mod:`dsa110ms.inventory`),
-UTC, rounded to the nearest second. The 16 subbands of one DSA-110 observation share a
-bit-identical ``time_array[0]``, so the id is the same however the files are named or arrive (a
-late sb00 named 03:00:02 joins the group its data belong to: one observation, one MS). The
-files' names must agree with their data:
+UTC, rounded to the nearest second, taken from the first integration most of its files hold
+(ties: the lowest subband's). The 16 subbands of one DSA-110 observation share a bit-identical
+``time_array[0]`` and ``integration_time[0]``, so the id is the same however the files are named
+or arrive (a late sb00 named 03:00:02 joins the group its data belong to: one observation, one
+MS), and one odd file never renames the group. The files' names must agree with their data:
 
 - a file named more than ``tolerance_s`` from the time its own data start is mislabelled;
-- (``telescope: dsa110``) a file whose ``time_array[0]`` differs from the other files of its
-  group holds another observation; (``generic``) one whose data start more than
-  ``tolerance_s`` from the group's;
+- (``telescope: dsa110``) a file whose ``time_array[0]`` or ``integration_time[0]`` differs
+  from what most files of its group hold belongs to another observation, or is not what it
+  says; (``generic``) one whose data start more than ``tolerance_s`` from the group's;
 
-either skips the whole group with one line naming the files and both times (converting the rest
+either skips the whole group with one line naming the files and both values (converting the rest
 would publish an MS that the corrected file could only contradict later). If no file of a group
 can be read, its id is the time in its sb00's name (else its earliest file's) and the jobs
 report the files; a file that cannot be read while others can leaves the id to the others.
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import errno
 import logging
 import os
 import re
@@ -56,7 +59,6 @@ from dsa110ms.telescope import N_SUBBANDS
 
 log = logging.getLogger(__name__)
 
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
 #: ASCII digits only: Python's ``\d`` also matches other scripts' digits (``_sb٠٥``).
 TIMESTAMP_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
 FILE_PATTERN = re.compile(rf"^(?P<timestamp>{TIMESTAMP_PATTERN})_sb(?P<subband>[0-9]{{2}})\.hdf5$")
@@ -88,22 +90,46 @@ NOT_REGULAR = {
 
 
 def format_timestamp(t: dt.datetime) -> str:
-    return t.strftime(TIMESTAMP_FORMAT)
+    """``t`` as ``YYYY-MM-DDTHH:MM:SS`` (fraction of a second dropped). isoformat, not
+    strftime: strftime writes the year 900 as ``900``, which is not the form."""
+    return t.isoformat(timespec="seconds")
+
+
+def format_precisely(t: dt.datetime, other: dt.datetime) -> str:
+    """``t`` to the second, or with its fraction (ms, else µs) when it is less than a second
+    from ``other``: so that two times said to differ never read the same."""
+    if abs(t - other) >= dt.timedelta(seconds=1):
+        return format_timestamp(to_the_second(t))
+    return t.isoformat(timespec="milliseconds" if t.microsecond % 1000 == 0 else "microseconds")
 
 
 def parse_timestamp(text: str) -> dt.datetime:
-    """A ``TIMESTAMP_PATTERN`` string as a datetime (fromisoformat: ~10x faster than strptime,
-    which matters for a backlog of 16,000 files)."""
-    return dt.datetime.fromisoformat(text)
-
-
-def parse_name_time(text: str) -> dt.datetime:
-    """The time in a file's name. A leap second (``23:59:60``, which a datetime cannot hold) is
-    taken as 23:59:59 + 1 s, the next day's 00:00:00, as POSIX time counts it: a second off at
-    most, and names are only compared with the data within ``tolerance_s``."""
+    """A ``TIMESTAMP_PATTERN`` string (a file's name, a config time, a group id) as a datetime;
+    ValueError if it is not a real time. A leap second (``23:59:60``, which a datetime cannot
+    hold) is 23:59:59 + 1 s, the next day's 00:00:00, as POSIX time counts it: a second off at
+    most. (fromisoformat: ~10x faster than strptime, which matters for 16,000 files.)"""
     if text.endswith(LEAP_SECOND):
         return parse_timestamp(text[: -len(LEAP_SECOND)] + "T23:59:59") + dt.timedelta(seconds=1)
-    return parse_timestamp(text)
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        leap = "; a leap second is 23:59:60" if text.endswith(":60") else ""
+        raise ValueError(f"{exc}{leap}") from None
+
+
+#: The name :mod:`dsa110ms.streamstate` knows :func:`parse_timestamp` by.
+parse_name_time = parse_timestamp
+
+
+def reversed_window(start_time: str | None, end_time: str | None) -> str | None:
+    """Why the window ``start_time``..``end_time`` (both inclusive) can hold nothing, if its
+    bounds are reversed; None otherwise (also for a bound that is None: unbounded)."""
+    if start_time and end_time and parse_timestamp(start_time) > parse_timestamp(end_time):
+        return (
+            f"start_time={start_time} is after end_time={end_time}: the two bounds are "
+            "reversed; swap them"
+        )
+    return None
 
 
 def subband_file_name(t: dt.datetime, subband: int) -> str:
@@ -169,25 +195,41 @@ def _parse_name(name: str) -> tuple[dt.datetime, int] | str:
             "it out of input_dir"
         )
     try:
-        return parse_name_time(m["timestamp"]), int(m["subband"])
+        return parse_timestamp(m["timestamp"]), int(m["subband"])
     except ValueError as exc:  # e.g. month 13: matches the pattern, is not a time
-        leap = " (a leap second is 23:59:60)" if m["timestamp"].endswith(":60") else ""
         return (
-            f"named {m['timestamp']}, which is not a UTC time ({exc}){leap}, ignored; rename it "
+            f"named {m['timestamp']}, which is not a UTC time ({exc}), ignored; rename it "
             "or move it out of input_dir"
         )
 
 
-def _not_regular(entry: os.DirEntry) -> str | None:
-    """What ``entry`` is if it is not a regular file or a symlink to one (``a FIFO``...). None
-    also for an entry that cannot be looked at (a dangling symlink): its group reports it."""
-    if entry.is_file():
-        return None
+def os_reason(exc: OSError) -> str:
+    """An OSError's reason in words, with its errno's name (``Too many levels of symbolic
+    links, ELOOP``)."""
+    name = errno.errorcode.get(exc.errno or 0)
+    words = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+    return f"{words}, {name}" if name else words
+
+
+def _never_opened(entry: os.DirEntry) -> str | None:
+    """Why ``entry`` is never opened, if it is not a regular file or a symlink to one (a FIFO
+    would block the reader forever), or if it cannot be looked at (a symlink loop, a target
+    behind a directory without permission, a name too long, an I/O error); None for a regular
+    file, and for a symlink whose target does not exist (its group reports it:
+    :func:`unreadable`)."""
     try:
+        if entry.is_file():  # follows symlinks; stats nothing for a plain file (d_type)
+            return None
         mode = entry.stat().st_mode
-    except OSError:
+    except FileNotFoundError:
         return None
-    return NOT_REGULAR.get(stat.S_IFMT(mode), "not a regular file")
+    except OSError as exc:
+        return (
+            f"cannot be looked at ({os_reason(exc)}): never read, ignored; fix it or move it "
+            "out of input_dir"
+        )
+    kind = NOT_REGULAR.get(stat.S_IFMT(mode), "of an unknown kind")
+    return f"{kind}, not a regular file: never read, ignored; move it out of input_dir"
 
 
 def _list_dir(input_dir: Path) -> list[os.DirEntry]:
@@ -232,14 +274,9 @@ def scan(input_dir: str | os.PathLike) -> tuple[list[SubbandFile], list[str]]:
                 )
             )
             continue
-        kind = _not_regular(entry)
-        if kind:  # never opened: a FIFO would block the reader forever
-            notes.append(
-                Skipped(
-                    entry.path,
-                    f"{kind}, not a regular file: never read, ignored; move it out of input_dir",
-                )
-            )
+        why = _never_opened(entry)
+        if why:
+            notes.append(Skipped(entry.path, why))
             continue
         files.append(SubbandFile(t, subband, entry.path))
     return files, notes
@@ -248,12 +285,17 @@ def scan(input_dir: str | os.PathLike) -> tuple[list[SubbandFile], list[str]]:
 def unreadable(path: str) -> str | None:
     """Why this process cannot read ``path``, or None if it can. Snakemake itself fails on such
     inputs, so they never reach a job: their group is skipped with this reason."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        try:
+            return f"dangling symlink (target {os.readlink(path)} does not exist)"
+        except OSError:  # not a symlink (or gone too)
+            return "removed since the input directory was scanned"
+    except OSError as exc:  # changed since the scan (a loop, a directory's permission...)
+        return f"cannot be looked at ({os_reason(exc)})"
     if os.access(path, os.R_OK):
         return None
-    if os.path.islink(path) and not os.path.exists(path):
-        return f"dangling symlink (target {os.readlink(path)} does not exist)"
-    if not os.path.lexists(path):
-        return "removed since the input directory was scanned"
     return "not readable (permission denied)"
 
 
@@ -314,8 +356,9 @@ def _in_window(t, lo, hi, slack: dt.timedelta = dt.timedelta(0)) -> bool:
 
 @dataclass
 class _Reference:
-    """The first integration a group's files share: the one most of its files hold (ties: the
-    lowest subband's), and that subband."""
+    """The first integration a group's files share: the one (``time_array[0]`` and
+    ``integration_time[0]`` both) most of its files hold (ties: the lowest subband's), and that
+    subband."""
 
     first: FirstIntegration
     start: dt.datetime
@@ -326,30 +369,63 @@ class _Reference:
         return format_timestamp(to_the_second(self.start))
 
 
-def _first_integrations(
-    chosen: dict[int, SubbandFile], inventory: Inventory
-) -> dict[int, FirstIntegration | None]:
-    """Each file's first integration; None for a file that cannot be read (its job, or
-    :func:`unreadable`, reports it)."""
-    firsts = {}
-    for sb, f in chosen.items():
-        try:
-            firsts[sb] = inventory.first_integration(f.path)
-        except HeaderError as exc:
-            log.info("%s: first integration not read (%s)", f.path, exc)
-            firsts[sb] = None
-    return firsts
+class _Headers:
+    """The first integrations of one discovery's files, each read once (from ``inventory``);
+    a file that cannot be read is logged once and is None (its job, or :func:`unreadable`,
+    reports it)."""
+
+    def __init__(self, inventory: Inventory):
+        self.inventory = inventory
+        self._read: dict[str, FirstIntegration | None] = {}
+
+    def of(self, chosen: dict[int, SubbandFile]) -> dict[int, FirstIntegration | None]:
+        return {sb: self._first(f.path) for sb, f in chosen.items()}
+
+    def _first(self, path: str) -> FirstIntegration | None:
+        if path not in self._read:
+            try:
+                self._read[path] = self.inventory.first_integration(path)
+            except HeaderError as exc:
+                log.info("%s: first integration not read (%s)", path, exc)
+                self._read[path] = None
+        return self._read[path]
 
 
 def _reference(firsts: dict[int, FirstIntegration | None]) -> _Reference | None:
-    """The group's shared first integration, or None if no file has a readable date."""
+    """The group's shared first integration: the (time_array[0], integration_time[0]) most of
+    its dated files hold, so that one odd file (e.g. a late sb00) never names the group; None
+    if no file has a readable date."""
     dated = {sb: fi for sb, fi in sorted(firsts.items()) if fi and data_start(fi)}
     if not dated:
         return None
-    votes = Counter(fi.time_jd for fi in dated.values())
+    votes = Counter(dated.values())
     most = max(votes.values())
-    sb, first = next((sb, fi) for sb, fi in dated.items() if votes[fi.time_jd] == most)
+    sb, first = next((sb, fi) for sb, fi in dated.items() if votes[fi] == most)
     return _Reference(first, data_start(first), sb)
+
+
+def _no_date(first: FirstIntegration) -> str:
+    """Which of a file's two numbers gives no date for its data's start."""
+    if datetime_from_jd(first.time_jd) is None:
+        return f"time_array[0] = {first.time_jd!r}, which is no date"
+    return f"integration_time[0] = {first.integration_s!r} s, which gives no start time"
+
+
+def _first_differs(first: FirstIntegration, start: dt.datetime, ref: _Reference) -> str | None:
+    """The items of ``first`` that differ from the group's (DSA-110: both must be equal to the
+    bit), as ``(mine) is not sbNN's (theirs)``; None if none differs."""
+    mine, theirs = [], []
+    if first.time_jd != ref.first.time_jd:
+        mine.append(
+            f"time_array[0] = {first.time_jd!r}, {start.isoformat(timespec='milliseconds')}"
+        )
+        theirs.append(f"{ref.first.time_jd!r}, {ref.start.isoformat(timespec='milliseconds')}")
+    if first.integration_s != ref.first.integration_s:
+        mine.append(f"integration_time[0] = {first.integration_s!r} s")
+        theirs.append(f"{ref.first.integration_s!r} s")
+    if not mine:
+        return None
+    return f"({', '.join(mine)}) is not sb{ref.subband:02d}'s ({', '.join(theirs)})"
 
 
 def _disagreements(
@@ -358,11 +434,13 @@ def _disagreements(
     ref: _Reference | None,
     gid: str,
     telescope: str,
-    tolerance: dt.timedelta,
+    tolerance_s: float,
 ) -> list[str]:
     """A phrase for each file whose name or data disagree with its group, naming the file and
-    both times (``ref``: the group's shared first integration; None if no file is dated)."""
-    tol = f"tolerance_s={tolerance.total_seconds():g} s"
+    both values (``ref``: the group's shared first integration; None if no file is dated).
+    Times are to the second, or finer where they are less than a second apart."""
+    tolerance = dt.timedelta(seconds=tolerance_s)
+    tol = f"tolerance_s={tolerance_s:g} s"
     gtime = parse_timestamp(gid)
     problems = []
     for sb, f in sorted(chosen.items()):
@@ -372,23 +450,21 @@ def _disagreements(
             if abs(f.time - gtime) > tolerance:
                 problems.append(f"{f.name} is named {f.name_time}, more than {tol} from {gid}")
         elif start is None:
-            problems.append(f"{f.name} holds time_array[0] = {first.time_jd!r}, which is no date")
+            problems.append(f"{f.name} holds {_no_date(first)}")
         elif abs(f.time - start) > tolerance:
             problems.append(
                 f"{f.name} is named {f.name_time} but its data start at "
-                f"{format_timestamp(to_the_second(start))} (more than {tol} apart): mislabelled"
+                f"{format_precisely(start, f.time)} (more than {tol} apart): mislabelled"
             )
-        elif telescope == "dsa110" and first.time_jd != ref.first.time_jd:
+        elif telescope == "dsa110" and (differs := _first_differs(first, start, ref)):
             problems.append(
-                f"{f.name}'s first integration (time_array[0] = {first.time_jd!r}, "
-                f"{start.isoformat(timespec='milliseconds')}) is not sb{ref.subband:02d}'s "
-                f"({ref.first.time_jd!r}, {ref.start.isoformat(timespec='milliseconds')}): "
-                "DSA-110's subbands of one observation share it exactly"
+                f"{f.name}'s first integration {differs}: DSA-110's subbands of one "
+                "observation share it exactly"
             )
         elif telescope != "dsa110" and abs(start - ref.start) > tolerance:
             problems.append(
-                f"{f.name}'s data start at {format_timestamp(to_the_second(start))}, more than "
-                f"{tol} from the group's start {gid}"
+                f"{f.name}'s data start at {format_precisely(start, ref.start)}, more than "
+                f"{tol} from the group's start {format_precisely(ref.start, start)}"
             )
     return problems
 
@@ -405,14 +481,14 @@ def _disagreement(gid: str, problems: list[str]) -> Skipped:
     )
 
 
-def _group_id(latest: dict[int, SubbandFile], inventory: Inventory) -> str:
+def _group_id(latest: dict[int, SubbandFile], headers: _Headers) -> str:
     """When the files' data start (to the second); if no file can be read, the time in the name
     of sb00, else of the earliest file."""
-    ref = _reference(_first_integrations(latest, inventory))
+    ref = _reference(headers.of(latest))
     return ref.id if ref else format_timestamp(_name_file(latest).time)
 
 
-def _clusters_by_id(clusters, inventory, lo, hi, wanted, tolerance) -> dict[str, list]:
+def _clusters_by_id(clusters, headers, lo, hi, wanted, tolerance) -> dict[str, list]:
     """Clusters whose names are within tolerance of the window (and of a wanted id, if any), by
     id: clusters of one id are merged (one observation's files whose names fell in two
     clusters, e.g. a late sb00 named farther than tolerance from the first). Names first,
@@ -426,7 +502,7 @@ def _clusters_by_id(clusters, inventory, lo, hi, wanted, tolerance) -> dict[str,
             continue
         if wanted is not None and not any(_in_window(named, w, w, tolerance) for w in wanted):
             continue
-        by_id.setdefault(_group_id(latest, inventory), []).extend(members)
+        by_id.setdefault(_group_id(latest, headers), []).extend(members)
     return by_id
 
 
@@ -483,10 +559,14 @@ def discover(
     working directory; None reads every file's header each time).
     """
     _check_options(tolerance_s, incomplete_groups, duplicate_subbands, telescope)
+    if reversed_window(start_time, end_time):
+        raise DiscoveryError(reversed_window(start_time, end_time))
     tolerance = dt.timedelta(seconds=tolerance_s)
     lo = parse_timestamp(start_time) if start_time else None
     hi = parse_timestamp(end_time) if end_time else None
+    # ids as discovery writes them (a leap second's 23:59:60 is the next day's 00:00:00)
     wanted = sorted(parse_timestamp(g) for g in only) if only is not None else None
+    wanted_ids = {format_timestamp(t) for t in wanted} if wanted is not None else None
 
     files, notes = scan(input_dir)
     manifest = Manifest(str(Path(input_dir).resolve()))
@@ -504,15 +584,18 @@ def discover(
             )
         )
     times = Inventory(inventory)
-    for gid, members in sorted(_clusters_by_id(clusters, times, lo, hi, wanted, tolerance).items()):
-        if only is not None and gid not in only:
+    headers = _Headers(times)
+    for gid, members in sorted(
+        _clusters_by_id(clusters, headers, lo, hi, wanted, tolerance).items()
+    ):
+        if wanted_ids is not None and gid not in wanted_ids:
             continue
         # The files `latest` keeps are judged whatever duplicate_subbands says, so that a
         # group's id is the same under every policy (the stream scans with `latest` and runs
         # each batch with the configured policy, naming its groups by id).
         latest, dups = _latest_of_each(members)
-        firsts = _first_integrations(latest, times)
-        problems = _disagreements(latest, firsts, _reference(firsts), gid, telescope, tolerance)
+        firsts = headers.of(latest)
+        problems = _disagreements(latest, firsts, _reference(firsts), gid, telescope, tolerance_s)
         if problems:  # reported even if the data fall outside the window: the names are in it
             manifest.skipped.append(_disagreement(gid, problems))
             continue

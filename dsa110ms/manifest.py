@@ -92,8 +92,17 @@ class Manifest:
         return len(self.groups)
 
     def write(self, path: str | os.PathLike) -> None:
-        """Write atomically, so a reader never sees half a manifest."""
-        write_text_atomically(path, self.to_json())
+        """Write atomically, so a reader never sees half a manifest. DiscoveryError naming the
+        path and the reason if it cannot be written (a directory without write permission, a
+        file where the directory should be, a full disk)."""
+        try:
+            write_text_atomically(path, self.to_json())
+        except OSError as exc:
+            where = Path(os.path.abspath(path))
+            raise DiscoveryError(
+                f"{where}: the run's group manifest cannot be written ({exc.strerror or exc}); "
+                f"make {where.parent} a writable directory"
+            ) from None
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> Manifest:

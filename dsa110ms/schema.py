@@ -14,7 +14,7 @@ import yaml
 from jsonschema import Draft202012Validator, FormatChecker, validators
 
 from dsa110ms.errors import ConfigError
-from dsa110ms.groups import TIMESTAMP_PATTERN, parse_timestamp
+from dsa110ms.groups import TIMESTAMP_PATTERN, parse_timestamp, reversed_window
 
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 FIX = "fix it in config/config.yaml or with snakemake --config"
@@ -37,8 +37,9 @@ def _with_defaults(validator_class):
 DefaultingValidator = _with_defaults(Draft202012Validator)
 
 #: Formats of the schema: ``timestamp``, a real time, not only the YYYY-MM-DDTHH:MM:SS shape that
-#: ``pattern`` checks (2026-02-30T25:61:61 has the shape); ``directory``, a path Snakemake can
-#: use in its patterns. Only these formats are checked.
+#: ``pattern`` checks (2026-02-30T25:61:61 has the shape; a leap second, 23:59:60, is a time, as
+#: in file names); ``directory``, a path Snakemake can use in its patterns. Only these formats
+#: are checked.
 FORMATS = FormatChecker(formats=())
 
 
@@ -104,8 +105,16 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     errors = sorted(validator.iter_errors(settings), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError(explain(errors[0], schema))
+    refuse_reversed_window(settings)
     refuse_paths_casa_splits(settings)
     return settings
+
+
+def refuse_reversed_window(settings: dict) -> None:
+    """``start_time`` after ``end_time`` selects nothing: said as such, before discovery."""
+    why = reversed_window(settings["start_time"], settings["end_time"])
+    if why:
+        raise ConfigError(f"config keys start_time and end_time: {why} ({FIX})")
 
 
 def refuse_paths_casa_splits(settings: dict) -> None:

@@ -133,3 +133,26 @@ def test_booleans_as_the_command_line_gives_them(word, value):
     assert validate_config({"keep_autocorrelations": word})["keep_autocorrelations"] is value
     with pytest.raises(ConfigError, match="keep_autocorrelations"):
         validate_config({"keep_autocorrelations": "maybe"})
+
+
+def test_leap_second_config_times_are_times():
+    """Finding 15c: a leap second (23:59:60) is accepted in config times as in file names; a
+    :60 anywhere else is refused, saying where a leap second is."""
+    leap = "2016-12-31T23:59:60"
+    settings = validate_config({"start_time": leap, "end_time": leap, "groups": [leap]})
+    assert settings["end_time"] == leap
+    with pytest.raises(ConfigError) as err:
+        validate_config({"end_time": "2016-12-31T12:30:60"})
+    assert "not a real time (second must be in 0..59; a leap second is 23:59:60)" in str(err.value)
+
+
+def test_reversed_window_is_refused_in_one_line():
+    """Finding 15a: start_time after end_time said "... widen the window" after discovery."""
+    with pytest.raises(ConfigError) as err:
+        validate_config({"start_time": "2026-12-02T00:00:00", "end_time": "2026-12-01T23:59:59"})
+    assert str(err.value) == (
+        "config keys start_time and end_time: start_time=2026-12-02T00:00:00 is after "
+        "end_time=2026-12-01T23:59:59: the two bounds are reversed; swap them (fix it in "
+        "config/config.yaml or with snakemake --config)"
+    )
+    assert validate_config({"start_time": "2017-01-01T00:00:00", "end_time": "2016-12-31T23:59:60"})

@@ -217,3 +217,177 @@ def test_dangling_symlink_is_reported_as_such(tmp_path):
     os.makedirs(tmp_path / "gone")
     (tmp_path / "gone" / link.name).touch()
     assert len(discover(tmp_path)) == 1
+
+
+# --- hostile trial of issue 19's fixes: real tiny files (tests/test_identity.py's helpers) ----
+
+
+def test_one_file_with_another_integration_time_is_named_and_the_others_name_the_group(tmp_path):
+    """Finding 7: sb01 and sb15 are converted (incomplete_groups=convert); an sb00 arrives with
+    their time_array[0] but twice their integration_time. The id came from sb00 (the lowest
+    subband), so the group was renamed 5 s earlier and its join failed on integration_time,
+    the published MS unmentioned. The id is what most files hold; sb00 is named with both
+    values, in the line of the published group."""
+    import h5py
+
+    from .test_identity import T0 as START
+    from .test_identity import write, write_group
+
+    write_group(tmp_path, START, subbands=(1, 15))
+    (before,) = discover(tmp_path, incomplete_groups="convert")
+    sb00 = write(tmp_path, START + dt.timedelta(seconds=2), 0, START)
+    with h5py.File(sb00, "r+") as f:
+        single = float(f["Header/integration_time"][0])
+        f["Header/integration_time"][...] = 2 * single
+    m = discover(tmp_path, incomplete_groups="convert")
+    assert len(m) == 0 and m.skipped == [
+        f"group {before.id}: not converted: {sb00.name}'s first integration (integration_time[0] "
+        f"= {2 * single!r} s) is not sb01's ({single!r} s): DSA-110's subbands of one "
+        "observation share it exactly. Rename a mislabelled file to the time its data start; "
+        "move a file of another observation out of input_dir"
+    ]
+    assert before.id == "2026-11-30T03:00:00"
+    # ... whichever subband is the odd one: the majority names the group
+    sb00.unlink()
+    write(tmp_path, START + dt.timedelta(seconds=2), 0, START)
+    with h5py.File(next(tmp_path.glob("*_sb15.hdf5")), "r+") as f:
+        f["Header/integration_time"][...] = 2 * single
+    (line,) = discover(tmp_path, incomplete_groups="convert").skipped
+    assert line.startswith(f"group {before.id}: not converted: 2026-11-30T03:00:01_sb15.hdf5's")
+
+
+def test_entries_that_cannot_be_looked_at_are_one_line_each(tmp_path):
+    """Finding 8: a symlink loop named as a subband stopped the run with an ELOOP traceback
+    (DirEntry.is_file raises). Every OSError from looking at an entry (a loop, a target behind
+    a directory without permission, a name too long) is one line naming the entry and the
+    reason; its group is reported as any incomplete group."""
+    import subprocess
+    import sys
+
+    from .conftest import WITHOUT_DAC_OVERRIDE
+
+    touch_group(tmp_path, T0, subbands=(0, 15))
+    loop, locked, too_long = (tmp_path / subband_file_name(T0, sb) for sb in (6, 7, 8))
+    loop.symlink_to(loop.name)
+    (tmp_path / "locked").mkdir(mode=0)
+    locked.symlink_to(tmp_path / "locked" / "x.hdf5")
+    too_long.symlink_to("x" * 300)
+    code = (
+        "import sys\nfrom dsa110ms.groups import discover, unreadable\n"
+        "m = discover(sys.argv[1])\nprint(*m.skipped, sep='\\n')\n"
+        "print(unreadable(sys.argv[2]))"
+    )
+    proc = subprocess.run(
+        [*WITHOUT_DAC_OVERRIDE, sys.executable, "-c", code, str(tmp_path), str(loop)],
+        capture_output=True,
+        text=True,
+    )
+    tail = "never read, ignored; fix it or move it out of input_dir"
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"{loop}: cannot be looked at (Too many levels of symbolic links, ELOOP): {tail}",
+        f"{locked}: cannot be looked at (Permission denied, EACCES): {tail}",
+        f"{too_long}: cannot be looked at (File name too long, ENAMETOOLONG): {tail}",
+        "group 2026-03-01T12:00:00: skipped, incomplete (missing sb01, sb02, sb03, sb04, sb05, "
+        "sb06, sb07, sb08, sb09, sb10, sb11, sb12, sb13, sb14); policy incomplete_groups=skip",
+        # a file that became a loop after the scan: its group says why
+        "cannot be looked at (Too many levels of symbolic links, ELOOP)",
+    ]
+
+
+def test_a_header_not_read_is_logged_once(tmp_path, caplog):
+    """Finding 15f: `first integration not read` was logged twice per file (once to name the
+    group, once to judge its files)."""
+    from .test_identity import T0 as START
+    from .test_identity import write_group
+
+    write_group(tmp_path, START, subbands=(0, 15))
+    next(tmp_path.glob("*_sb00.hdf5")).write_text("not HDF5\n")
+    with caplog.at_level("INFO", logger="dsa110ms.groups"):
+        (g,) = discover(tmp_path, incomplete_groups="convert")
+    assert g.id == "2026-11-30T03:00:00"
+    assert [r.getMessage().count("first integration not read") for r in caplog.records] == [1, 0]
+
+
+def test_times_less_than_a_second_apart_are_written_with_their_fraction(tmp_path):
+    """Finding 15b: tolerance_s=1e-9 said "named 03:05:09 but its data start at 03:05:09 (more
+    than tolerance_s=0 s apart)": times are written finer where they are less than a second
+    apart, and tolerance_s as given."""
+    from .test_identity import T0 as START
+    from .test_identity import write
+
+    write(tmp_path, START, 0, START + dt.timedelta(seconds=0.25))
+    (line,) = discover(tmp_path, tolerance_s=1e-9, incomplete_groups="convert").skipped
+    assert (
+        "2026-11-30T03:00:00_sb00.hdf5 is named 2026-11-30T03:00:00 but its data start at "
+        "2026-11-30T03:00:00.2" in line
+    )
+    assert "(more than tolerance_s=1e-09 s apart): mislabelled" in line
+    # a second or more apart: to the second, as before
+    (line,) = discover(tmp_path, tolerance_s=0.1, incomplete_groups="convert").skipped
+    assert "(more than tolerance_s=0.1 s apart)" in line
+
+
+def test_data_before_the_year_1000_are_one_line(tmp_path):
+    """A group id of the year 900 was written '900-01-01T...' (strftime), which is not the
+    timestamp form: reading it back raised ValueError out of discovery."""
+    import h5py
+
+    from dsa110ms.groups import jd_from_datetime
+
+    from .test_identity import T0 as START
+    from .test_identity import write_group
+
+    write_group(tmp_path, START, subbands=(0, 15))
+    for f in tmp_path.iterdir():
+        with h5py.File(f, "r+") as h:
+            h["Header/time_array"][0] = jd_from_datetime(dt.datetime(900, 1, 1, 0, 0, 30))
+    (line,) = discover(tmp_path, incomplete_groups="convert").skipped
+    assert line.startswith("group 0900-01-01T00:00:2")
+    assert "but its data start at 0900-01-01T00:00:2" in line
+
+
+def test_leap_second_bounds_and_group_ids_mean_the_next_days_first_second(tmp_path):
+    """Finding 15c: end_time=2016-12-31T23:59:60 was refused though file names so written are
+    accepted; it is 23:59:59 + 1 s, as in names, for start_time, end_time and groups."""
+    from .test_identity import write
+
+    for sb in (0, 15):
+        write(tmp_path, "2016-12-31T23:59:60", sb, dt.datetime(2017, 1, 1))
+    leap, after = "2016-12-31T23:59:60", "2017-01-01T00:00:00"
+    for window in ({"end_time": leap}, {"start_time": leap}, {"only": [leap]}):
+        (g,) = discover(tmp_path, incomplete_groups="convert", **window)
+        assert g.id == after
+    assert len(discover(tmp_path, end_time="2016-12-31T23:59:59", incomplete_groups="convert")) == 0
+
+
+def test_reversed_window_is_said_so(tmp_path):
+    """Finding 15a: start_time after end_time said "... widen the window"."""
+    touch_group(tmp_path, T0)
+    with pytest.raises(DiscoveryError) as err:
+        discover(tmp_path, start_time="2026-03-02T00:00:00", end_time="2026-03-01T00:00:00")
+    assert str(err.value) == (
+        "start_time=2026-03-02T00:00:00 is after end_time=2026-03-01T00:00:00: the two bounds "
+        "are reversed; swap them"
+    )
+    assert (
+        len(discover(tmp_path, start_time="2026-03-01T12:00:00", end_time="2026-03-01T12:00:00"))
+        == 1
+    )
+
+
+def test_a_manifest_that_cannot_be_written_is_one_line(tmp_path):
+    """Finding 15e: an unwritable .dsa110ms/ in the working directory gave a PermissionError
+    traceback (even with -n). The run's discovery error names the path and the reason (here a
+    file where the directory should be; a directory without write permission is said so alike)."""
+    from dsa110ms.run.workflow import Run
+
+    (tmp_path / "in").mkdir()
+    touch_group(tmp_path / "in", T0)
+    (tmp_path / ".dsa110ms").write_text("")
+    config = {"input_dir": str(tmp_path / "in"), "scratch_root": str(tmp_path / "scratch")}
+    run = Run.load(config, is_main_process=True, workdir=tmp_path)
+    assert run.discovery_error == (
+        f"{tmp_path}/.dsa110ms/manifest.json: the run's group manifest cannot be written (File "
+        f"exists); make {tmp_path}/.dsa110ms a writable directory"
+    )

@@ -135,7 +135,7 @@ def test_leap_second_names_are_accepted(tmp_path):
     assert g.id == "2017-01-01T00:00:00"
     assert g.files[0].endswith("2016-12-31T23:59:60_sb00.hdf5")
     assert [s.detail for s in m.skipped] == [
-        "named 2016-12-31T12:30:60, which is not a UTC time (second must be in 0..59) (a leap "
+        "named 2016-12-31T12:30:60, which is not a UTC time (second must be in 0..59; a leap "
         "second is 23:59:60), ignored; rename it or move it out of input_dir"
     ]
     # the part job's wildcard takes the name as it is

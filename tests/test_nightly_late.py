@@ -166,3 +166,28 @@ def test_replace_published_swaps_in_one_step_and_keeps_the_old_ms(tmp_path):
     replace_published(staging, final, aside)
     assert aside.stat().st_ino == old_inode and is_published(aside)
     assert stamp_of(final)["inputs"] == {"sb00": {}} and not staging.exists()
+
+
+def test_the_stamp_records_each_input_as_its_part_job_read_it(tmp_path):
+    """A file removed (or re-sent) after its part was written, before the join: the MS's stamp
+    records it as it was read, so the next run reports it gone (or changed); it was recorded
+    from the files as they were at the join, which left a removed file out and made an MS
+    holding its data look complete."""
+    from dsa110ms.ms.join_group import inputs_as_read
+    from dsa110ms.ms.part import write_part
+
+    simulate(
+        SimulationSpec(n_antennas=4, n_integrations=2, n_channels=8, subbands=(0, 15)), tmp_path
+    )
+    (group,) = discover(tmp_path, incomplete_groups="convert")
+    sources = {}
+    for sb, path in group.files.items():
+        part = tmp_path / "scratch" / f"sb{sb:02d}.part"
+        write_part(path, part)
+        sources[str(part)] = path
+    as_read = input_identities(group.files.values())
+    os.remove(group.files[15])
+    recorded = inputs_as_read(sources)
+    assert recorded == as_read
+    (change,) = input_changes(recorded, input_identities([group.files[0]]))
+    assert change == f"sb15 {Path(group.files[15]).name} is gone"

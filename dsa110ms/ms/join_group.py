@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import multiprocessing
 import os
@@ -23,7 +24,15 @@ from pathlib import Path
 from dsa110ms import faults
 from dsa110ms.errors import JoinError, TransientJoinError, ValidationError
 from dsa110ms.ms.join import assemble, concat_reference
-from dsa110ms.ms.publish import OutputArea, input_identities, is_current, ms_options, publish
+from dsa110ms.ms.part import MANIFEST_NAME as PART_MANIFEST
+from dsa110ms.ms.publish import (
+    OutputArea,
+    input_identities,
+    input_key,
+    is_current,
+    ms_options,
+    publish,
+)
 from dsa110ms.ms.validate import MsSummary, check_parts, validate_joined
 from dsa110ms.observe.metrics import du_bytes
 from dsa110ms.owned import remove_owned
@@ -173,6 +182,19 @@ def build_group(
         ) from exc
 
 
+def inputs_as_read(sources: Mapping[str, str]) -> dict[str, dict]:
+    """Each input file's identity (:func:`dsa110ms.files.input_identity`, by
+    :func:`.publish.input_key`) as its part job read it (``part.json``), or as it is now for a
+    part that does not record it (written by an earlier version); ``sources``: part -> file."""
+    recorded = {}
+    for part, source in sources.items():
+        with contextlib.suppress(OSError, ValueError):
+            recorded[source] = json.loads((Path(part) / PART_MANIFEST).read_text()).get("input")
+    identities = input_identities(s for s in sources.values() if not recorded.get(s))
+    identities |= {input_key(s): ident for s, ident in recorded.items() if ident}
+    return identities
+
+
 def join_group(
     group: str,
     template: str | os.PathLike,
@@ -212,8 +234,9 @@ def join_group(
         remove_owned(marker, group_scratch.parent)
     elif marker.exists():
         raise JoinError(f"{marker.read_text().strip()} (permanent: attempt {attempt} not tried)")
-    # the input files' identities (name, size, mtime), for the MS's stamp: taken before any wait
-    inputs = input_identities(sources.values()) if sources else None
+    # the input files' identities (name, size, mtime), for the MS's stamp: as the part jobs read
+    # them (a file removed or re-sent since is then reported), taken before any wait
+    inputs = inputs_as_read(sources) if sources else None
     with output.group_lock(group):
         final = output.final_ms(group)
         if is_current(final, group, inputs):

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dsa110ms.errors import ScratchError, ValidationError
+from dsa110ms.errors import InputFileError, ScratchError, ValidationError
+from dsa110ms.files import input_identity
 from dsa110ms.ms.layout import ROW_ARRAYS, weights_from_spectrum
 from dsa110ms.observe.quicklook import subband_quicklook
 from dsa110ms.rawuvh5 import file_is_unprojected, read_subband_arrays
@@ -71,6 +72,9 @@ def write_part(
     uvh5_path, part_path = str(uvh5_path), Path(part_path)
     part_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     check_free_space(uvh5_path, part_path)
+    # the file as read, recorded for the MS's stamp (a file removed or re-sent later is then
+    # reported as such); one that changes while it is read is refused
+    as_read = input_identity(uvh5_path)
     rotation = None
     if (telescope, generic_phasing) == ("generic", "first_zenith") and file_is_unprojected(
         uvh5_path
@@ -95,6 +99,12 @@ def write_part(
         npol,
         part_path,
     )
+    if (now := input_identity(uvh5_path)) != as_read:
+        raise InputFileError(
+            f"{uvh5_path}: changed while it was read ({as_read['size']} -> {now['size']} bytes, "
+            "modified again): still being written or re-sent? Not converted; the next run "
+            "reads it again"
+        )
     weight, sigma = weights_from_spectrum(sb.weight_spectrum, sb.flag)
     arrays = {
         "DATA": sb.data,
@@ -116,6 +126,7 @@ def write_part(
             os._exit(70)  # die like a killed process: no cleanup, no exception handling
     manifest = {
         "source_file": uvh5_path,
+        "input": as_read,
         "rows": nrow,
         "channels": nchan,
         "polarizations": npol,

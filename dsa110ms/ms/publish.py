@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dsa110ms.errors import OutputError
-from dsa110ms.files import write_text_atomically
+from dsa110ms.files import input_identity, write_text_atomically
 from dsa110ms.groups import (
     FILE_PATTERN,
     MAX_TOLERANCE_S,
@@ -389,16 +389,6 @@ def damage(ms: str | os.PathLike, group: str) -> str | None:
         if got < size:
             return f"{rel} is {got} bytes, shorter than the {size} it was published with"
     return None
-
-
-def input_identity(path: str | os.PathLike) -> dict:
-    """What says that an input file is the one an MS was made from: its name, size (bytes) and
-    modification time (ns since the Unix epoch). A file written again, or re-sent by a copy
-    that does not keep its time, has another mtime; one re-sent keeping its time (``rsync -t``)
-    is still caught if its size differs. Not the inode or ctime: they change when the files are
-    only moved or restored (another disk, a backup), and ctime with every ``chmod``."""
-    st = os.stat(path)
-    return {"file": os.path.basename(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def input_key(path: str | os.PathLike) -> str:
