@@ -34,17 +34,28 @@ class Group:
         return sorted(self.files, reverse=True)
 
 
+def one_line(text: str) -> str:
+    """``text`` as one printable line: characters that are not printable (a newline in a file's
+    name, a byte of it that is not UTF-8, kept by Python as a surrogate) written as Python
+    escapes (``\\n``, ``\\udcff``), so that a name can neither split the line nor fail to print."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class Skipped(str):
     """What discovery left out, and why: ``subject`` (a file's path, or ``group <id>``),
     ``detail`` (the reason, and what to do) and ``group`` (the group it concerns, if known).
-    As a string it is the line people read, ``<subject>: <detail>``; code reads the fields."""
+    As a string it is the line people read, ``<subject>: <detail>`` (:func:`one_line`); code
+    reads the fields."""
 
     subject: str
     detail: str
     group: str | None
 
     def __new__(cls, subject: str, detail: str, group: str | None = None) -> Skipped:
-        self = super().__new__(cls, f"{subject}: {detail}")
+        detail = one_line(detail)  # text only (a symlink's target...); the subject is a path
+        self = super().__new__(cls, one_line(f"{subject}: {detail}"))
         self.subject, self.detail, self.group = subject, detail, group
         return self
 

@@ -61,6 +61,8 @@ def _is_directory_name(value) -> bool:
     # Snakemake reads braces in a path as wildcards and has no escape for them in patterns
     if isinstance(value, str) and ("{" in value or "}" in value):
         raise ValueError("it holds { or }, which Snakemake reads as wildcards")
+    if isinstance(value, str) and "\0" in value:
+        raise ValueError("it holds a NUL character, which no path can hold")
     return True
 
 

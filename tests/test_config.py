@@ -156,3 +156,9 @@ def test_reversed_window_is_refused_in_one_line():
         "config/config.yaml or with snakemake --config)"
     )
     assert validate_config({"start_time": "2017-01-01T00:00:00", "end_time": "2016-12-31T23:59:60"})
+
+
+def test_a_nul_in_a_directory_is_one_line():
+    """A NUL in input_dir reached os.scandir, whose ValueError was a traceback."""
+    with pytest.raises(ConfigError, match="input_dir: 'a\\\\x00b': it holds a NUL character"):
+        validate_config({"input_dir": "a\0b"})

@@ -391,3 +391,19 @@ def test_a_manifest_that_cannot_be_written_is_one_line(tmp_path):
         f"{tmp_path}/.dsa110ms/manifest.json: the run's group manifest cannot be written (File "
         f"exists); make {tmp_path}/.dsa110ms a writable directory"
     )
+
+
+def test_names_that_would_split_or_not_print_the_line_are_escaped(tmp_path):
+    """Nothing is silent, in one line: a file named with a newline, or with a byte that is not
+    UTF-8, and a symlink whose target holds a newline, each stay one printable line."""
+    touch_group(tmp_path, T0, subbands=(0,))
+    os.close(os.open(os.fsencode(tmp_path) + b"/bad\nname\xff_sb00.hdf5", os.O_CREAT))
+    (tmp_path / subband_file_name(T0, 1)).symlink_to("gone\naway")
+    lines = discover(tmp_path).skipped
+    assert len(lines) == 2 and all(map(str.isprintable, lines))
+    assert lines[0] == (
+        f"{tmp_path}/bad\\nname\\udcff_sb00.hdf5: not named YYYY-MM-DDTHH:MM:SS_sbNN.hdf5 (ASCII "
+        "digits), ignored; rename it or move it out of input_dir"
+    )
+    assert "dangling symlink (target gone\\naway does not exist)" in lines[1]
+    assert lines[0].encode("utf-8")  # strict: a surrogate would raise
