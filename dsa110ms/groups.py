@@ -45,6 +45,7 @@ import bisect
 import datetime as dt
 import errno
 import logging
+import math
 import os
 import re
 import stat
@@ -408,7 +409,12 @@ def _no_date(first: FirstIntegration) -> str:
     """Which of a file's two numbers gives no date for its data's start."""
     if datetime_from_jd(first.time_jd) is None:
         return f"time_array[0] = {first.time_jd!r}, which is no date"
-    return f"integration_time[0] = {first.integration_s!r} s, which gives no start time"
+    if not math.isfinite(first.integration_s):
+        return f"integration_time[0] = {first.integration_s!r} s, which is no length"
+    return (
+        f"time_array[0] = {first.time_jd!r} and integration_time[0] = "
+        f"{first.integration_s!r} s, whose start (the first minus half the second) is no date"
+    )
 
 
 def _first_differs(first: FirstIntegration, start: dt.datetime, ref: _Reference) -> str | None:

@@ -407,3 +407,31 @@ def test_names_that_would_split_or_not_print_the_line_are_escaped(tmp_path):
     )
     assert "dangling symlink (target gone\\naway does not exist)" in lines[1]
     assert lines[0].encode("utf-8")  # strict: a surrogate would raise
+
+
+@pytest.mark.parametrize(
+    "time_jd, integration_s, said",
+    [
+        (None, float("nan"), "integration_time[0] = nan s, which is no length"),
+        (1721425.5, None, "time_array[0] = 1721425.5 and integration_time[0] = 12.884901888 s, "),
+    ],
+)
+def test_a_start_that_is_no_date_says_which_number_makes_it_so(
+    tmp_path, time_jd, integration_s, said
+):
+    """A file whose first integration is a date (0001-01-01T00:00:00) but whose start, half an
+    integration earlier, is none; or whose integration_time is NaN: the line says which number,
+    not 'time_array[0] ... is no date' of a time that is one."""
+    import h5py
+
+    from .test_identity import T0 as START
+    from .test_identity import write_group
+
+    write_group(tmp_path, START, subbands=(0, 15))
+    sb15 = next(tmp_path.glob("*_sb15.hdf5"))
+    with h5py.File(sb15, "r+") as h:
+        for key, value in (("time_array", time_jd), ("integration_time", integration_s)):
+            if value is not None:
+                h[f"Header/{key}"][0] = value
+    (line,) = discover(tmp_path, incomplete_groups="convert").skipped
+    assert f"{sb15.name} holds {said}" in line
