@@ -1,24 +1,42 @@
-"""What the input files say about their own time: each file's first integration, read from the
-file and cached by the file's identity.
+"""What the input files say about themselves: each file's first integration and the shape of its
+data, read from the file's header and cached by the file's identity.
 
 Discovery (:mod:`dsa110ms.groups`) names a group by when its data start, not by its file names, so
 it reads two numbers from each file it converts: ``Header/time_array[0]`` (JD, UTC, of the first
 integration's centre; DSA-110's files are time-major, and every UVH5 writer we know lists the
-earliest time first) and ``Header/integration_time[0]`` (s). Nothing else is read.
+earliest time first) and ``Header/integration_time[0]`` (s). In the same open it reads the shape
+of ``Data/visdata`` (HDF5 metadata, no data): the run sizes each group's scratch from it
+(:mod:`dsa110ms.run.scratch`), since a compressed file is much smaller than what it holds.
 
 Reading them costs about a millisecond per file (more on a network file system), so the values
 are kept in a small SQLite file in the working directory (:data:`INVENTORY_PATH`), keyed by the
-file's path and identity (size, mtime_ns, inode): a file replaced or rewritten is read again. The
-cache is an optimisation only: if it cannot be opened or written, files are read every time.
+file's path and identity (size, mtime_ns, inode): a file replaced or rewritten is read again.
+
+The cache is an optimisation only, and never trusted blindly:
+
+- its layout carries a version (SQLite's ``user_version``, :data:`SCHEMA_VERSION`): a cache of
+  an earlier layout (or none) is emptied and rebuilt; one of a later layout (a newer version of
+  the package) is left as it is and not used;
+- a row whose values are not what :meth:`Inventory.first_integration` writes (types, finite
+  numbers) is a miss: the file is read again and the row replaced;
+- a cache SQLite cannot read (not a database, corrupt) is renamed aside, to
+  ``inventory.sqlite.broken-<UTC time>`` (named in one warning line), and a new one is built.
+  Renamed, not removed: it may not be a file the workflow wrote, and it is the evidence of what
+  went wrong; nothing is ever deleted outside :func:`dsa110ms.owned.remove_owned`, and the
+  working directory's ``.dsa110ms`` is not a directory the workflow marks as its own;
+- a cache that cannot be opened for any other reason (locked by another process for too long,
+  read-only, a directory in its place) is left alone: files are read every time.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import math
 import os
 import sqlite3
 import stat
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,16 +50,29 @@ INVENTORY_PATH = Path(".dsa110ms") / "inventory.sqlite"
 #: How long a process waits for another one writing the cache (s) before it gives up caching.
 LOCK_TIMEOUT_S = 5.0
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS first_integration (
-    path TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    inode INTEGER NOT NULL,
-    time_jd REAL NOT NULL,
-    integration_s REAL NOT NULL
+#: The cache's layout (SQLite ``user_version``): 0, before versions, held only the first
+#: integration; 2 adds the data's shape.
+SCHEMA_VERSION = 2
+TABLE = "file_header"
+COLUMNS = (
+    ("path", "TEXT PRIMARY KEY"),
+    ("size", "INTEGER NOT NULL"),
+    ("mtime_ns", "INTEGER NOT NULL"),
+    ("inode", "INTEGER NOT NULL"),
+    ("time_jd", "REAL NOT NULL"),
+    ("integration_s", "REAL NOT NULL"),
+    ("nblts", "INTEGER"),  # NULL: the file has no Data/visdata (its jobs will say so)
+    ("nfreqs", "INTEGER"),
+    ("npols", "INTEGER"),
+    ("ntimes", "INTEGER"),
 )
-"""
+SCHEMA = f"CREATE TABLE {TABLE} ({', '.join(f'{n} {t}' for n, t in COLUMNS)}) STRICT"
+#: SQLite's result codes for a file whose contents are not a readable database.
+UNREADABLE_CODES = frozenset(
+    code
+    for code in (getattr(sqlite3, n, None) for n in ("SQLITE_NOTADB", "SQLITE_CORRUPT"))
+    if code
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +85,32 @@ class FirstIntegration:
     integration_s: float
 
 
+@dataclass(frozen=True)
+class DataShape:
+    """The shape of a file's visibilities (``Data/visdata``): baseline-times (rows), channels,
+    polarizations, and its integrations (``Header/Ntimes``; Nblts if the file does not say).
+    Sizes what a part and the template take on scratch."""
+
+    nblts: int
+    nfreqs: int
+    npols: int
+    ntimes: int
+
+    @property
+    def values(self) -> int:
+        """Visibilities (complex values) in the file."""
+        return self.nblts * self.nfreqs * self.npols
+
+
+@dataclass(frozen=True)
+class FileHeader:
+    """What the inventory knows of a file: its first integration, and its data's shape (None
+    if it has no ``Data/visdata``)."""
+
+    first: FirstIntegration
+    shape: DataShape | None
+
+
 class HeaderError(Exception):
     """A file's first integration cannot be read (not HDF5, no ``Header/time_array``, ...)."""
 
@@ -62,12 +119,27 @@ def _identity(st: os.stat_result) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
-def read_first_integration(path: str) -> tuple[FirstIntegration, tuple[int, int, int]]:
-    """``path``'s first integration and the identity (size, mtime_ns, inode) of the file read.
+def _data_shape(f: h5py.File) -> DataShape | None:
+    """``Data/visdata``'s shape from its HDF5 metadata (no data read): (Nblts, Nfreqs, Npols),
+    or UVH5's older (Nblts, 1, Nfreqs, Npols)."""
+    visdata = f.get("Data/visdata")
+    if not isinstance(visdata, h5py.Dataset) or len(visdata.shape) < 3:
+        return None
+    nblts, *freqs, npols = (int(n) for n in visdata.shape)
+    try:
+        ntimes = int(f["Header/Ntimes"][()])
+    except (KeyError, TypeError, ValueError):
+        ntimes = nblts  # the most a file of nblts rows can have
+    return DataShape(nblts, math.prod(freqs), npols, min(max(ntimes, 1), max(nblts, 1)))
+
+
+def read_header(path: str) -> tuple[FileHeader, tuple[int, int, int]]:
+    """``path``'s header (:class:`FileHeader`) and the identity (size, mtime_ns, inode) of the
+    file read.
 
     The file is opened once, without blocking (a FIFO put in its place is never waited on), and
     read only if that open file is a regular file; its identity is taken from the open file, so
-    the cache never pairs one file's time with another's identity."""
+    the cache never pairs one file's values with another's identity."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -80,73 +152,237 @@ def read_first_integration(path: str) -> tuple[FirstIntegration, tuple[int, int,
             with h5py.File(stream, "r") as f:
                 time_jd = float(f["Header/time_array"][0])
                 integration_s = float(f["Header/integration_time"][0])
+                shape = _data_shape(f)
         except Exception as exc:  # h5py raises OSError, KeyError, ValueError, IndexError...
             raise HeaderError(f"{type(exc).__name__}: {exc}") from None
-    return FirstIntegration(time_jd, integration_s), _identity(st)
+    return FileHeader(FirstIntegration(time_jd, integration_s), shape), _identity(st)
+
+
+def read_first_integration(path: str) -> tuple[FirstIntegration, tuple[int, int, int]]:
+    """``path``'s first integration and the identity of the file read (:func:`read_header`)."""
+    header, identity = read_header(path)
+    return header.first, identity
+
+
+def _row_of(identity: tuple[int, int, int], header: FileHeader) -> tuple:
+    """The cache row (without the path) of a header, as :data:`COLUMNS` order it."""
+    shape = header.shape
+    sizes = (shape.nblts, shape.nfreqs, shape.npols, shape.ntimes) if shape else (None,) * 4
+    return (*identity, header.first.time_jd, header.first.integration_s, *sizes)
+
+
+def _header_of(row: tuple) -> FileHeader | None:
+    """The header a cache row (without the path) holds, or None if the row is not one
+    :func:`_row_of` writes (wrong types, numbers that are not finite, a partial shape)."""
+    if len(row) != len(COLUMNS) - 1:
+        return None
+    size, mtime_ns, inode, time_jd, integration_s, *sizes = row
+    if not all(type(v) is int for v in (size, mtime_ns, inode)):
+        return None
+    if not all(type(v) is float and math.isfinite(v) for v in (time_jd, integration_s)):
+        return None
+    if sizes == [None] * 4:
+        shape = None
+    elif all(type(v) is int and v >= 0 for v in sizes):
+        shape = DataShape(*sizes)
+    else:
+        return None
+    return FileHeader(FirstIntegration(time_jd, integration_s), shape)
+
+
+def _cacheable(row: tuple) -> bool:
+    """Whether a row read back would be the same header (SQLite stores NaN as NULL)."""
+    return _header_of(row) is not None
 
 
 class Inventory:
-    """First integrations of input files, cached in SQLite at ``path`` (None: no cache). One
-    object serves one discovery: a file it could not read is not tried again meanwhile."""
+    """Headers of input files, cached in SQLite at ``path`` (None: no cache). One object serves
+    one discovery (and the scratch sizes of its groups): a file it could not read is not tried
+    again meanwhile."""
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else None
-        self._known: dict[str, tuple] = {}
+        self._known: dict[str, tuple] = {}  # path -> row (without the path), as stored
         self._new: list[tuple] = []
         self._failed: dict[str, HeaderError] = {}  # this object's lifetime only: never stored
         if self.path is not None:
             self._known = self._load()
 
-    def _connect(self) -> closing[sqlite3.Connection]:
-        """The cache, created if new; closed when the ``with`` block ends (sqlite3's own context
-        manager only commits)."""
+    # --- the cache file ------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        """The cache, with this version's table (created or rebuilt if need be), in autocommit
+        mode (transactions are explicit). Raises :class:`sqlite3.Error`, :class:`OSError`, or
+        :class:`_LaterLayout`."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S)
-        db.execute(SCHEMA)
-        return closing(db)
+        if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
+            raise OSError("not a regular file")  # neither followed nor set aside: not ours
+        db = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None)
+        try:
+            _ensure_layout(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def _load(self) -> dict[str, tuple]:
-        try:
-            with self._connect() as db:
-                rows = db.execute("SELECT * FROM first_integration").fetchall()
-        except (OSError, sqlite3.Error) as exc:
-            log.warning("%s: cannot be used (%s); reading every file's header", self.path, exc)
-            self.path = None
-            return {}
-        return {row[0]: row[1:] for row in rows}
+        for attempt in (1, 2):
+            before = _stat_or_none(self.path)
+            try:
+                with closing(self._connect()) as db:
+                    rows = db.execute(f"SELECT * FROM {TABLE}").fetchall()
+                return {row[0]: row[1:] for row in rows}
+            except _LaterLayout as exc:
+                log.warning("%s: %s; reading every file's header", self.path, exc)
+            except sqlite3.DatabaseError as exc:
+                unreadable = getattr(exc, "sqlite_errorcode", None) in UNREADABLE_CODES
+                if attempt == 1 and unreadable and self._set_aside(before, exc):
+                    continue
+                if not unreadable or attempt == 2:
+                    log.warning(
+                        "%s: cannot be used (%s); reading every file's header", self.path, exc
+                    )
+            except (OSError, sqlite3.Error) as exc:
+                log.warning("%s: cannot be used (%s); reading every file's header", self.path, exc)
+            break
+        self.path = None
+        return {}
 
-    def first_integration(self, path: str) -> FirstIntegration:
-        """``path``'s first integration, from the cache if the file is the one cached.
-        Raises :class:`HeaderError`."""
+    def _set_aside(self, before: os.stat_result | None, exc: Exception) -> bool:
+        """Rename the unreadable cache aside (module docstring), with SQLite's journal files;
+        True if done, or if the file is no longer the one found unreadable (another process set
+        it aside meanwhile: the cache is opened again)."""
+        now = _stat_or_none(self.path)
+        if (
+            now is None
+            or before is None
+            or (now.st_ino, now.st_dev) != (before.st_ino, before.st_dev)
+        ):
+            return True
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = self.path.with_name(f"{self.path.name}.broken-{stamp}-{os.getpid()}")
+        try:
+            os.rename(self.path, aside)
+        except OSError as rename_error:
+            log.warning(
+                "%s: cannot be read (%s) nor set aside (%s); reading every file's header",
+                self.path,
+                exc,
+                rename_error.strerror or rename_error,
+            )
+            return False
+        for suffix in ("-journal", "-wal", "-shm"):  # they belong to the file set aside
+            with suppress(FileNotFoundError):
+                os.rename(f"{self.path}{suffix}", f"{aside}{suffix}")
+        log.warning(
+            "%s: not a readable cache (%s): set aside as %s and rebuilt (files' headers are read "
+            "again); the file set aside can be removed",
+            self.path,
+            exc,
+            aside.name,
+        )
+        return True
+
+    # --- headers -------------------------------------------------------------------------------
+
+    def header(self, path: str) -> FileHeader:
+        """``path``'s header, from the cache if the file is the one cached and the row is one
+        this version writes. Raises :class:`HeaderError`."""
         known = self._known.get(path)
         if known is not None:
+            cached = _header_of(tuple(known))
             try:
                 current = _identity(os.stat(path))
             except OSError:
                 current = None
-            if current == tuple(known[:3]):
-                return FirstIntegration(*known[3:])
+            if cached is not None and current == tuple(known[:3]):
+                return cached
         if path in self._failed:
             raise self._failed[path]
         try:
-            first, identity = read_first_integration(path)
+            header, identity = read_header(path)
         except HeaderError as exc:
             self._failed[path] = exc
             raise
-        row = (*identity, first.time_jd, first.integration_s)
+        row = _row_of(identity, header)
         self._known[path] = row
-        self._new.append((path, *row))
-        return first
+        if _cacheable(row):
+            self._new.append((path, *row))
+        return header
+
+    def first_integration(self, path: str) -> FirstIntegration:
+        """``path``'s first integration (:meth:`header`). Raises :class:`HeaderError`."""
+        return self.header(path).first
+
+    def data_shape(self, path: str) -> DataShape | None:
+        """``path``'s data shape, or None if it has none or cannot be read (its job says why)."""
+        try:
+            return self.header(path).shape
+        except HeaderError:
+            return None
 
     def save(self) -> None:
         """Store what was read since the last save (nothing if there is no cache)."""
         if self.path is None or not self._new:
             return
+        marks = ", ".join("?" * len(COLUMNS))
         try:
-            with self._connect() as db, db:  # the inner `db`: one transaction, committed
-                db.executemany(
-                    "INSERT OR REPLACE INTO first_integration VALUES (?, ?, ?, ?, ?, ?)", self._new
-                )
-        except (OSError, sqlite3.Error) as exc:  # e.g. locked by another process for too long
+            with closing(self._connect()) as db:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(f"INSERT OR REPLACE INTO {TABLE} VALUES ({marks})", self._new)
+                db.execute("COMMIT")
+        except (OSError, sqlite3.Error, _LaterLayout) as exc:  # e.g. locked for too long
             log.warning("%s: not updated (%s); files are read again next time", self.path, exc)
         self._new = []
+
+
+class _LaterLayout(Exception):
+    """The cache was written by a later version of the package (a later layout)."""
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def _columns(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    return [(r[1], r[2]) for r in db.execute(f"PRAGMA table_info({TABLE})")]
+
+
+def _expected_columns() -> list[tuple[str, str]]:
+    return [(name, kind.split()[0]) for name, kind in COLUMNS]
+
+
+def _ensure_layout(db: sqlite3.Connection) -> None:
+    """Make the cache this version's layout: an earlier one (or a table not as this version
+    makes it) is emptied and rebuilt, in one transaction; a later one raises
+    :class:`_LaterLayout`. Raises :class:`sqlite3.DatabaseError` for a file SQLite cannot read."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION and _columns(db) == _expected_columns():
+        return
+    if version > SCHEMA_VERSION:
+        raise _LaterLayout(f"written by a later version of dsa110ms (layout {version})")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have
+        if version == SCHEMA_VERSION and _columns(db) == _expected_columns():
+            db.execute("COMMIT")
+            return
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_schema WHERE type='table'")]
+        for name in tables:  # our cache's own tables, of earlier layouts (not SQLite's own)
+            if not name.startswith("sqlite_"):
+                db.execute(f'DROP TABLE "{name}"')
+        db.execute(SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    log.info(
+        "inventory cache: layout %d -> %d (rebuilt; headers are read again)",
+        version,
+        SCHEMA_VERSION,
+    )

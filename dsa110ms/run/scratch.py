@@ -38,10 +38,15 @@ import re
 import socket
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from dsa110ms.errors import ScratchError
+from dsa110ms.inventory import DataShape, HeaderError, read_header
+from dsa110ms.ms.layout import POLARIZATION_COLUMNS, ROW_ARRAYS, SPECTRAL_COLUMNS, VALUE_DTYPES
 from dsa110ms.owned import (
     MARKER,
     is_owned,
@@ -287,14 +292,37 @@ def sweep_stale(root: str | os.PathLike, *, keep: str | None = None) -> SweepRep
 # job of an open group is waiting, so open groups never need more than the limit, and a
 # backlog larger than scratch converts one group after another.
 
+# Sizes come from the data's shape (:class:`dsa110ms.inventory.DataShape`, read from each file's
+# HDF5 metadata and cached in the inventory), never from the file's size: a compressed file of
+# 250 KB can hold a part of several MB.
+
 #: Snakemake resource of the template, part and concat jobs (MB of scratch; one group's).
 SCRATCH_RESOURCE = "scratch_mb"
-#: Measured (tmpfs, 2 to 48 antennas, 2 to 6 integrations): a part takes 0.55 to 0.98 times its
-#: input file's bytes, the template ~1.65 MB plus ~2 % of its source file's bytes.
-PART_BYTES_PER_INPUT_BYTE = 1.0
+#: A part's files (:mod:`dsa110ms.ms.part`): per value (row, channel, polarization) DATA,
+#: FLAG and WEIGHT_SPECTRUM; per row and polarization WEIGHT and SIGMA; per row FLAG_ROW and
+#: ANTENNA1/2 (int32); per channel CHAN_FREQ and CHAN_WIDTH (float64); then the .npy headers,
+#: part.json and the file system's pages (11 files). Exact to 0.1 % on tmpfs (3 to 48
+#: antennas, 2 to 30 integrations, 8 to 384 channels).
+PART_BYTES_PER_VALUE = sum(
+    np.dtype(VALUE_DTYPES[SPECTRAL_COLUMNS[c]]).itemsize
+    for c in ROW_ARRAYS
+    if c in SPECTRAL_COLUMNS
+)
+PART_BYTES_PER_ROW_AND_POL = sum(
+    np.dtype(VALUE_DTYPES[t]).itemsize for t in POLARIZATION_COLUMNS.values()
+)
+PART_BYTES_PER_ROW = 1 + 2 * 4
+PART_BYTES_PER_CHANNEL = 2 * 8
+PART_FIXED_BYTES = 64 * 1024
+#: A group's template (pyuvdata's MS of one channel): measured on tmpfs 1.9 MB of subtables,
+#: ~38 bytes a row and ~23 kB an integration (a FIELD and POINTING rows each); bounded by these.
 TEMPLATE_BYTES = 2_000_000
-TEMPLATE_BYTES_PER_INPUT_BYTE = 0.05
-#: Headroom on the estimate (file system blocks, metadata, the part.json of each part).
+TEMPLATE_BYTES_PER_ROW = 64
+TEMPLATE_BYTES_PER_TIME = 32_000
+#: A file whose shape is unknown (unreadable: its job fails and says why) is sized as if its
+#: data were stored uncompressed: as many bytes of part as of file.
+PART_BYTES_PER_INPUT_BYTE = 1.0
+#: Headroom on the estimate (file system blocks, metadata).
 ESTIMATE_MARGIN = 1.10
 #: Of the free space at the start of the run, what the groups may take (the rest: other users).
 USABLE_FRACTION = 0.95
@@ -307,15 +335,45 @@ def file_bytes(path: str | os.PathLike) -> int:
         return 0  # reported by discovery or by its job; nothing to reserve for it
 
 
+def shape_of(path: str | os.PathLike) -> DataShape | None:
+    """A file's data shape read from its header (~1 ms), or None if it cannot be read. The
+    main process asks its inventory instead (:meth:`dsa110ms.inventory.Inventory.data_shape`,
+    cached)."""
+    try:
+        return read_header(str(path))[0].shape
+    except HeaderError:
+        return None
+
+
+def part_bytes(path: str | os.PathLike, shape: DataShape | None) -> int:
+    """Bytes of scratch the part of the file ``path`` takes (its data's ``shape``; if unknown,
+    the file's size), with the margin."""
+    if shape is None:
+        exact = PART_BYTES_PER_INPUT_BYTE * file_bytes(path)
+    else:
+        exact = (
+            PART_BYTES_PER_VALUE * shape.values
+            + (PART_BYTES_PER_ROW_AND_POL * shape.npols + PART_BYTES_PER_ROW) * shape.nblts
+            + PART_BYTES_PER_CHANNEL * shape.nfreqs
+            + PART_FIXED_BYTES
+        )
+    return int(exact * ESTIMATE_MARGIN)
+
+
 def group_scratch_bytes(
-    input_files: list[str], template_source: str, *, join_method: str = "direct"
+    input_files: list[str],
+    template_source: str,
+    *,
+    join_method: str = "direct",
+    shapes: Callable[[str], DataShape | None] = shape_of,
 ) -> int:
     """Bytes of scratch a group takes at most: its template and a part per input file (with
-    ``join_method: concat`` the join copies the parts once more on scratch)."""
-    parts = PART_BYTES_PER_INPUT_BYTE * sum(file_bytes(f) for f in input_files)
+    ``join_method: concat`` the join copies the parts once more on scratch). ``shapes``: a
+    file's data shape (the inventory's, in the main process)."""
+    parts = sum(part_bytes(f, shapes(f)) for f in input_files)
     if join_method == "concat":
         parts *= 2
-    return int(parts * ESTIMATE_MARGIN) + template_bytes(template_source)
+    return parts + template_bytes(template_source, shapes(template_source))
 
 
 def free_scratch_bytes(root: str | os.PathLike) -> int:
@@ -356,11 +414,16 @@ def mount_point(path: str | os.PathLike) -> Path:
     return path
 
 
-def template_bytes(source: str | os.PathLike) -> int:
-    """Scratch a group's template takes at most (its source file's size; see above)."""
-    return int(
-        (TEMPLATE_BYTES + TEMPLATE_BYTES_PER_INPUT_BYTE * file_bytes(source)) * ESTIMATE_MARGIN
-    )
+def template_bytes(source: str | os.PathLike, shape: DataShape | None = None) -> int:
+    """Scratch a group's template takes at most, from its source file's data ``shape`` (read
+    from the file if not given; if unknown, as many rows as a file of its size could hold)."""
+    shape = shape or shape_of(source)
+    if shape is None:  # unreadable: its job fails; as many rows as one channel could fill
+        rows, times = file_bytes(source) // PART_BYTES_PER_VALUE, 1
+    else:
+        rows, times = shape.nblts, shape.ntimes
+    exact = TEMPLATE_BYTES + TEMPLATE_BYTES_PER_ROW * rows + TEMPLATE_BYTES_PER_TIME * times
+    return int(exact * ESTIMATE_MARGIN)
 
 
 def scratch_limit_mb(root: str | os.PathLike) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from dsa110ms import casa, faults, paths
 from dsa110ms.errors import DiscoveryError, exit_with, one_line_errors
 from dsa110ms.groups import discover
-from dsa110ms.inventory import INVENTORY_PATH
+from dsa110ms.inventory import INVENTORY_PATH, Inventory
 from dsa110ms.manifest import Manifest
 from dsa110ms.ms.publish import OutputArea, StampCheck
 from dsa110ms.observe import metrics
@@ -89,6 +89,8 @@ class Run:
     _part_cache: dict = field(default_factory=dict, repr=False)
     #: what the main process found of the published MSs (:func:`hooks.prepare_main_process`)
     stamps: StampCheck | None = field(default=None, repr=False)
+    #: the input files' headers, cached (:mod:`dsa110ms.inventory`; None: read each time)
+    inventory_path: Path | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, config: dict, *, is_main_process: bool, workdir: str | os.PathLike = ".") -> Run:
@@ -118,7 +120,7 @@ class Run:
             # Reported when the conversion targets are asked for, so that `snakemake simulate`
             # works before the input directory exists or has files.
             manifest, error = None, str(exc)
-        return cls(settings, manifest, error, layout)
+        return cls(settings, manifest, error, layout, inventory_path=Path(workdir) / INVENTORY_PATH)
 
     # --- what the rules ask for -------------------------------------------------------------
 
@@ -183,14 +185,17 @@ class Run:
         return min(self.scratch_need_mb(), self.scratch_limit_mb())
 
     def scratch_need_mb(self) -> int:
-        """The scratch of the run's largest group (MB, estimated from its files' sizes)."""
+        """The scratch of the run's largest group (MB, estimated from its files' data shapes,
+        which discovery cached in the inventory: no file is opened again)."""
         if "scratch_mb" not in self._part_cache:
+            shapes = Inventory(self.inventory_path).data_shape
             need = max(
                 (
                     scratch.group_scratch_bytes(
                         list(g.files.values()),
                         self.template_source(g.id),
                         join_method=self.settings.join_method,
+                        shapes=shapes,
                     )
                     for g in self.manifest or ()
                 ),
