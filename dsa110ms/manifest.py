@@ -123,3 +123,12 @@ class Manifest:
             raise DiscoveryError(
                 f"{path}: group manifest missing; it is written by the main Snakemake process"
             ) from None
+        except OSError as exc:
+            raise DiscoveryError(
+                f"{path}: group manifest cannot be read ({exc.strerror or exc})"
+            ) from None
+        except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            raise DiscoveryError(
+                f"{path}: group manifest is not one the main Snakemake process wrote "
+                f"({type(exc).__name__}: {exc}); start the run again"
+            ) from None

@@ -435,3 +435,16 @@ def test_a_start_that_is_no_date_says_which_number_makes_it_so(
                 h[f"Header/{key}"][0] = value
     (line,) = discover(tmp_path, incomplete_groups="convert").skipped
     assert f"{sb15.name} holds {said}" in line
+
+
+def test_a_manifest_that_cannot_be_read_is_one_line(tmp_path):
+    """A manifest that is a directory, or not JSON (a full disk...), raised an OSError or a
+    JSONDecodeError traceback in every process reading it."""
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "bad").write_text('{"input_dir": ')
+    with pytest.raises(
+        DiscoveryError, match=r"dir: group manifest cannot be read \(Is a directory"
+    ):
+        Manifest.read(tmp_path / "dir")
+    with pytest.raises(DiscoveryError, match="bad: group manifest is not one the main Snakemake"):
+        Manifest.read(tmp_path / "bad")
