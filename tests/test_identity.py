@@ -346,6 +346,8 @@ def test_an_ms_published_under_its_sb00_name_by_an_earlier_version_is_kept(tmp_p
     del stamp["inputs"]
     (legacy / STAMP_NAME).write_text(json.dumps(stamp))
     area.stamp("2026-11-30T03:00:00").unlink()
+    for record in (tmp_path / "logs" / "metrics" / "groups").glob("2026-11-30T03:00:00.*"):
+        record.rename(record.with_name(record.name.replace("03:00:00", "03:00:02")))
     proc = run_snakemake(tmp_path, "--cores", "2", config=config)
     assert visible(out) == ["2026-11-30T03:00:02.ms"], proc.stdout[-3000:]
     assert "published as" in proc.stdout and "ms_part" not in proc.stdout, proc.stdout[-3000:]
@@ -370,3 +372,5 @@ def test_an_ms_published_under_its_sb00_name_by_an_earlier_version_is_kept(tmp_p
     run = json.loads((tmp_path / "logs/metrics/runs.jsonl").read_text().splitlines()[-1])
     assert run["groups_failed"] == 0 and run["groups_converted"] == 1, run
     assert "msmetadata_cmpt" not in proc.stdout, "CASA's log goes to the job's log only"
+    report = (tmp_path / "report" / "groups.html").read_text()
+    assert "published as 2026-11-30T03:00:02.ms" in report and "FAILED" not in report, report[-1500:]

@@ -226,7 +226,7 @@ class OutputArea:
                 check.notes.append(f"{final}: {problem}; group {gid} will be converted again")
             elif problem != "missing":
                 check.notes.append(f"{final}: {problem}; group {gid} will be converted again")
-            elif (legacy := self.legacy_ms(group, published_ms)) is not None:
+            elif (legacy := self.legacy_ms(gid, published_ms)) is not None:
                 check.legacy[gid] = legacy
                 changed = unrecorded_changes(group, legacy, stamp_of(legacy))
                 what = f": {changed.what}" if changed else ""
@@ -251,7 +251,7 @@ class OutputArea:
                         found.append((parse_timestamp(stem), Path(entry.path)))
         return sorted(found)
 
-    def legacy_ms(self, group: Group, published_ms: Callable[[], list]) -> Path | None:
+    def legacy_ms(self, group: str, published_ms: Callable[[], list]) -> Path | None:
         """The group's MS as a version before 0.14 named and published it, if there: those
         named a group by its sb00 file's name (without sb00: its earliest file's), whatever
         names the files have now (sb00 may have arrived late, or been re-sent under another
@@ -260,7 +260,7 @@ class OutputArea:
         (centre) at most that long after the group's data start. Converting the group again
         under its data's start would make one observation two MSs. ``published_ms``: returns
         :meth:`published_ms_by_time` (listed only when a group has no MS under its id)."""
-        start = parse_timestamp(group.id)
+        start = parse_timestamp(group)
         window = dt.timedelta(seconds=MAX_TOLERANCE_S)
         listing = published_ms()
         lo = bisect.bisect_left(listing, (start - window,))
@@ -269,7 +269,7 @@ class OutputArea:
             if named > start + window:
                 break
             old_id = final.name.removesuffix(".ms")
-            if old_id == group.id or not is_published(final) or damage(final, old_id):
+            if old_id == group or not is_published(final) or damage(final, old_id):
                 continue
             stamp = stamp_of(final)
             first_s = (stamp.get("time_range_mjd_s") or [None])[0]

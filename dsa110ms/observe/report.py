@@ -9,6 +9,7 @@ MS is published (:func:`write_group_record`), with its job facts from this run's
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
@@ -22,7 +23,7 @@ from dsa110ms.errors import OutputError
 from dsa110ms.files import write_text_atomically
 from dsa110ms.groups import FILE_PATTERN, N_SUBBANDS, TIMESTAMP_PATTERN
 from dsa110ms.ms.part import open_part
-from dsa110ms.ms.publish import is_published
+from dsa110ms.ms.publish import OutputArea, is_published
 from dsa110ms.ms.validate import MsSummary
 from dsa110ms.observe import metrics
 from dsa110ms.observe.quicklook import group_quicklook
@@ -289,12 +290,16 @@ def make_report(
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     rows = []
+    area = OutputArea.of(output_dir)
+    published_ms = functools.cache(area.published_ms_by_time)
     for group in groups:
         record = read_group_record(metrics_dir, group)
         facts = (record or {}).get("facts") or metrics.group_facts(events, group, scratch_instance)
         if record is None:
-            if is_published(Path(output_dir) / f"{group}.ms"):  # before records existed
+            if is_published(area.final_ms(group)):  # before records existed
                 rows.append({"group": group, **facts, "status": "published"})
+            elif legacy := area.legacy_ms(group, published_ms):  # an earlier version's name
+                rows.append({"group": group, **facts, "status": f"published as {legacy.name}"})
             else:
                 reason = facts["error"] or "not converted (see the run's log)"
                 rows.append({"group": group, **facts, "status": f"FAILED: {reason}"})
@@ -306,7 +311,7 @@ def make_report(
         if not figure.exists():  # the concat job's drawing failed, or a record before them
             plot_group(record, figure)
         link_or_copy(figure, plots_dir / f"{group}.png")
-    published = sum(r["status"] == "published" for r in rows)
+    published = sum(r["status"].startswith("published") for r in rows)
     title = f"{TITLE_PREFIX}{published} of {len(rows)} groups published"
     Path(table_path).write_text(table_html(rows, title))
     return rows
