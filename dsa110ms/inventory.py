@@ -371,6 +371,7 @@ def _ensure_layout(db: sqlite3.Connection) -> None:
             db.execute("COMMIT")
             return
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_schema WHERE type='table'")]
+        tables = [t for t in tables if not t.startswith("sqlite_")]
         for name in tables:  # our cache's own tables, of earlier layouts (not SQLite's own)
             if not name.startswith("sqlite_"):
                 db.execute(f'DROP TABLE "{name}"')
@@ -381,8 +382,9 @@ def _ensure_layout(db: sqlite3.Connection) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    log.info(
-        "inventory cache: layout %d -> %d (rebuilt; headers are read again)",
-        version,
-        SCHEMA_VERSION,
-    )
+    if tables:  # a new cache is not news
+        log.info(
+            "inventory cache: layout %d -> %d (rebuilt; headers are read again)",
+            version,
+            SCHEMA_VERSION,
+        )

@@ -36,6 +36,7 @@ from dsa110ms.groups import (
     INCOMPLETE_SUFFIX,
     format_timestamp,
     jd_from_datetime,
+    parse_timestamp,
     subband_file_name,
 )
 
@@ -112,7 +113,7 @@ def meridian_uvw(baselines: np.ndarray, dec: float) -> np.ndarray:
 def group_start_times(spec: SimulationSpec) -> list[dt.datetime]:
     """Nominal start of each group, at the telescope's cadence (one file of 24 dumps, 309.2 s)
     whatever n_integrations is, so that small groups are as far apart as real ones."""
-    t0 = dt.datetime.fromisoformat(spec.start)
+    t0 = parse_timestamp(spec.start)  # the config's one reading of a time (a leap second too)
     step = dt.timedelta(seconds=tel.INTEGRATIONS_PER_FILE * tel.INTEGRATION_TIME_S)
     return [t0 + g * step for g in range(spec.n_groups)]
 

@@ -373,4 +373,4 @@ def test_an_ms_published_under_its_sb00_name_by_an_earlier_version_is_kept(tmp_p
     assert run["groups_failed"] == 0 and run["groups_converted"] == 1, run
     assert "msmetadata_cmpt" not in proc.stdout, "CASA's log goes to the job's log only"
     report = (tmp_path / "report" / "groups.html").read_text()
-    assert "published as 2026-11-30T03:00:02.ms" in report and "FAILED" not in report, report[-1500:]
+    assert "published as 2026-11-30T03:00:02.ms" in report and "FAILED" not in report

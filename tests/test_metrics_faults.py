@@ -96,3 +96,22 @@ def test_run_record_counts_changed_inputs_not_acted_on(tmp_path):
     assert summary["groups_changed_inputs"] == 1
     assert summary["changed_inputs"] == {"g1": "sb15 g1_sb15.hdf5 rewritten"}
     assert "dsa110ms_last_run_groups_changed_inputs 1" in metrics.prometheus_text(summary)
+
+
+def test_group_facts_name_every_input_that_failed():
+    """Two bad files in one group: the summary's reason names both, not only the last."""
+    events = [
+        {
+            "ts": 1.0,
+            "kind": "part",
+            "group": "g",
+            "file": f"/in/t_sb{sb}.hdf5",
+            "ok": False,
+            "error": f"/in/t_sb{sb}.hdf5: {why}",
+            "seconds": 0.1,
+        }
+        for sb, why in (("02", "file signature not found"), ("04", "truncated"))
+    ]
+    error = metrics.group_facts(events, "g")["error"]
+    assert error.startswith("part: /in/t_sb04.hdf5: truncated"), error
+    assert error.endswith("also failed: t_sb02.hdf5 (see their logs)"), error

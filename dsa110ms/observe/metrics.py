@@ -63,13 +63,13 @@ def emit(kind: str, **fields) -> None:
 
 
 def first_line(exc: BaseException) -> str:
-    """An exception's first line (its reason), at most 300 characters; an exception that is not
+    """An exception's first line (its reason), at most 600 characters; an exception that is not
     one of ours (a bug, or a library's failure we did not foresee) is named by its type."""
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else ""
     if not isinstance(exc, Dsa110msError):
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return text[:300]
+    return text[:600]
 
 
 @contextlib.contextmanager
@@ -225,7 +225,7 @@ def group_facts(events: Iterable[Mapping], group: str, instance: str = "") -> di
     (the run was stopped: not the input's fault)."""
     group_scratch_suffix = f"{instance}/{group}"
     starts, ends, attempts, cleanups, error, warnings = [], [], 0, [], None, []
-    stopped = None
+    stopped, failed_files = None, []
     for e in events:
         if e.get("group") == group and e["kind"] in ("template", "part", "join"):
             starts.append(e["ts"] - e.get("seconds", 0.0))
@@ -237,8 +237,13 @@ def group_facts(events: Iterable[Mapping], group: str, instance: str = "") -> di
                 error = f"{e['kind']}: {e['error']}"
                 if e.get("file") and e["file"] not in e["error"]:  # name the file it failed on
                     error = f"{e['kind']} of {e['file']}: {e['error']}"
+                if e.get("file") and e["file"] not in failed_files:
+                    failed_files.append(e["file"])
         elif e["kind"] == "cleanup" and e.get("path", "").endswith(group_scratch_suffix):
             cleanups.append(e["ok"])
+    others = [os.path.basename(f) for f in failed_files if f not in (error or "")]
+    if error and others:  # every bad file of the group is named, not only the last
+        error += f"; also failed: {', '.join(others)} (see their logs)"
     return {
         "conversion_s": round(max(ends) - min(starts), 1) if starts else None,
         "concat_attempts": attempts,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from dsa110ms import faults
 from dsa110ms.errors import Dsa110msError, OutputError, ScratchError, one_line_errors
+from dsa110ms.manifest import one_line
 from dsa110ms.ms.publish import ms_options
 from dsa110ms.observe import metrics, progress
 from dsa110ms.observe.report import check_report_dir
@@ -422,8 +423,11 @@ def summary_rows(run: Run, events: list[dict]) -> list[dict]:
             row.update(status="FAILED", reason=f"{reason}; logs in {run.log_dir(group)}")
         rows.append(row)
     for skip in run.manifest.skipped if run.manifest else []:
-        label = skip.group or os.path.basename(skip.subject)
-        rows.append({"group": label, "status": "skipped", "reason": skip.detail})
+        label = skip.group or one_line(os.path.basename(skip.subject))
+        reason = skip.detail
+        if skip.group and os.path.isdir(run.final_ms(skip.group)):  # e.g. a re-sent duplicate
+            reason += f"; {run.final_ms(skip.group)}, published earlier, is kept as it is"
+        rows.append({"group": label, "status": "skipped", "reason": reason})
     return rows
 
 
