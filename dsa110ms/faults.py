@@ -18,6 +18,8 @@ the workflow fail the way production did, at the few points production code name
 - ``concat_delay_s``: the join sleeps this long first (a window for interrupting a run there);
 - ``part_killed``: ``["<group>/sbNN" or "*/sbNN"]`` - that part job is killed by SIGKILL once
   its part is written, as the kernel's out-of-memory killer kills;
+- ``template_abort``: ``["<group>" or "*"]`` - that template job aborts (SIGABRT) while writing,
+  as casacore does on a write error such as a full scratch;
 - ``part_delay_s``: ``{"<group>/sbNN" or "*/sbNN": seconds}`` - that part job waits this long
   after writing its part, before it ends (a window for removing its input file mid-run, or
   stopping the run, while the job still runs).
@@ -57,6 +59,7 @@ KEYS = (
     "concat_delay_s",
     "part_delay_s",
     "part_killed",
+    "template_abort",
 )
 
 
@@ -68,6 +71,7 @@ class Faults:
     concat_delay_s: float = 0.0
     part_delay_s: dict[str, float] = field(default_factory=dict)
     part_killed: tuple[str, ...] = ()
+    template_abort: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Mapping | None) -> Faults:
@@ -93,6 +97,7 @@ class Faults:
             concat_delay_s=float(config.get("concat_delay_s", 0.0)),
             part_delay_s={k: float(v) for k, v in (config.get("part_delay_s") or {}).items()},
             part_killed=tuple(config.get("part_killed") or ()),
+            template_abort=tuple(config.get("template_abort") or ()),
         )
 
     def concat_fault(self, group: str, attempt: int) -> str | None:
@@ -129,6 +134,12 @@ def activate(config: Mapping | None = None, environ=os.environ) -> Faults:
     _active = Faults.from_config(config)
     _failed_once.clear()
     return _active
+
+
+def while_writing_template(group: str) -> None:
+    """A template job calls this as it writes the template: ``template_abort``."""
+    if {group, "*"} & set(_active.template_abort):
+        os.abort()
 
 
 def after_part(group: str, subband: int) -> None:

@@ -218,3 +218,25 @@ def test_scratch_too_small_for_the_template_is_one_line(tiny_tmpfs):
         f"out of scratch space on {tiny_tmpfs} (3 MB free, the group's template needs ~10 MB)"
     )
     scratch.check_room(tiny_tmpfs, 1_000_000, "the group's template")  # fits: no error
+
+
+def test_a_template_that_casacore_aborts_is_one_line(tmp_path, scratch_root):
+    """casacore aborts the process on a write error (a full scratch): the template job's
+    process, which waits for its forked writer, says so in one line, in template.log and in the
+    summary, where the row said "not run (the run stopped first)" and the log was empty."""
+    d = tmp_path / "in"
+    (gid,) = small_groups(d, 1, n_antennas=4, n_integrations=2)
+    config = small_config(d, tmp_path / "out", scratch_root)
+    proc = run_snakemake(
+        tmp_path,
+        "--cores",
+        "2",
+        config={**config, "faults": {"template_abort": ["*"]}},
+        check=False,
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout, proc.stdout[-3000:]
+    (row,) = [x for x in proc.stdout.splitlines() if x.strip().startswith(gid)]
+    assert "FAILED" in row and "killed by signal 6, SIGABRT (casacore aborts" in row, row
+    assert "MB free on scratch" in row, row
+    log = (tmp_path / "logs" / gid / "template.log").read_text()
+    assert "ERROR template of" in log and "SIGABRT" in log, log

@@ -132,6 +132,29 @@ def part_options(settings: Settings) -> dict:
     }
 
 
+def template_job_forked(*, uvh5: str, template: str, group: str, log_path: str) -> None:
+    """Rule ms_template, its work in a forked child (:mod:`dsa110ms.run.forked`): casacore
+    aborts the process on a write error (a full scratch), which no Python code sees; this
+    process then says so in one line, in the log, on stderr and in the summary."""
+    from dsa110ms.run.forked import report_killed, run_alive, run_forked
+
+    code, signum = run_forked(
+        lambda: template_job(uvh5=uvh5, template=template, group=group, log_path=log_path)
+    )
+    if signum is not None and run_alive():
+        report_killed(
+            "template",
+            group=group,
+            uvh5=uvh5,
+            log_path=log_path,
+            signum=signum,
+            metrics_dir=JobContext.current().settings.metrics_dir,
+            scratch=Path(template).parent,
+        )
+    if code:
+        raise SystemExit(code)
+
+
 def template_job(*, uvh5: str, template: str, group: str, log_path: str) -> None:
     """Rule ms_template: the group's template MS from one of its files (pyuvdata)."""
     from dsa110ms.ms.template import write_template
@@ -144,6 +167,7 @@ def template_job(*, uvh5: str, template: str, group: str, log_path: str) -> None
         context.activate()
         with metrics.timed("template", group=group, file=uvh5):
             check_room(Path(template).parent, template_bytes(uvh5), "the group's template")
+            faults.while_writing_template(group)  # test faults only
             write_template(uvh5, template, **part_options(context.settings))
 
 
