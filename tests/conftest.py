@@ -132,15 +132,21 @@ def leftovers(root: Path) -> list[str]:
     return sorted(str(p) for p in root.rglob("*")) if root.exists() else []
 
 
+def mounted_tmpfs(directory: Path, size: str):
+    """A tmpfs of ``size`` (mount's form: ``3m``) mounted at the new ``directory`` while the
+    generator runs (needs root, as CI runs; else the test is skipped)."""
+    directory.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)]
+    if subprocess.run(mount).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield directory
+    subprocess.run(["umount", str(directory)], check=True)
+
+
 @pytest.fixture
 def tiny_tmpfs(tmp_path):
-    """A 3 MB tmpfs mounted for the test (needs root, as CI runs): a file system that fills."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)]).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    """A 3 MB tmpfs mounted for the test: a file system that fills."""
+    yield from mounted_tmpfs(tmp_path / "tiny", "3m")
 
 
 def visible(directory: Path) -> list[str]:

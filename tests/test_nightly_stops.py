@@ -18,7 +18,7 @@ import pytest
 from dsa110ms.groups import discover
 from dsa110ms.run import scratch
 
-from .conftest import leftovers, run_snakemake, snakemake_command, staging_left
+from .conftest import leftovers, mounted_tmpfs, run_snakemake, snakemake_command, staging_left
 from .test_robustness import small_config, small_groups, wait_for
 
 TINY = {"n_antennas": 6, "n_integrations": 2}
@@ -114,12 +114,7 @@ def test_stopping_the_run_during_the_join_leaves_nothing(signals, tmp_path, scra
 @pytest.fixture
 def small_tmpfs(tmp_path):
     """A 7 MB tmpfs: scratch for about two of the tiny groups (~1.8 MB each on scratch)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=7m", "tmpfs", str(mount)]).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    yield from mounted_tmpfs(tmp_path / "small", "7m")
 
 
 def test_a_backlog_larger_than_scratch_converts_group_after_group(tmp_path, small_tmpfs):
