@@ -191,3 +191,63 @@ def test_the_stamp_records_each_input_as_its_part_job_read_it(tmp_path):
     assert recorded == as_read
     (change,) = input_changes(recorded, input_identities([group.files[0]]))
     assert change == f"sb15 {Path(group.files[15]).name} is gone"
+
+
+def test_a_join_replaces_a_published_ms_only_when_told_and_never_with_stale_data(tmp_path):
+    """The join itself (two runs can race the main process's decision): under
+    ``changed_inputs: report`` it keeps a published MS made from other files, whatever it
+    holds; under ``reconvert`` it replaces it in one swap (nothing left under the swapping
+    name); and it never publishes data of a file that changed after its part was read (a run
+    that started before a file was re-sent replaced the MS a later run had made from it)."""
+    from dsa110ms.errors import JoinError
+    from dsa110ms.ms.join_group import JoinOptions, join_group
+    from dsa110ms.ms.part import write_part
+    from dsa110ms.ms.template import write_template
+
+    simulate(
+        SimulationSpec(n_antennas=4, n_integrations=2, n_channels=8, subbands=(0, 15)), tmp_path
+    )
+    (group,) = discover(tmp_path, incomplete_groups="convert")
+    work, area = tmp_path / "work", OutputArea.of(tmp_path / "out")
+    template = write_template(group.files[0], work / "template.ms")
+
+    def join(replace_changed: bool, attempt: int, resent_ns: int | None = None):
+        """Parts written from the files (each re-sent first if ``resent_ns``: a new mtime),
+        then joined; with ``resent_ns``, every file is re-sent again after its part."""
+        parts = {}
+        for sb, path in group.files.items():
+            if resent_ns:
+                os.utime(path, ns=(1, resent_ns))
+            parts[str(write_part(path, work / f"sb{sb}.{attempt}.part"))] = path
+            if resent_ns:
+                os.utime(path, ns=(1, resent_ns + 1))
+        options = JoinOptions(contiguous=False, replace_changed=replace_changed)
+        return join_group(
+            group.id,
+            template,
+            sorted(parts, reverse=True),
+            area,
+            options,
+            instance="t",
+            group_scratch=work,
+            sources=parts,
+            attempt=attempt,
+        )
+
+    assert join(False, 1)[1], "published"
+    first = stamp_of(area.final_ms(group.id))
+    os.utime(group.files[15], ns=(1, 10**18))  # re-sent: another modification time
+    assert join(False, 2) == (None, False) and stamp_of(area.final_ms(group.id)) == first
+    assert join(True, 3)[1], "replaced under reconvert"
+    assert len(list(area.output_dir.glob("*.ms.replaced-*"))) == 1
+    assert not area.interrupted_swaps()
+    now = stamp_of(area.final_ms(group.id))
+    with pytest.raises(JoinError, match="changed while this run converted it"):
+        join(True, 4, resent_ns=2 * 10**18)
+    assert stamp_of(area.final_ms(group.id)) == now, "the published MS is kept as it was"
+    # a process killed between the swap's renames leaves a complete MS under the swapping name:
+    # never removed, reported by every run
+    (area.output_dir / f"{group.id}.ms.swapping-20261202T000000").mkdir()
+    notes = area.check_stamps([group], now["options"]).notes
+    assert any("left by a replacement that was interrupted" in n for n in notes), notes
+    assert stamp_of(area.final_ms(group.id)) == now, "the published MS is kept as it was"

@@ -222,6 +222,8 @@ def test_a_template_that_casacore_aborts_is_one_line(tmp_path, scratch_root):
     d = tmp_path / "in"
     (gid,) = small_groups(d, 1, n_antennas=4, n_integrations=2)
     config = small_config(d, tmp_path / "out", scratch_root)
+    foreign = tmp_path / "out" / f"{gid}.ms"  # not ours: the failed conversion cannot replace it
+    foreign.mkdir(parents=True)
     proc = run_snakemake(
         tmp_path,
         "--cores",
@@ -232,6 +234,7 @@ def test_a_template_that_casacore_aborts_is_one_line(tmp_path, scratch_root):
     assert proc.returncode != 0 and "Traceback" not in proc.stdout, proc.stdout[-3000:]
     (row,) = [x for x in proc.stdout.splitlines() if x.strip().startswith(gid)]
     assert "FAILED" in row and "killed by signal 6, SIGABRT (casacore aborts" in row, row
-    assert "MB free on scratch" in row, row
+    assert "MB free on scratch" in row and "is not an intact MS of this workflow" in row, row
+    assert '"groups_failed": 1' in (tmp_path / "logs" / "metrics" / "runs.jsonl").read_text()
     log = (tmp_path / "logs" / gid / "template.log").read_text()
     assert "ERROR template of" in log and "SIGABRT" in log, log

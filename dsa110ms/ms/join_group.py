@@ -27,9 +27,12 @@ from dsa110ms.ms.join import assemble, concat_reference
 from dsa110ms.ms.part import MANIFEST_NAME as PART_MANIFEST
 from dsa110ms.ms.publish import (
     OutputArea,
+    damage,
+    input_changes,
     input_identities,
     input_key,
     is_current,
+    is_published,
     ms_options,
     publish,
 )
@@ -108,6 +111,9 @@ class JoinOptions:
     contiguous: bool = True
     #: the settings the MS is made with, recorded in its stamp (:func:`.publish.ms_options`)
     made_with: Mapping = field(default_factory=dict)
+    #: ``changed_inputs: reconvert``: a published MS made from other input files is replaced
+    #: (else it is kept, whatever this join holds)
+    replace_changed: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings, *, contiguous: bool) -> JoinOptions:
@@ -121,6 +127,7 @@ class JoinOptions:
             # DSA-110's subbands tile its band; other telescopes' files may leave gaps
             contiguous=contiguous and settings.telescope == "dsa110",
             made_with=ms_options(settings),
+            replace_changed=settings.changed_inputs == "reconvert",
         )
 
 
@@ -195,6 +202,19 @@ def inputs_as_read(sources: Mapping[str, str]) -> dict[str, dict]:
     return identities
 
 
+def refuse_stale(group: str, inputs: Mapping[str, dict] | None, sources: Mapping[str, str]):
+    """Raise :class:`JoinError` if an input file changed after its part job read it (re-sent,
+    removed): the MS would hold data that are no longer the files', and could replace an MS a
+    later run made from the files as they are."""
+    if not inputs or not sources:
+        return
+    if changes := input_changes(inputs, input_identities(sources.values())):
+        raise JoinError(
+            f"group {group}: input files changed while this run converted it "
+            f"({'; '.join(changes)}): not published; the next run converts the files as they are"
+        )
+
+
 def join_group(
     group: str,
     template: str | os.PathLike,
@@ -239,7 +259,9 @@ def join_group(
     inputs = inputs_as_read(sources) if sources else None
     with output.group_lock(group):
         final = output.final_ms(group)
-        if is_current(final, group, inputs):
+        if is_current(final, group, inputs) or (
+            not options.replace_changed and is_published(final) and damage(final, group) is None
+        ):  # changed_inputs: report never replaces a published MS (the main process reports it)
             log.info("group %s: %s is published and intact; kept, nothing joined", group, final)
             output.write_published_stamp(group)
             return None, False
@@ -260,6 +282,7 @@ def join_group(
                 sources=dict(sources or {}),
                 attempt=attempt,
             )
+            refuse_stale(group, inputs, sources)
             published = publish(output, staging, group, summary, options.made_with, inputs)
         except (ChildDied, OSError) as exc:  # casacore's abort on a write error, publishing
             written = du_bytes(staging) if staging.exists() else 0

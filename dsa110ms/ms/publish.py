@@ -89,6 +89,16 @@ def changed_note(changed: ChangedInputs, *, reconvert: bool) -> str:
     head += f"({changed.published_utc}): {changed.what}"
     if reconvert:
         return f"{head}; converting it again ({RECONVERT_SETTING}: the old MS is set aside)"
+    if not changed.recorded:
+        return (
+            f"{head}; MS kept, not converted again - move it out of output_dir to convert the "
+            "group again"
+        )
+    if changed.only_removed:
+        return (
+            f"{head}; MS kept, not converted again (it would hold less: files were only "
+            "removed) - restore the files, or move the MS out of output_dir to convert what is left"
+        )
     return (
         f"{head}; MS kept, not converted again - set {RECONVERT_SETTING} to convert it again "
         "(the old MS is set aside, never deleted), or restore the files"
@@ -208,6 +218,11 @@ class OutputArea:
         (:func:`ms_options`) than this run's (kept), and per MS with changed inputs; those
         groups; and the MSs whose stamp does not record their inputs."""
         check = StampCheck()
+        check.notes += [
+            f"{path}: left by a replacement that was interrupted (a complete MS: the new or the "
+            "previous one of its group; the group's MS is in place); yours to inspect and delete"
+            for path in self.interrupted_swaps()
+        ]
         published_ms = functools.cache(self.published_ms_by_time)
         for group in groups:
             gid = group.id
@@ -215,9 +230,10 @@ class OutputArea:
             problem = damage(final, gid) if os.path.lexists(final) else "missing"
             if problem is None:
                 changed = self._check_intact(group, options, check)
+                redo = changed is not None and reconvert_changed and changed.reconvertible
                 if changed is not None:
-                    check.notes.append(changed_note(changed, reconvert=reconvert_changed))
-                if changed is not None and reconvert_changed:
+                    check.notes.append(changed_note(changed, reconvert=redo))
+                if redo:
                     self.remove(stamp)
                 elif not stamp.exists():
                     self.write_published_stamp(gid)
@@ -238,6 +254,11 @@ class OutputArea:
                     "out of output_dir to convert the group under the time its data start"
                 )
         return check
+
+    def interrupted_swaps(self) -> list[Path]:
+        """MSs left under a swapping name (:func:`replace_published`) by a process that died
+        between its renames."""
+        return sorted(self.output_dir.glob(f"*.ms.{SWAPPING}-*"))
 
     def published_ms_by_time(self) -> list[tuple[dt.datetime, Path]]:
         """Every ``<YYYY-MM-DDTHH:MM:SS>.ms`` in the output directory, by the time in its name
@@ -300,10 +321,17 @@ class OutputArea:
             if changed is not None:
                 check.changed[group.id] = changed
             return changed
-        changes = input_changes(made["inputs"], input_identities(group.files.values()))
+        current = input_identities(group.files.values())
+        changes = input_changes(made["inputs"], current)
         if not changes:
             return None
-        changed = ChangedInputs(group.id, final, made.get("validated_utc", "?"), tuple(changes))
+        changed = ChangedInputs(
+            group.id,
+            final,
+            made.get("validated_utc", "?"),
+            tuple(changes),
+            only_removed=all(made["inputs"].get(k) == v for k, v in current.items()),
+        )
         check.changed[group.id] = changed
         return changed
 
@@ -456,7 +484,7 @@ def unrecorded_changes(group: Group, ms: Path, stamp: Mapping) -> ChangedInputs 
         f"the group has {len(group.files)} subband files, the MS {spws} SPWs (published by an "
         "earlier version, which recorded no input files: the others arrived after)"
     )
-    return ChangedInputs(group.id, ms, stamp.get("validated_utc", "?"), (what,))
+    return ChangedInputs(group.id, ms, stamp.get("validated_utc", "?"), (what,), recorded=False)
 
 
 @dataclass(frozen=True)
@@ -469,6 +497,17 @@ class ChangedInputs:
     published_utc: str
     #: :func:`input_changes`
     changes: tuple[str, ...]
+    #: every change is a file gone (e.g. raw files purged after conversion): a reconversion
+    #: would only make an MS with less in it, so ``changed_inputs: reconvert`` keeps it too
+    only_removed: bool = False
+    #: the MS's stamp records its input files (an earlier version's does not: it cannot be
+    #: replaced by a reconversion, which must tell what it replaces)
+    recorded: bool = True
+
+    @property
+    def reconvertible(self) -> bool:
+        """Whether ``changed_inputs: reconvert`` converts the group again."""
+        return self.recorded and not self.only_removed
 
     @property
     def what(self) -> str:
@@ -478,9 +517,15 @@ class ChangedInputs:
     @property
     def kept_reason(self) -> str:
         """The run summary's reason for the MS kept as it is (``changed_inputs: report``)."""
+        if not self.recorded:
+            advice = "move it out of output_dir to convert the group again"
+        elif self.only_removed:
+            advice = "files only removed: it would hold less; restore them, or move the MS away"
+        else:
+            advice = f"{RECONVERT_SETTING} converts it, setting the old MS aside"
         return (
             f"inputs changed since published {self.published_utc}: {self.what}; MS kept, not "
-            f"converted again ({RECONVERT_SETTING} converts it, setting the old MS aside)"
+            f"converted again ({advice})"
         )
 
     def reconverted_reason(self) -> str:
@@ -553,24 +598,33 @@ def exchange(a: Path, b: Path) -> None:
         raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
+#: The label of the name a replacement passes through beside the final path
+#: (``<group>.ms.swapping-<time>``): it holds the new MS until the swap, the old one after it.
+SWAPPING = "swapping"
+
+
 def replace_published(staging: Path, final: Path, aside: Path) -> None:
     """Put the validated MS at ``staging`` in the place of the published MS at ``final``, which
-    goes to ``aside`` (same directory): the new MS is first renamed to ``aside``, beside the old
-    one, then the two are swapped in one step (:func:`exchange`), so the final path always holds
-    a complete MS, and if the process dies in between, both MSs are still there. Where the file
-    system cannot swap, the old MS is renamed aside and the new one into place (two renames:
-    for an instant the final path holds nothing)."""
-    os.rename(staging, aside)
+    goes to ``aside`` (same directory): the new MS is first renamed beside the old one
+    (``<group>.ms.swapping-<time>``), the two are swapped in one step (:func:`exchange`), then
+    the old one is renamed to ``aside``. The final path always holds a complete MS; if the
+    process dies in between, the swapping name holds the other complete MS, never removed and
+    reported by every later run (:meth:`OutputArea.interrupted_swaps`). Where the file system
+    cannot swap, the old MS is renamed aside and the new one into place (two renames: for an
+    instant the final path holds nothing)."""
+    swapping = aside_path(final, SWAPPING)
+    os.rename(staging, swapping)
     try:
-        exchange(aside, final)
+        exchange(swapping, final)
     except OSError as exc:
+        os.rename(swapping, staging)  # as it was: the caller removes its staging
         if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            os.rename(aside, staging)  # as it was: the caller removes its staging
             raise
         log.info("%s: cannot swap in one step (%s); two renames", final, exc.strerror)
-        os.rename(aside, staging)
         os.rename(final, aside)
         os.rename(staging, final)
+        return
+    os.rename(swapping, aside)
 
 
 def is_current(final: Path, group: str, inputs: Mapping[str, dict] | None) -> bool:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from dsa110ms import faults
 from dsa110ms.errors import Dsa110msError, OutputError, ScratchError, one_line_errors
 from dsa110ms.manifest import one_line
-from dsa110ms.ms.publish import ms_options
+from dsa110ms.ms.publish import damage, is_published, ms_options
 from dsa110ms.observe import metrics, progress
 from dsa110ms.observe.report import check_report_dir
 from dsa110ms.owned import remove_owned
@@ -173,7 +173,8 @@ def on_finish(run: Run, *, success: bool) -> None:
             _owner.release()
             _owner = None
     events = metrics.read_events(run.settings.metrics_dir, _started)
-    failed = failed_groups(run, events)
+    rows = summary_rows(run, events)
+    failed = failed_groups(rows)
     summary = metrics.summarize_run(
         events,
         started=_started,
@@ -182,7 +183,7 @@ def on_finish(run: Run, *, success: bool) -> None:
         changed_inputs=run.stamps.changed if run.stamps else None,
     )
     metrics.write_run(run.settings.metrics_dir, summary)
-    print(progress.summary_table(summary_rows(run, events)), file=sys.stderr, flush=True)
+    print(progress.summary_table(rows), file=sys.stderr, flush=True)
     if not success and run.manifest is not None:
         write_report_after_failure(run, events)
     log.info(
@@ -318,26 +319,10 @@ def summarize_run_without_jobs(run: Run) -> None:
     print(progress.summary_table(summary_rows(run, [])), file=sys.stderr, flush=True)
 
 
-def failed_groups(run: Run, events: list[dict]) -> list[str]:
-    """The run's groups left without the MS they should have: none published (an MS an earlier
-    version published under its sb00 file's name counts as one), or, under ``changed_inputs:
-    reconvert``, a group whose inputs changed and that was not published again."""
-    if run.manifest is None:
-        return []
-    stamps = run.stamps
-    legacy = stamps.legacy if stamps else {}
-    redo = set(stamps.changed) - set(legacy) if stamps else set()
-    if run.settings.changed_inputs != "reconvert":
-        redo = set()
-    published = {
-        e["group"] for e in events if e["kind"] == "join" and e.get("outcome") == "published"
-    }
-    return [
-        g
-        for g in run.groups()
-        if (g not in legacy and not os.path.isdir(run.final_ms(g)))
-        or (g in redo and g not in published)
-    ]
+def failed_groups(rows: list[dict]) -> list[str]:
+    """The groups of :func:`summary_rows` left without the MS they should have (FAILED: not
+    those stopped with the run, those kept on purpose, nor those skipped by discovery)."""
+    return [r["group"] for r in rows if r["status"] == "FAILED"]
 
 
 def not_run_reason(run: Run, group: str) -> str:
@@ -373,54 +358,14 @@ def write_report_after_failure(run: Run, events: list[dict]) -> None:
 def summary_rows(run: Run, events: list[dict]) -> list[dict]:
     """One row per group of the run for :func:`dsa110ms.observe.progress.summary_table`, and one per
     group or file discovery skipped, each with its reason. A group whose input files changed
-    since its MS was published is never "up-to-date": CHANGED (kept), reconverted, or FAILED."""
+    since its MS was published is never "up-to-date": CHANGED (kept), reconverted, or FAILED;
+    one stopped with the run is "stopped", not FAILED on its input."""
     rows = []
-    changed = run.stamps.changed if run.stamps else {}
     for group in run.groups() if run.manifest else []:
         facts = metrics.group_facts(events, group, run.layout.instance)
-        published = any(
-            e["kind"] == "join" and e["group"] == group and e["outcome"] == "published"
-            for e in events
-        )
         row = {"group": group, "seconds": facts["conversion_s"]}
         row["retries"] = max(facts["concat_attempts"] - 1, 0)
-        legacy = run.stamps.legacy.get(group) if run.stamps else None
-        if legacy is not None and group in changed:  # reconvert cannot replace it: other name
-            row.update(
-                status="CHANGED",
-                reason=f"{changed[group].what}; {legacy.name} kept: move it out of output_dir "
-                "to convert the group again",
-                seconds=None,
-            )
-        elif group in run.kept_changed():
-            row.update(status="CHANGED", reason=changed[group].kept_reason, seconds=None)
-        elif published and group in changed:
-            row.update(status="reconverted", reason=changed[group].reconverted_reason())
-        elif published:
-            row["status"] = "converted"
-            if warnings := facts["warnings"]:
-                more = f" (and {len(warnings) - 1} more warnings)" if warnings[1:] else ""
-                row["reason"] = f"warning: {warnings[0]}{more}; logs in {run.log_dir(group)}"
-        elif group in changed:  # to be reconverted, and it was not
-            reason = facts["error"] or not_run_reason(run, group)
-            row.update(
-                status="FAILED",
-                reason=f"reconversion: {reason}; {changed[group].ms} kept, its inputs changed "
-                f"since it was published: {changed[group].what}; logs in {run.log_dir(group)}",
-            )
-        elif os.path.isdir(run.final_ms(group)):
-            row.update(status="up-to-date", seconds=None)
-        elif facts["stopped"]:
-            row.update(
-                status="stopped",
-                reason=f"stopped by {facts['stopped']} (the run was stopped; the next run "
-                "converts it)",
-            )
-        elif legacy is not None:
-            row.update(status="up-to-date", reason=f"published as {legacy.name}", seconds=None)
-        else:
-            reason = facts["error"] or not_run_reason(run, group)
-            row.update(status="FAILED", reason=f"{reason}; logs in {run.log_dir(group)}")
+        row.update(group_outcome(run, group, events, facts))
         rows.append(row)
     for skip in run.manifest.skipped if run.manifest else []:
         label = skip.group or one_line(os.path.basename(skip.subject))
@@ -429,6 +374,52 @@ def summary_rows(run: Run, events: list[dict]) -> list[dict]:
             reason += f"; {run.final_ms(skip.group)}, published earlier, is kept as it is"
         rows.append({"group": label, "status": "skipped", "reason": reason})
     return rows
+
+
+def group_outcome(run: Run, group: str, events: list[dict], facts: dict) -> dict:
+    """A summary row's status and reason (and no seconds where nothing ran for the group)."""
+    changed = run.stamps.changed if run.stamps else {}
+    legacy = run.stamps.legacy.get(group) if run.stamps else None
+    joins = {e["outcome"] for e in events if e["kind"] == "join" and e["group"] == group}
+    logs = f"logs in {run.log_dir(group)}"
+    if legacy is not None and group in changed:  # reconvert cannot replace it: other name
+        what = f"{changed[group].what}; {legacy.name} kept: move it out of output_dir"
+        return {
+            "status": "CHANGED",
+            "reason": f"{what} to convert the group again",
+            "seconds": None,
+        }
+    if group in run.kept_changed():
+        return {"status": "CHANGED", "reason": changed[group].kept_reason, "seconds": None}
+    if "published" in joins and group in changed:
+        return {"status": "reconverted", "reason": changed[group].reconverted_reason()}
+    if "published" in joins:
+        if warnings := facts["warnings"]:
+            more = f" (and {len(warnings) - 1} more warnings)" if warnings[1:] else ""
+            return {"status": "converted", "reason": f"warning: {warnings[0]}{more}; {logs}"}
+        return {"status": "converted"}
+    if facts["stopped"]:
+        why = f"stopped by {facts['stopped']} (the run was stopped; the next run converts it)"
+        return {"status": "stopped", "reason": why}
+    if group in changed and "kept_existing" in joins:  # another run reconverted it meanwhile
+        return {"status": "up-to-date", "reason": "converted again by another run"}
+    if group in changed:  # to be reconverted, and it was not
+        reason = facts["error"] or not_run_reason(run, group)
+        ms, what = changed[group].ms, changed[group].what
+        return {
+            "status": "FAILED",
+            "reason": f"reconversion: {reason}; {ms} kept, its inputs changed since it was "
+            f"published: {what}; {logs}",
+        }
+    final = run.final_ms(group)
+    if is_published(final) and damage(final, group) is None:
+        return {"status": "up-to-date", "seconds": None}
+    if legacy is not None:
+        return {"status": "up-to-date", "reason": f"published as {legacy.name}", "seconds": None}
+    reason = facts["error"] or not_run_reason(run, group)
+    if os.path.lexists(final):  # damaged or not ours, and the conversion meant to replace it failed
+        reason += f"; {final} is not an intact MS of this workflow ({damage(final, group)})"
+    return {"status": "FAILED", "reason": f"{reason}; {logs}"}
 
 
 def alert(command: str | None, summary: dict) -> None:

@@ -229,11 +229,13 @@ class Run:
 
     def kept_changed(self) -> dict:
         """Group -> :class:`dsa110ms.ms.publish.ChangedInputs` of each published MS whose input
-        files changed since, kept as it is under ``changed_inputs: report`` (known in the main
-        process only, which alone asks for the targets)."""
-        if self.stamps is None or self.settings.changed_inputs == "reconvert":
+        files changed since, kept as it is: every one under ``changed_inputs: report``, those a
+        reconversion cannot or should not replace under ``reconvert`` (files only removed, an
+        earlier version's MS); known in the main process only, which alone asks for targets."""
+        if self.stamps is None:
             return {}
-        return self.stamps.changed
+        reconvert = self.settings.changed_inputs == "reconvert"
+        return {g: c for g, c in self.stamps.changed.items() if not (reconvert and c.reconvertible)}
 
     def part_sources(self, group: str) -> dict[str, str]:
         """Part path -> the input file it is made from (to name inputs in join errors)."""
