@@ -250,7 +250,17 @@ def test_full_scratch_refuses_early_and_leaves_nothing(tmp_path, tiny_tmpfs):
     d = tmp_path / "in"
     (gid,) = small_groups(d, 1, n_antennas=24)  # ~1.8 MB files: one part fits, not two
     config = small_config(d, tmp_path / "out", tiny_tmpfs / "dsa110ms")
+    # refused before any job: the group's scratch is more than the free space
     proc = run_snakemake(tmp_path, "--cores", "1", config=config, check=False)
+    assert proc.returncode != 0
+    assert "no group fits; free space there" in proc.stdout, proc.stdout[-3000:]
+    assert "rule ms_part" not in proc.stdout and "Traceback" not in proc.stdout
+    assert visible(tmp_path / "out") == [] and staging_left(tmp_path / "out") == []
+    assert leftovers(tiny_tmpfs / "dsa110ms") == []
+    # and told to try anyway, each part checks its own room first
+    proc = run_snakemake(
+        tmp_path, "--cores", "1", "--resources", "scratch_mb=1", config=config, check=False
+    )
     assert proc.returncode != 0
     reasons = [
         line

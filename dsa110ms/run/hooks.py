@@ -133,12 +133,18 @@ def admit_groups_by_scratch(run: Run, snakemake_workflow) -> None:
     if not internals.limit_local_resource(snakemake_workflow, scratch.SCRATCH_RESOURCE, limit):
         return
     each = run.scratch_need_mb()
+    if limit < (least := run.scratch_need_mb(smallest=True)):  # every job would fail, in turn
+        with one_line_errors():
+            raise ScratchError(
+                f"scratch_root {run.layout.root}: {limit} MB usable, the smallest group needs "
+                f"~{least} MB: no group fits; free space there, or point scratch_root at a "
+                "larger file system (--resources scratch_mb=N overrides this check)"
+            )
     if limit < 2 * each:
         log.info(
-            "scratch %s has room for %s group at a time (%d MB usable, a group needs ~%d MB): "
+            "scratch %s has room for one group at a time (%d MB usable, a group needs ~%d MB): "
             "groups are converted one after another",
             run.layout.root,
-            "one" if limit >= each else "not even one",
             limit,
             each,
         )

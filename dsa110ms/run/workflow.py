@@ -184,25 +184,23 @@ class Run:
         that a group larger than scratch still runs, alone, and fails saying so."""
         return min(self.scratch_need_mb(), self.scratch_limit_mb())
 
-    def scratch_need_mb(self) -> int:
-        """The scratch of the run's largest group (MB, estimated from its files' data shapes,
-        which discovery cached in the inventory: no file is opened again)."""
+    def scratch_need_mb(self, smallest: bool = False) -> int:
+        """The scratch of the run's largest group (or ``smallest``) in MB, estimated from its
+        files' data shapes, which discovery cached in the inventory: no file is opened again."""
         if "scratch_mb" not in self._part_cache:
             shapes = Inventory(self.inventory_path).data_shape
-            need = max(
-                (
-                    scratch.group_scratch_bytes(
-                        list(g.files.values()),
-                        self.template_source(g.id),
-                        join_method=self.settings.join_method,
-                        shapes=shapes,
-                    )
-                    for g in self.manifest or ()
-                ),
-                default=0,
-            )
-            self._part_cache["scratch_mb"] = max(int(need / 1e6) + 1, 1)
-        return self._part_cache["scratch_mb"]
+            needs = [
+                scratch.group_scratch_bytes(
+                    list(g.files.values()),
+                    self.template_source(g.id),
+                    join_method=self.settings.join_method,
+                    shapes=shapes,
+                )
+                for g in self.manifest or ()
+            ] or [0]
+            mb = [max(int(need / 1e6) + 1, 1) for need in (max(needs), min(needs))]
+            self._part_cache["scratch_mb"] = mb
+        return self._part_cache["scratch_mb"][1 if smallest else 0]
 
     def scratch_limit_mb(self) -> int:
         """Free scratch when the run's jobs were first sized (MB; the main process's figure)."""
