@@ -10,6 +10,7 @@ from pathlib import Path
 
 import h5py
 
+from dsa110ms import space
 from dsa110ms.groups import discover
 from dsa110ms.inventory import SCHEMA_VERSION, DataShape, Inventory, read_header
 from dsa110ms.run import scratch
@@ -45,10 +46,10 @@ def test_scratch_is_sized_from_the_data_not_the_compressed_file(tmp_path):
     part = write_part(path, tmp_path / "p" / "x.part")
     written = sum(p.stat().st_blocks * 512 for p in part.iterdir())
     assert path.stat().st_size * 5 < written  # the file says little of what it holds
-    reserved = scratch.part_bytes(path, header.shape)
+    reserved = space.part_bytes(path, header.shape)
     assert written <= reserved <= written * 1.3
     group = scratch.group_scratch_bytes([str(path)], str(path))
-    assert group == reserved + scratch.template_bytes(path) and group > 2 * written
+    assert group == reserved + space.template_bytes(path) and group > 2 * written
 
 
 def cache_rows(cache: Path) -> list[tuple]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from dsa110ms import space
 from dsa110ms.groups import discover
 from dsa110ms.run import scratch
 
@@ -208,11 +209,11 @@ def test_scratch_too_small_for_the_template_is_one_line(tiny_tmpfs):
     from dsa110ms.errors import ScratchError
 
     with pytest.raises(ScratchError) as caught:
-        scratch.check_room(tiny_tmpfs / "dsa110ms" / "g", 10_000_000, "the group's template")
+        space.check_room(tiny_tmpfs / "dsa110ms" / "g", 10_000_000, "the group's template")
     assert str(caught.value).startswith(
         f"out of scratch space on {tiny_tmpfs} (3 MB free, the group's template needs ~10 MB)"
     )
-    scratch.check_room(tiny_tmpfs, 1_000_000, "the group's template")  # fits: no error
+    space.check_room(tiny_tmpfs, 1_000_000, "the group's template")  # fits: no error
 
 
 def test_a_template_that_casacore_aborts_is_one_line(tmp_path, scratch_root):

@@ -268,7 +268,7 @@ def test_full_scratch_refuses_early_and_leaves_nothing(tmp_path, tiny_tmpfs):
         for line in log.read_text().splitlines()
         if " ERROR " in line
     ]
-    assert reasons and all("MB available" in r or "no space left" in r for r in reasons)
+    assert reasons and all("out of scratch space on" in r or "no space left" in r for r in reasons)
     assert visible(tmp_path / "out") == [] and staging_left(tmp_path / "out") == []
     assert leftovers(tiny_tmpfs / "dsa110ms") == []
 

@@ -40,6 +40,7 @@ from dsa110ms.ms.validate import MsSummary, check_parts, validate_joined
 from dsa110ms.observe.metrics import du_bytes
 from dsa110ms.owned import remove_owned
 from dsa110ms.settings import Settings
+from dsa110ms.space import free_bytes, mount_point
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,6 @@ def output_space_needed(
     return int(need * 1.1)
 
 
-def free_bytes(directory: Path) -> int:
-    st = os.statvfs(directory)
-    return st.f_bavail * st.f_frsize
-
-
 def out_of_space(directory: Path, need: int, written: int = 0) -> JoinError | None:
     """A permanent JoinError naming ENOSPC and the file system (caused by an ENOSPC OSError,
     which the metrics count) if ``directory`` cannot hold ``need`` bytes, ``written`` of which
@@ -83,13 +79,6 @@ def out_of_space(directory: Path, need: int, written: int = 0) -> JoinError | No
     )
     error.__cause__ = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory))
     return error
-
-
-def mount_point(path: Path) -> Path:
-    path = Path(os.path.abspath(path))
-    while not os.path.ismount(path):
-        path = path.parent
-    return path
 
 
 @dataclass(frozen=True)

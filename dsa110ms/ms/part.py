@@ -19,17 +19,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dsa110ms.errors import InputFileError, ScratchError, ValidationError
+from dsa110ms.errors import InputFileError, ValidationError
 from dsa110ms.files import input_identity
 from dsa110ms.ms.layout import ROW_ARRAYS, weights_from_spectrum
 from dsa110ms.observe.quicklook import subband_quicklook
 from dsa110ms.rawuvh5 import file_is_unprojected, read_subband_arrays
+from dsa110ms.space import check_room, part_bytes, shape_of
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +39,13 @@ MANIFEST_NAME = "part.json"
 #: baselines (to check the row order) and the channels.
 CHECK_ARRAYS = ("ANTENNA1", "ANTENNA2")
 CHANNEL_ARRAYS = ("CHAN_FREQ", "CHAN_WIDTH")
-#: A part takes about as much space as its UVH5 file (same visibilities, flags and weights);
-#: this much more is asked for before writing.
-SPACE_MARGIN_BYTES = 2_000_000
 
 
 def check_free_space(uvh5_path: str, part_path: Path) -> None:
-    """Refuse to start a part that cannot fit on scratch, with the needed and available sizes."""
-    needed = int(os.path.getsize(uvh5_path) * 1.05) + SPACE_MARGIN_BYTES
-    free = shutil.disk_usage(part_path.parent).free
-    if free < needed:
-        raise ScratchError(
-            f"{part_path.parent}: not enough space for the part of {uvh5_path}: needs "
-            f"{needed / 1e6:.1f} MB, {free / 1e6:.1f} MB available"
-        )
+    """Refuse to start a part that cannot fit on scratch (sized from its data's shape, as the
+    run admits groups: :mod:`dsa110ms.space`), in one line with the needed and free sizes."""
+    need = part_bytes(uvh5_path, shape_of(uvh5_path))
+    check_room(part_path.parent, need, f"the part of {uvh5_path}")
 
 
 def write_part(

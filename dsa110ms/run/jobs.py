@@ -24,8 +24,9 @@ from dsa110ms.owned import remove_owned
 from dsa110ms.run.joblog import JobStopped, job_log
 from dsa110ms.run.node import claim_group
 from dsa110ms.run.runwatch import die_with_run
-from dsa110ms.run.scratch import ScratchLayout, check_room, make_group_dir, template_bytes
+from dsa110ms.run.scratch import ScratchLayout, make_group_dir
 from dsa110ms.settings import Settings
+from dsa110ms.space import check_room, template_bytes
 
 log = logging.getLogger(__name__)
 
