@@ -118,10 +118,6 @@ def parse_timestamp(text: str) -> dt.datetime:
         raise ValueError(f"{exc}{leap}") from None
 
 
-#: The name :mod:`dsa110ms.streamstate` knows :func:`parse_timestamp` by.
-parse_name_time = parse_timestamp
-
-
 def reversed_window(start_time: str | None, end_time: str | None) -> str | None:
     """Why the window ``start_time``..``end_time`` (both inclusive) can hold nothing, if its
     bounds are reversed; None otherwise (also for a bound that is None: unbounded)."""
@@ -551,7 +547,7 @@ def discover(
     duplicate_subbands: str = "skip",
     only: list[str] | None = None,
     telescope: str = "dsa110",
-    inventory: str | os.PathLike | None = None,
+    inventory: Inventory | str | os.PathLike | None = None,
 ) -> Manifest:
     """Find the groups to convert in ``input_dir``.
 
@@ -561,12 +557,13 @@ def discover(
     Warnings for everything skipped are logged and kept in ``Manifest.skipped``.
     ``tolerance_s`` is in seconds, 0 < tolerance_s <= :data:`MAX_TOLERANCE_S`. ``telescope``:
     ``dsa110`` requires a group's files to share ``time_array[0]`` exactly. ``inventory``: the
-    cache of the files' first integrations (:data:`dsa110ms.inventory.INVENTORY_PATH` in the
-    working directory; None reads every file's header each time).
+    cache of the files' headers (an :class:`Inventory`, or its path:
+    :data:`dsa110ms.inventory.INVENTORY_PATH` in the working directory; None reads every file's
+    header each time).
     """
     _check_options(tolerance_s, incomplete_groups, duplicate_subbands, telescope)
-    if reversed_window(start_time, end_time):
-        raise DiscoveryError(reversed_window(start_time, end_time))
+    if reversed_bounds := reversed_window(start_time, end_time):
+        raise DiscoveryError(reversed_bounds)
     tolerance = dt.timedelta(seconds=tolerance_s)
     lo = parse_timestamp(start_time) if start_time else None
     hi = parse_timestamp(end_time) if end_time else None
@@ -589,7 +586,7 @@ def discover(
                 f.path, f"no sb00 file within {tolerance_s:g} s, so it belongs to no complete group"
             )
         )
-    times = Inventory(inventory)
+    times = inventory if isinstance(inventory, Inventory) else Inventory(inventory)
     headers = _Headers(times)
     for gid, members in sorted(
         _clusters_by_id(clusters, headers, lo, hi, wanted, tolerance).items()

@@ -371,10 +371,10 @@ def _ensure_layout(db: sqlite3.Connection) -> None:
             db.execute("COMMIT")
             return
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_schema WHERE type='table'")]
+        # our cache's own tables, of earlier layouts (not SQLite's own)
         tables = [t for t in tables if not t.startswith("sqlite_")]
-        for name in tables:  # our cache's own tables, of earlier layouts (not SQLite's own)
-            if not name.startswith("sqlite_"):
-                db.execute(f'DROP TABLE "{name}"')
+        for name in tables:
+            db.execute(f'DROP TABLE "{name}"')
         db.execute(SCHEMA)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")

@@ -16,7 +16,6 @@ from dsa110ms.groups import (
     INCOMPLETE_SUFFIX,
     TIMESTAMP_PATTERN,
     discover,
-    parse_name_time,
     parse_timestamp,
 )
 from dsa110ms.inventory import INVENTORY_PATH
@@ -84,7 +83,7 @@ def _being_written(input_dir: Path) -> list[dt.datetime]:
     for name in names:
         if name.endswith(INCOMPLETE_SUFFIX) and (m := TIMESTAMP.match(name)):
             try:
-                times.append(parse_name_time(m[0]))
+                times.append(parse_timestamp(m[0]))
             except ValueError:  # no time (month 13): discovery reports the renamed file
                 continue
     return times

@@ -89,17 +89,21 @@ class Run:
     _part_cache: dict = field(default_factory=dict, repr=False)
     #: what the main process found of the published MSs (:func:`hooks.prepare_main_process`)
     stamps: StampCheck | None = field(default=None, repr=False)
-    #: the input files' headers, cached (:mod:`dsa110ms.inventory`; None: read each time)
+    #: the input files' headers, cached (:mod:`dsa110ms.inventory`): the main process's, which
+    #: discovery filled (None elsewhere: :meth:`scratch_need_mb` opens the cache at the path)
+    inventory: Inventory | None = field(default=None, repr=False)
     inventory_path: Path | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, config: dict, *, is_main_process: bool, workdir: str | os.PathLike = ".") -> Run:
         settings = Settings.from_config(config)
         layout = scratch.ScratchLayout.for_workdir(settings.scratch_root, workdir)
-        manifest, error = None, None
+        manifest, error, inventory = None, None, None
         manifest_path = Path(workdir) / MANIFEST_PATH
+        inventory_path = Path(workdir) / INVENTORY_PATH
         try:
             if is_main_process:
+                inventory = Inventory(inventory_path)
                 manifest = discover(
                     settings.input_dir,
                     tolerance_s=settings.tolerance_s,
@@ -109,7 +113,7 @@ class Run:
                     duplicate_subbands=settings.duplicate_subbands,
                     only=settings.groups,
                     telescope=settings.telescope,
-                    inventory=Path(workdir) / INVENTORY_PATH,
+                    inventory=inventory,
                 )
                 manifest.write(manifest_path)
                 if manifest.empty_reason:
@@ -120,7 +124,9 @@ class Run:
             # Reported when the conversion targets are asked for, so that `snakemake simulate`
             # works before the input directory exists or has files.
             manifest, error = None, str(exc)
-        return cls(settings, manifest, error, layout, inventory_path=Path(workdir) / INVENTORY_PATH)
+        return cls(
+            settings, manifest, error, layout, inventory=inventory, inventory_path=inventory_path
+        )
 
     # --- what the rules ask for -------------------------------------------------------------
 
@@ -186,9 +192,10 @@ class Run:
 
     def scratch_need_mb(self, smallest: bool = False) -> int:
         """The scratch of the run's largest group (or ``smallest``) in MB, estimated from its
-        files' data shapes, which discovery cached in the inventory: no file is opened again."""
+        files' data shapes, which discovery read (in the main process, the same inventory: no
+        file is opened, nor the cache read, again)."""
         if "scratch_mb" not in self._part_cache:
-            shapes = Inventory(self.inventory_path).data_shape
+            shapes = (self.inventory or Inventory(self.inventory_path)).data_shape
             needs = [
                 scratch.group_scratch_bytes(
                     list(g.files.values()),
