@@ -121,6 +121,16 @@ def build_overlay(target: Path, casadata_dir: Path) -> None:
         write(casadata_dir / rel, target / rel)
 
 
+def copy_table(source: Path, target: Path) -> None:
+    """A copy of the casacore table at ``source`` at ``target``, made value by value in this
+    process: without ``valuecopy``, casacore copies the files with ``cp -r`` through a shell
+    (measured), and no path is ever given to a shell."""
+    from casacore import tables
+
+    with tables.table(str(source), ack=False) as tb:
+        tb.copy(str(target), deep=True, valuecopy=True)
+
+
 def write_tai_utc(source: Path, target: Path) -> None:
     """casadata's TAI_UTC with its integer-second rows (1972 on) and its date from the
     leap-second file of astropy-iers-data (:func:`dsa110ms.timetables.coverage`).
@@ -133,8 +143,7 @@ def write_tai_utc(source: Path, target: Path) -> None:
     from dsa110ms import timetables
 
     leap = timetables.coverage()
-    with tables.table(str(source), ack=False) as tb:
-        tb.copy(str(target), deep=True, valuecopy=True)
+    copy_table(source, target)
     with tables.table(str(target), readonly=False, ack=False) as tb:
         mjd = tb.getcol("MJD")
         tb.removerows([int(r) for r in range(len(mjd)) if mjd[r] >= INTEGER_LEAP_SECONDS_FROM_MJD])
@@ -145,7 +154,7 @@ def write_tai_utc(source: Path, target: Path) -> None:
             tb.putcell("dUTC", i, float(tai_utc))
             tb.putcell("Offset", i, INTEGER_LEAP_SECONDS_FROM_MJD)
             tb.putcell("Multiplier", i, 0.0)
-        expires = dt.datetime(1858, 11, 17) + dt.timedelta(days=leap.leap_seconds_expire_mjd)
+        expires = dt.datetime.fromisoformat(timetables.date_of(leap.leap_seconds_expire_mjd))
         dated = expires - dt.timedelta(days=CASACORE_TAI_UTC_MAX_AGE_DAYS)
         tb.putkeyword("VS_DATE", dated.strftime("%Y/%m/%d/%H:%M"))
         tb.putkeyword(
@@ -166,9 +175,9 @@ def write_iers_predict(source: Path, target: Path) -> None:
     from dsa110ms import timetables
 
     tables_now = timetables.coverage()
-    with tables.table(str(source), ack=False) as tb:
+    copy_table(source, target)
+    with tables.table(str(target), ack=False) as tb:
         first = float(tb.getcol("MJD")[0])
-        tb.copy(str(target), deep=True, valuecopy=True)
     rows = np.array(timetables.read_finals_rows(tables_now.iers_a_file, first))
     if not np.array_equal(rows[:, 0], first + np.arange(len(rows))):
         raise CasaDataError(f"{tables_now.iers_a_file}: not one row per day from MJD {first}")

@@ -280,11 +280,6 @@ def combined_digest(items: dict[str, str]) -> str:
     return hashlib.sha256("".join(f"{k}={v};" for k, v in items.items()).encode()).hexdigest()
 
 
-def geometry_digest(header, *, telescope: str) -> str:
-    """Hash of the header items a group's template depends on (module docstring)."""
-    return combined_digest(geometry_items(header, telescope=telescope))
-
-
 def file_geometry_items(path: str, *, telescope: str) -> dict[str, str]:
     with _open(path) as f:
         return geometry_items(f["Header"], telescope=telescope)

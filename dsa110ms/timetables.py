@@ -199,22 +199,26 @@ def release_of(version: str) -> dt.datetime:
     return dt.datetime(*parts, tzinfo=dt.UTC)
 
 
-def read_finals(path: str) -> tuple[float, float, float, float]:
-    """(first day with UT1-UTC, first predicted day, last day with UT1-UTC, largest predicted
-    |UT1-UTC| in s) of an IERS ``finals2000A`` file (fixed columns: MJD bytes 8-15, UT1-UTC
-    flag byte 58, UT1-UTC bytes 59-68)."""
-    start, predicted_from, end, max_dut1 = None, None, None, 0.0
+def _finals_lines(path: str):
+    """(MJD, predicted, line) of each day of an IERS ``finals2000A`` file that has a UT1-UTC
+    value (fixed columns: MJD bytes 8-15, UT1-UTC flag byte 58 ("P": predicted), UT1-UTC bytes
+    59-68)."""
     with open(path) as f:
         for line in f:
-            value = line[58:68].strip()
-            if not value:
-                continue
-            mjd = float(line[7:15])
-            start = mjd if start is None else start
-            end = mjd
-            if line[57] == "P":
-                predicted_from = mjd if predicted_from is None else predicted_from
-                max_dut1 = max(max_dut1, abs(float(value)))
+            if line[58:68].strip():
+                yield float(line[7:15]), line[57] == "P", line
+
+
+def read_finals(path: str) -> tuple[float, float, float, float]:
+    """(first day with UT1-UTC, first predicted day, last day with UT1-UTC, largest predicted
+    |UT1-UTC| in s) of an IERS ``finals2000A`` file."""
+    start, predicted_from, end, max_dut1 = None, None, None, 0.0
+    for mjd, predicted, line in _finals_lines(path):
+        start = mjd if start is None else start
+        end = mjd
+        if predicted:
+            predicted_from = mjd if predicted_from is None else predicted_from
+            max_dut1 = max(max_dut1, abs(float(line[58:68])))
     if end is None or predicted_from is None:
         raise ValueError(f"{path}: no predicted UT1-UTC")
     return start, predicted_from, end, max_dut1
@@ -225,14 +229,13 @@ def read_finals_rows(path: str, from_mjd: float) -> list[tuple[float, ...]]:
     the file gives none) of an IERS ``finals2000A`` file from ``from_mjd`` to its last UT1-UTC
     value (the Bulletin A columns: measured, then predicted)."""
     rows = []
-    with open(path) as f:
-        for line in f:
-            if not line[58:68].strip() or float(line[7:15]) < from_mjd:
-                continue
-            fields = (line[7:15], line[18:27], line[27:36], line[37:46], line[46:55])
-            dut1 = (line[58:68], line[68:78])
-            lod_ms = float(line[79:86].strip() or 0.0)
-            rows.append((*map(float, fields), *map(float, dut1), lod_ms / 1e3))
+    for mjd, _, line in _finals_lines(path):
+        if mjd < from_mjd:
+            continue
+        polar = (line[18:27], line[27:36], line[37:46], line[46:55])
+        dut1 = (line[58:68], line[68:78])
+        lod_ms = float(line[79:86].strip() or 0.0)
+        rows.append((mjd, *map(float, polar), *map(float, dut1), lod_ms / 1e3))
     return rows
 
 

@@ -32,7 +32,6 @@ from dsa110ms.ms.publish import (
     input_identities,
     input_key,
     is_current,
-    is_published,
     ms_options,
     publish,
 )
@@ -249,7 +248,7 @@ def join_group(
     with output.group_lock(group):
         final = output.final_ms(group)
         if is_current(final, group, inputs) or (
-            not options.replace_changed and is_published(final) and damage(final, group) is None
+            not options.replace_changed and damage(final, group) is None
         ):  # changed_inputs: report never replaces a published MS (the main process reports it)
             log.info("group %s: %s is published and intact; kept, nothing joined", group, final)
             output.write_published_stamp(group)

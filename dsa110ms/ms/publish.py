@@ -43,12 +43,14 @@ from dsa110ms.groups import (
     FILE_PATTERN,
     MAX_TOLERANCE_S,
     TIMESTAMP_PATTERN,
+    jd_from_datetime,
     parse_timestamp,
 )
 from dsa110ms.manifest import Group
 from dsa110ms.ms.validate import MsSummary
 from dsa110ms.owned import make_owned_dir, open_own_file, remove_owned
 from dsa110ms.settings import Settings
+from dsa110ms.timetables import JD_MINUS_MJD
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +76,6 @@ def ms_options(settings: Settings) -> dict:
         options["generic_phasing"] = settings.generic_phasing
     return options
 
-
-#: MJD 0 (UTC): the MS's TIME column counts seconds from it.
-MJD_EPOCH = dt.datetime(1858, 11, 17)
 
 #: The config key, and the value of it, that converts a group with changed inputs again.
 RECONVERT_SETTING = "changed_inputs: reconvert"
@@ -190,18 +189,31 @@ class OutputArea:
         """Remove this instance's staging of ``group`` (the caller holds the group's lock)."""
         self.remove(self.staging_dir(instance, group))
 
+    def staging_dirs(self) -> list[Path]:
+        """Every staging directory (``<instance>.<group>``), of any run."""
+        staging = self.state_dir / "staging"
+        return sorted(staging.iterdir()) if staging.is_dir() else []
+
     def remove_stale_staging(self) -> list[Path]:
         """Remove staging left by joins that died (any run's, killed or crashed): a staging
         directory ``<instance>.<group>`` whose group's lock is free has no join writing it."""
-        staging = self.state_dir / "staging"
         removed = []
-        for path in sorted(staging.iterdir()) if staging.is_dir() else []:
+        for path in self.staging_dirs():
             group = path.name.rpartition(".")[2]  # instance names may hold dots, ids do not
             with self.group_lock(group, timeout_s=0.0) as held:
                 if held:
                     self.remove(path)
                     removed.append(path)
         return removed
+
+    def remove_instance_staging(self, instance: str) -> list[Path]:
+        """Remove (verified) every staging directory of ``instance``: at the end of its run, when
+        no join of it is running (one stopped by a signal removes its own: this checks it).
+        Returns those that were still there."""
+        left = [p for p in self.staging_dirs() if p.name.startswith(f"{instance}.")]
+        for path in left:
+            self.remove(path)
+        return left
 
     def check_stamps(
         self, groups: Iterable[Group], options: Mapping, *, reconvert_changed: bool = False
@@ -290,13 +302,14 @@ class OutputArea:
             if named > start + window:
                 break
             old_id = final.name.removesuffix(".ms")
-            if old_id == group or not is_published(final) or damage(final, old_id):
+            if old_id == group or damage(final, old_id):
                 continue
             stamp = stamp_of(final)
             first_s = (stamp.get("time_range_mjd_s") or [None])[0]
             if stamp.get("group") != old_id or "inputs" in stamp or first_s is None:
                 continue
-            after_start_s = first_s - (start - MJD_EPOCH).total_seconds()
+            # the MS's TIME counts seconds from MJD 0
+            after_start_s = first_s - (jd_from_datetime(start) - JD_MINUS_MJD) * 86400.0
             if -1.0 <= after_start_s <= MAX_TOLERANCE_S:
                 candidates.append((abs(named - start), final))
         return min(candidates)[1] if candidates else None

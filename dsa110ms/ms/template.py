@@ -45,7 +45,7 @@ EXPECTED_WARNINGS = (
 )
 IMAGING_COLUMNS = ("none", "model_corrected")
 #: Main-table keywords of a template: the file it was made from and that file's geometry digest
-#: (:func:`dsa110ms.rawuvh5.geometry_digest`), which every part of the group must share, and
+#: (:func:`dsa110ms.rawuvh5.combined_digest`), which every part of the group must share, and
 #: its digest per item (JSON; :func:`dsa110ms.rawuvh5.geometry_items`), to name what differs.
 SOURCE_KEYWORD = "dsa110ms_template_source"
 DIGEST_KEYWORD = "dsa110ms_geometry_digest"

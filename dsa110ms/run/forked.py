@@ -46,6 +46,35 @@ def run_forked(work: Callable[[], None]) -> tuple[int, int | None]:
     return os.waitstatus_to_exitcode(status), None
 
 
+def run_job_forked(
+    work: Callable[[], None],
+    kind: str,
+    *,
+    group: str,
+    uvh5: str,
+    log_path: str | os.PathLike,
+    metrics_dir: str | None,
+    scratch: str | os.PathLike | None = None,
+    **fields,
+) -> int:
+    """A ``kind`` job's ``work`` in a forked child (:func:`run_forked`); a child killed by a
+    signal while the run lives is told in one line (:func:`report_killed`). Returns the
+    child's exit code."""
+    code, signum = run_forked(work)
+    if signum is not None and run_alive():
+        report_killed(
+            kind,
+            group=group,
+            uvh5=uvh5,
+            log_path=log_path,
+            signum=signum,
+            metrics_dir=metrics_dir,
+            scratch=scratch,
+            **fields,
+        )
+    return code
+
+
 def killed_reason(signum: int, scratch: str | os.PathLike | None = None) -> str:
     """What a job killed by ``signum`` tells: SIGKILL comes from the out-of-memory killer unless
     a person sent it; SIGABRT from casacore, which aborts on a write error (then the free space

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from dsa110ms import faults
 from dsa110ms.errors import Dsa110msError, OutputError, ScratchError, one_line_errors
 from dsa110ms.manifest import one_line
-from dsa110ms.ms.publish import damage, is_published, ms_options
+from dsa110ms.ms.publish import damage, ms_options
 from dsa110ms.observe import metrics, progress
 from dsa110ms.observe.report import check_report_dir
 from dsa110ms.owned import remove_owned
@@ -212,17 +212,10 @@ def on_finish(run: Run, *, success: bool) -> None:
 
 
 def remove_own_staging(run: Run) -> list[Path]:
-    """Remove every staging MS of this run's instance (``<instance>.<group>`` in the output's
-    staging directory), verified (:func:`dsa110ms.owned.remove_owned`): at the end of a run no
-    join of it is running, and a join stopped by a signal removes its own; this checks it. The
+    """Remove (verified) every staging MS of this run's instance, saying so for each: the
     staging directories that were still there."""
-    staging = run.output.state_dir / "staging"
-    if not staging.is_dir():
-        return []
-    prefix = f"{run.layout.instance}."
-    left = [p for p in sorted(staging.iterdir()) if p.name.startswith(prefix)]
+    left = run.output.remove_instance_staging(run.layout.instance)
     for path in left:
-        run.output.remove(path)
         log.warning("removed staging MS left by a join of this run: %s", path)
     return left
 
@@ -418,13 +411,14 @@ def group_outcome(run: Run, group: str, events: list[dict], facts: dict) -> dict
             f"published: {what}; {logs}",
         }
     final = run.final_ms(group)
-    if is_published(final) and damage(final, group) is None:
+    problem = damage(final, group) if os.path.lexists(final) else None
+    if os.path.lexists(final) and problem is None:
         return {"status": "up-to-date", "seconds": None}
     if legacy is not None:
         return {"status": "up-to-date", "reason": f"published as {legacy.name}", "seconds": None}
     reason = facts["error"] or not_run_reason(run, group)
-    if os.path.lexists(final):  # damaged or not ours, and the conversion meant to replace it failed
-        reason += f"; {final} is not an intact MS of this workflow ({damage(final, group)})"
+    if problem:  # damaged or not ours, and the conversion meant to replace it failed
+        reason += f"; {final} is not an intact MS of this workflow ({problem})"
     return {"status": "FAILED", "reason": f"{reason}; {logs}"}
 
 

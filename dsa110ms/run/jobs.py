@@ -137,21 +137,17 @@ def template_job_forked(*, uvh5: str, template: str, group: str, log_path: str) 
     """Rule ms_template, its work in a forked child (:mod:`dsa110ms.run.forked`): casacore
     aborts the process on a write error (a full scratch), which no Python code sees; this
     process then says so in one line, in the log, on stderr and in the summary."""
-    from dsa110ms.run.forked import report_killed, run_alive, run_forked
+    from dsa110ms.run.forked import run_job_forked
 
-    code, signum = run_forked(
-        lambda: template_job(uvh5=uvh5, template=template, group=group, log_path=log_path)
+    code = run_job_forked(
+        lambda: template_job(uvh5=uvh5, template=template, group=group, log_path=log_path),
+        "template",
+        group=group,
+        uvh5=uvh5,
+        log_path=log_path,
+        metrics_dir=JobContext.current().settings.metrics_dir,
+        scratch=Path(template).parent,
     )
-    if signum is not None and run_alive():
-        report_killed(
-            "template",
-            group=group,
-            uvh5=uvh5,
-            log_path=log_path,
-            signum=signum,
-            metrics_dir=JobContext.current().settings.metrics_dir,
-            scratch=Path(template).parent,
-        )
     if code:
         raise SystemExit(code)
 

@@ -16,7 +16,7 @@ instead of "not run".
 import sys
 
 from dsa110ms import faults, paths
-from dsa110ms.run.forked import report_killed, run_alive, run_forked
+from dsa110ms.run.forked import run_job_forked
 from dsa110ms.run.jobs import JobContext, part_command
 
 
@@ -27,21 +27,18 @@ def main(argv: list[str]) -> int:
         part_command(group, filetime, subband)
         faults.after_part(group, int(subband))  # test faults only (activated by the job)
 
-    code, signum = run_forked(work)
-    if signum is not None and run_alive():
-        context = JobContext.current()
-        settings = context.settings
-        report_killed(
-            "part",
-            group=group,
-            uvh5=paths.input_file(settings.input_dir, filetime, subband),
-            log_path=paths.part_log(settings.log_dir, group, subband, filetime),
-            signum=signum,
-            metrics_dir=settings.metrics_dir,
-            scratch=context.layout.group_dir(group),
-            subband=int(subband),
-        )
-    return code
+    context = JobContext.current()
+    settings = context.settings
+    return run_job_forked(
+        work,
+        "part",
+        group=group,
+        uvh5=paths.input_file(settings.input_dir, filetime, subband),
+        log_path=paths.part_log(settings.log_dir, group, subband, filetime),
+        metrics_dir=settings.metrics_dir,
+        scratch=context.layout.group_dir(group),
+        subband=int(subband),
+    )
 
 
 if __name__ == "__main__":
