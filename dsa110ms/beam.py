@@ -26,7 +26,7 @@ from dsa110ms import telescope as tel
 from dsa110ms.errors import OutputError, one_line_errors
 
 #: Names the table answers to.
-BEAM_TELESCOPE_NAMES = (tel.MS_TELESCOPE_NAME, tel.TELESCOPE_NAME, "DSA-110")
+BEAM_TELESCOPE_NAMES = (*tel.MS_TELESCOPE_NAMES, tel.TELESCOPE_NAME, "DSA-110")
 #: Radius (deg) out to which the pattern is tabulated: past the Airy first null (3.7 deg at
 #: 1.28 GHz, the band's bottom) and the first sidelobe.
 MAX_RADIUS_DEG = 7.0

@@ -33,6 +33,7 @@ class Settings:
     changed_inputs: str
     telescope: str
     generic_phasing: str
+    ms_telescope_name: str
     spw_layout: str
     join_method: str
     imaging_columns: str

@@ -15,14 +15,19 @@ import numpy as np
 
 #: Name the correlator writes in its files.
 TELESCOPE_NAME = "OVRO_MMA"
-#: Name written in the MS (OBSERVATION::TELESCOPE_NAME), for CASA, which finds the observatory's
-#: position by this name in its Observatories table (casadata): "OVRO_MMA" is there, but with
-#: an ITRF height of 1188 m, i.e. at the centre of the Earth (listobs's antenna offsets, frame
-#: conversions wrong); an unknown name ("DSA-110") makes listobs fail. "OVRO-LWA" is the one
-#: name CASA knows at this site with a correct position (0.9 km from the DSA-110 reference,
-#: which pyuvdata reads from the MS's own OBSERVATION::TELESCOPE_LOCATION). CASA has no beam
-#: for it: :mod:`dsa110ms.beam` writes DSA-110's.
-MS_TELESCOPE_NAME = "OVRO-LWA"
+#: Name written in the MS (OBSERVATION::TELESCOPE_NAME), the name DSA-110's own pipelines write:
+#: EveryBeam gives names starting "DSA_" its DSA-110 (Airy) beam, where "OVRO_MMA" and
+#: "OVRO-LWA" get OVRO-LWA's dipoles; pyuvdata places the telescope by it once a CASA task has
+#: dropped OBSERVATION::TELESCOPE_LOCATION. Stock casadata does not know it (listobs fails): the
+#: package's CASA measures overlay adds it (:mod:`dsa110ms.casa`).
+MS_TELESCOPE_NAME = "DSA_110"
+#: Names a site may choose instead (config ``ms_telescope_name``): "OVRO-LWA" is the one name
+#: stock casadata knows at this site (0.9 km from the DSA-110 reference), for CASA installations
+#: without the overlay; never the default, and "OVRO_MMA" (placed by CASA at the centre of the
+#: Earth) is never written.
+MS_TELESCOPE_NAMES = (MS_TELESCOPE_NAME, "OVRO-LWA")
+#: OBSERVATION::OBSERVER (pyuvdata writes the telescope's name when the file gives none).
+OBSERVER = "DSA-110 operations"
 INSTRUMENT = "DSA"
 OBJECT_NAME = "search"
 

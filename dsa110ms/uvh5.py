@@ -16,7 +16,7 @@ import numpy as np
 
 from dsa110ms.errors import InputFileError
 from dsa110ms.geometry import MeridianFields, baseline_uvw, meridian_fields
-from dsa110ms.telescope import MS_TELESCOPE_NAME
+from dsa110ms.telescope import MS_TELESCOPE_NAME, OBSERVER
 from dsa110ms.timetables import check_times
 
 log = logging.getLogger(__name__)
@@ -129,14 +129,17 @@ def set_meridian_phase_centres(uv, dec: float) -> MeridianFields:
     return fields
 
 
-def prepare_dsa110(uv, path: str) -> MeridianFields:
-    """DSA-110 fix-ups, in place: meridian phase centres and UVW, alt-az mounts, the telescope
-    name CASA knows the site by (:data:`dsa110ms.telescope.MS_TELESCOPE_NAME`). Returns where
-    the dishes pointed: the meridian fields."""
+def prepare_dsa110(uv, path: str, ms_telescope_name: str = MS_TELESCOPE_NAME) -> MeridianFields:
+    """DSA-110 fix-ups, in place: meridian phase centres and UVW, alt-az mounts, the MS's
+    telescope name (:data:`dsa110ms.telescope.MS_TELESCOPE_NAME` unless a site chose another of
+    :data:`dsa110ms.telescope.MS_TELESCOPE_NAMES`) and observer. Returns where the dishes
+    pointed: the meridian fields."""
     fields = set_meridian_phase_centres(uv, pointing_dec(uv, path))
     # pyuvdata writes mounts it does not know as "other"; CASA expects "alt-az" for these dishes.
     uv.telescope.mount_type = ["alt-az"] * uv.telescope.Nants
-    uv.telescope.name = MS_TELESCOPE_NAME
+    uv.telescope.name = ms_telescope_name
+    # pyuvdata's OBSERVATION::OBSERVER is this keyword, else the telescope's name
+    uv.extra_keywords["observer"] = OBSERVER
     return fields
 
 
@@ -237,6 +240,7 @@ def prepare(
     telescope: str,
     keep_autocorrelations: bool,
     generic_phasing: str = "refuse",
+    ms_telescope_name: str = MS_TELESCOPE_NAME,
 ) -> MeridianFields | None:
     """Everything done to a subband before it is written, in place; returns where the dishes
     pointed at each integration, if known (for the MS's POINTING table).
@@ -246,7 +250,7 @@ def prepare(
     ascending frequency (an MS SPW must ascend; the correlator writes them descending).
     """
     if telescope == "dsa110":
-        pointing = prepare_dsa110(uv, path)
+        pointing = prepare_dsa110(uv, path, ms_telescope_name)
     elif telescope == "generic":
         pointing = prepare_generic(uv, path, generic_phasing)
     else:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dsa110ms import casa
+from dsa110ms import telescope as tel
 from dsa110ms.groups import discover, subband_file_name
 from dsa110ms.ms.layout import ON_SOURCE
 
@@ -154,7 +155,8 @@ def test_metadata_pyuvdata_leaves_empty(per_subband, two_groups):
     np.testing.assert_allclose(sigma, 1 / np.sqrt(weight))
     with casa.table(f"{ms}/OBSERVATION") as tb:
         assert tb.nrows() == 1
-        assert tb.getcell("TELESCOPE_NAME", 0) == "OVRO-LWA"  # dsa110ms.telescope
+        assert tb.getcell("TELESCOPE_NAME", 0) == "DSA_110"  # dsa110ms.telescope
+        assert tb.getcell("OBSERVER", 0) == tel.OBSERVER
         np.testing.assert_allclose(
             tb.getcell("TIME_RANGE", 0),
             [(time - interval / 2).min(), (time + interval / 2).max()],

@@ -89,7 +89,7 @@ def test_taql_reads_rows_spws_pointing_and_telescope(ms):
     names = [n for (n,) in taql(f"select NAME from {table(ms, 'SPECTRAL_WINDOW')}")]
     assert names == [f"SPW{i}" for i in range(N_SPW)]
 
-    assert taql(f"select TELESCOPE_NAME from {table(ms, 'OBSERVATION')}") == [["OVRO-LWA"]]
+    assert taql(f"select TELESCOPE_NAME from {table(ms, 'OBSERVATION')}") == [["DSA_110"]]
 
     # floats printed with 17 significant digits: equal strings are equal doubles
     field_of_time = dict(taql(f"select distinct string(TIME, '%.6f'), FIELD_ID from {table(ms)}"))

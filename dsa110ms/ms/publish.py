@@ -74,6 +74,8 @@ def ms_options(settings: Settings) -> dict:
     options = {k: getattr(settings, k) for k in MS_OPTIONS}
     if settings.telescope == "generic":  # it changes nothing in DSA-110 mode
         options["generic_phasing"] = settings.generic_phasing
+    else:
+        options["ms_telescope_name"] = settings.ms_telescope_name
     return options
 
 

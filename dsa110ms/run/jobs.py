@@ -165,7 +165,13 @@ def template_job(*, uvh5: str, template: str, group: str, log_path: str) -> None
         with metrics.timed("template", group=group, file=uvh5):
             check_room(Path(template).parent, template_bytes(uvh5), "the group's template")
             faults.while_writing_template(group)  # test faults only
-            write_template(uvh5, template, **part_options(context.settings))
+            settings = context.settings
+            write_template(
+                uvh5,
+                template,
+                **part_options(settings),
+                ms_telescope_name=settings.ms_telescope_name,
+            )
 
 
 def join_job(
