@@ -3,10 +3,19 @@ package's CASA measures directory (:func:`measures_overlay`).
 
 ``CASASITECONFIG`` must name the site config before casatools is first imported; importing
 casatools through :func:`tools` guarantees that.
+
+For CASA outside the package (a user's casatools, python-casacore, taql), ``python -m
+dsa110ms.casa siteconfig`` prints the overlay's own site config (a file of literal values: any
+CASA Python can use it without importing dsa110ms) and ``python -m dsa110ms.casa casarc`` the
+``~/.casarc`` line for casacore::
+
+    export CASASITECONFIG=$(python -m dsa110ms.casa siteconfig)
+    python -m dsa110ms.casa casarc >> ~/.casarc
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import errno
 import importlib.metadata
@@ -15,7 +24,8 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
-from dsa110ms.errors import CasaDataError, ScratchError
+from dsa110ms import telescope as tel
+from dsa110ms.errors import CasaDataError, ScratchError, one_line_errors
 
 SITE_CONFIG = Path(__file__).with_name("casasiteconfig.py")
 
@@ -30,9 +40,13 @@ def configure_environment(environ=os.environ) -> None:
 
 # --- the package's measures directory --------------------------------------------------------
 
-#: Bumped whenever what the overlay holds changes (a new version is a new directory).
-OVERLAY_FORMAT = 1
+#: Bumped whenever what the overlay holds changes (a new version is a new directory; overlays
+#: of earlier formats are left as they are). 2: geodetic/Observatories knows DSA-110, and the
+#: overlay holds its own site config (:data:`OVERLAY_SITE_CONFIG`).
+OVERLAY_FORMAT = 2
 OVERLAY_KIND = "CASA measures overlay"
+#: The overlay's standalone CASA site config (literal values, no dsa110ms import), in it.
+OVERLAY_SITE_CONFIG = "casasiteconfig.py"
 #: casacore calls TAI_UTC "out-of-date" (SEVERE, in every CASA log) 180 days after its VS_DATE
 #: (measured: a VS_DATE 181 days old is, one 179 days old is not), whatever the data's date.
 CASACORE_TAI_UTC_MAX_AGE_DAYS = 180
@@ -44,9 +58,9 @@ def overlay_root(environ=os.environ) -> Path:
     """Where the overlays live: ``$DSA110MS_CASA_MEASURES_ROOT``, else this user's cache
     (``$XDG_CACHE_HOME`` or ``~/.cache``) ``/dsa110ms/casa-measures``."""
     if environ.get("DSA110MS_CASA_MEASURES_ROOT"):
-        return Path(environ["DSA110MS_CASA_MEASURES_ROOT"])
+        return Path(os.path.abspath(environ["DSA110MS_CASA_MEASURES_ROOT"]))
     cache = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "dsa110ms" / "casa-measures"
+    return Path(os.path.abspath(cache)) / "dsa110ms" / "casa-measures"
 
 
 @cache
@@ -62,12 +76,33 @@ def measures_overlay(environ=os.environ) -> Path:
     directories as symlinks, except the tables the package writes (:data:`OVERLAY_TABLES`):
     ``geodetic/TAI_UTC`` from astropy-iers-data's leap-second list (casadata 2025.9.22's is
     dated 2025-09-16, so CASA logs SEVERE "Leap second table TAI_UTC seems out-of-date" in every
-    job once it is 180 days old, although no leap second has been added since 2017).
+    job once it is 180 days old, although no leap second has been added since 2017), and
+    ``geodetic/Observatories`` knowing the name our MSs carry (``DSA_110``).
+
+    If it cannot be made (no writable cache), casadata's own directory is used, as before, and
+    the reason is logged."""
+    try:
+        return make_overlay(environ)
+    except (OSError, ScratchError) as exc:
+        import logging
+
+        import casadata
+
+        logging.getLogger(__name__).warning(
+            "CASA measures overlay not made in %s (%s): CASA uses casadata's own tables",
+            overlay_root(environ),
+            exc,
+        )
+        return Path(casadata.datapath)
+
+
+def make_overlay(environ=os.environ) -> Path:
+    """The overlay's absolute path, made if missing; raises OSError or ScratchError if it cannot
+    be made.
 
     Made once per version pair, by whichever process needs it first: built under a private
     name, then renamed into place (atomic: a process sees none or all of it); a process that
-    loses the race removes its own build. If it cannot be made (no writable cache), casadata's
-    own directory is used, as before, and the reason is logged."""
+    loses the race removes its own build."""
     import casadata
 
     root = overlay_root(environ)
@@ -75,31 +110,22 @@ def measures_overlay(environ=os.environ) -> Path:
     if final.is_dir():
         return final
     building = root / f".{final.name}.building-{os.getpid()}"
+    build_overlay(building, Path(casadata.datapath), final)
     try:
-        build_overlay(building, Path(casadata.datapath))
-        try:
-            os.rename(building, final)
-        except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-            from dsa110ms.owned import remove_owned  # another process made it first
+        os.rename(building, final)
+    except OSError as exc:
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+        from dsa110ms.owned import remove_owned  # another process made it first
 
-            remove_owned(building, root)
-    except (OSError, ScratchError) as exc:
-        import logging
-
-        logging.getLogger(__name__).warning(
-            "CASA measures overlay not made in %s (%s): CASA uses casadata's own tables",
-            root,
-            exc,
-        )
-        return Path(casadata.datapath)
+        remove_owned(building, root)
     return final
 
 
-def build_overlay(target: Path, casadata_dir: Path) -> None:
+def build_overlay(target: Path, casadata_dir: Path, final: Path | None = None) -> None:
     """casadata's tree at ``target`` as symlinks (directories whose contents are replaced are
-    made real, recursively), then the replaced tables written."""
+    made real, recursively), then the replaced tables written, and the overlay's site config
+    naming ``final`` (where ``target`` will be renamed to; default ``target``)."""
     from dsa110ms.owned import make_owned_dir
 
     make_owned_dir(target, OVERLAY_KIND)
@@ -119,6 +145,30 @@ def build_overlay(target: Path, casadata_dir: Path) -> None:
     link(casadata_dir, target, "")
     for rel, write in OVERLAY_TABLES.items():
         write(casadata_dir / rel, target / rel)
+    write_site_config(target / OVERLAY_SITE_CONFIG, Path(os.path.abspath(final or target)))
+
+
+def site_config_text(measures: Path) -> str:
+    """A CASA site config with literal values: offline, measures from ``measures``."""
+    return (
+        '"""CASA site config written by dsa110ms: CASA\'s measures from the package\'s overlay\n'
+        "of casadata (current leap seconds and Earth orientation; the observatory DSA_110).\n"
+        "Use: export CASASITECONFIG=<this file> before CASA starts. Nothing is downloaded.\n"
+        '"""\n\n'
+        f"measurespath = {str(measures)!r}\n"
+        "measures_auto_update = False\n"
+        "data_auto_update = False\n"
+    )
+
+
+def write_site_config(path: Path, measures: Path) -> None:
+    path.write_text(site_config_text(measures))
+    path.chmod(0o644)
+
+
+def casarc_line(measures: Path) -> str:
+    """The ``~/.casarc`` line that points casacore (python-casacore, taql) at ``measures``."""
+    return f"measures.directory: {measures}"
 
 
 def copy_table(source: Path, target: Path) -> None:
@@ -198,9 +248,60 @@ def write_iers_predict(source: Path, target: Path) -> None:
         )
 
 
+#: Names the overlay's Observatories table places at DSA-110's array reference: the name our
+#: MSs carry, and the spelling people type.
+OBSERVATORY_NAMES = (tel.MS_TELESCOPE_NAME, "DSA-110")
+#: MJD of the rows (the table's MJD column: when a row was entered): 2026-12-02.
+OBSERVATORY_ROW_MJD = 61376.0
+
+
+def write_observatories(source: Path, target: Path) -> None:
+    """casadata's Observatories with WGS84 rows for :data:`OBSERVATORY_NAMES` at the array
+    reference of DSA-110's file writer (:mod:`dsa110ms.telescope`), in the units of casadata's
+    rows (Long/Lat deg, Height m; X/Y/Z the ITRF position in m, as its OVRO-LWA row). Rows of
+    these names casadata may have are replaced: the MS's positions are relative to this one.
+    Without them listobs fails ("not recognized"), msmetadata can crash and cvel2 silently
+    takes the observatory at the centre of the Earth (LSRK 0.66 kHz off)."""
+    import numpy as np
+    from casacore import tables
+    from pyuvdata.utils import XYZ_from_LatLonAlt
+
+    xyz = XYZ_from_LatLonAlt(
+        np.radians(tel.LATITUDE_DEG), np.radians(tel.LONGITUDE_DEG), tel.ALTITUDE_M
+    )
+    copy_table(source, target)
+    with tables.table(str(target), readonly=False, ack=False) as tb:
+        names = tb.getcol("Name")
+        tb.removerows([r for r, name in enumerate(names) if name in OBSERVATORY_NAMES])
+        first = tb.nrows()
+        tb.addrows(len(OBSERVATORY_NAMES))
+        for i, name in enumerate(OBSERVATORY_NAMES, start=first):
+            row = {
+                "MJD": OBSERVATORY_ROW_MJD,
+                "Name": name,
+                "Type": "WGS84",
+                "Long": tel.LONGITUDE_DEG,
+                "Lat": tel.LATITUDE_DEG,
+                "Height": tel.ALTITUDE_M,
+                "X": float(xyz[0]),
+                "Y": float(xyz[1]),
+                "Z": float(xyz[2]),
+                "Source": "DSA-110 array reference (dsa110-meridian-fs file writer)",
+                "Comment": "written by dsa110ms",
+                "AntennaResponses": "",
+            }
+            for column, value in row.items():
+                if column in tb.colnames():
+                    tb.putcell(column, i, value)
+
+
 #: Tables of the overlay that the package writes (path in the measures directory -> writer of
 #: the new table from casadata's); the rest is casadata's, linked.
-OVERLAY_TABLES = {"geodetic/TAI_UTC": write_tai_utc, "geodetic/IERSpredict": write_iers_predict}
+OVERLAY_TABLES = {
+    "geodetic/TAI_UTC": write_tai_utc,
+    "geodetic/IERSpredict": write_iers_predict,
+    "geodetic/Observatories": write_observatories,
+}
 
 
 def measures_path(environ=os.environ) -> tuple[str, str]:
@@ -299,3 +400,45 @@ def table(path: str | os.PathLike):
         yield tb
     finally:
         tb.close()
+
+
+def overlay_for_users(environ=os.environ) -> Path:
+    """The overlay (made if missing), for CASA outside the package; one-line error if it
+    cannot be made."""
+    try:
+        return make_overlay(environ)
+    except (OSError, ScratchError) as exc:
+        raise CasaDataError(
+            f"CASA measures overlay cannot be made in {overlay_root(environ)} ({exc}); set "
+            "DSA110MS_CASA_MEASURES_ROOT to a writable directory"
+        ) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dsa110ms.casa",
+        description="The package's CASA measures overlay (casadata with current leap seconds "
+        "and Earth orientation, and the observatory DSA_110), for CASA outside the package.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "siteconfig",
+        help="print the path of a CASA site config using the overlay: "
+        "export CASASITECONFIG=$(python -m dsa110ms.casa siteconfig)",
+    )
+    commands.add_parser(
+        "casarc",
+        help="print the ~/.casarc line pointing casacore (python-casacore, taql) at the overlay",
+    )
+    args = parser.parse_args(argv)
+    with one_line_errors():
+        overlay = overlay_for_users()
+        if args.command == "siteconfig":
+            print(overlay / OVERLAY_SITE_CONFIG)
+        else:
+            print(casarc_line(overlay))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

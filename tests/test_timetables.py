@@ -296,4 +296,6 @@ def test_the_measures_overlay_is_made_once_by_concurrent_processes(tmp_path):
     (overlay,) = answers
     assert [p.name for p in (tmp_path / "root").iterdir()] == [Path(overlay).name]
     assert (Path(overlay) / "geodetic" / "TAI_UTC" / "table.dat").is_file()
-    assert (Path(overlay) / "geodetic" / "Observatories").is_symlink()
+    assert (Path(overlay) / "geodetic" / "Observatories" / "table.dat").is_file()
+    assert (Path(overlay) / "geodetic" / "IGRF").is_symlink()
+    assert f"measurespath = {overlay!r}" in (Path(overlay) / "casasiteconfig.py").read_text()

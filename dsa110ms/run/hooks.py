@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dsa110ms import faults
+from dsa110ms import casa, faults
 from dsa110ms.errors import Dsa110msError, OutputError, ScratchError, one_line_errors
 from dsa110ms.manifest import one_line
 from dsa110ms.ms.publish import damage, ms_options
@@ -120,6 +120,7 @@ def on_start(run: Run) -> None:
             len(report.removed),
             len(report.live),
         )
+        log.info("CASA: site config %s, measures %s", *reversed(casa.measures_path()))
         _phase = "started"
 
 
