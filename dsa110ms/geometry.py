@@ -33,8 +33,9 @@ FRAME_PA_OFFSET_RAD = 1e-7
 
 
 @dataclass(frozen=True)
-class MeridianFields:
-    """One field per integration time. Angles in radians, times as JD (UTC)."""
+class FieldDirections:
+    """A field direction at each integration time: one per integration (the meridian's) or one
+    fixed ICRS direction. Angles in radians, times as JD (UTC)."""
 
     times_jd: np.ndarray
     lst: np.ndarray  # apparent local sidereal time
@@ -60,22 +61,29 @@ class MeridianFields:
         return idx
 
 
-def meridian_fields(times_jd, lst, dec: float, telescope_location) -> MeridianFields:
+def meridian_fields(times_jd, lst, dec: float, telescope_location) -> FieldDirections:
     """Fields at (HA = 0, Dec = ``dec``) for each (unique, sorted) integration time."""
-    from pyuvdata.utils.phasing import (
-        calc_app_coords,
-        calc_frame_pos_angle,
-        transform_app_to_icrs,
-    )
+    from pyuvdata.utils.phasing import transform_app_to_icrs
 
     times_jd = np.asarray(times_jd, dtype=float)
-    lst = np.asarray(lst, dtype=float)
     icrs_ra, icrs_dec = transform_app_to_icrs(
         time_array=times_jd,
-        app_ra=lst,
+        app_ra=np.asarray(lst, dtype=float),
         app_dec=np.full(times_jd.shape, dec),
         telescope_loc=telescope_location,
     )
+    return sidereal_fields(times_jd, lst, icrs_ra, icrs_dec, telescope_location)
+
+
+def sidereal_fields(times_jd, lst, icrs_ra, icrs_dec, telescope_location) -> FieldDirections:
+    """The ICRS direction(s) ``icrs_ra``, ``icrs_dec`` (one, or one per time) at each (unique,
+    sorted) integration time: their apparent place and frame position angle."""
+    from pyuvdata.utils.phasing import calc_app_coords, calc_frame_pos_angle
+
+    times_jd = np.asarray(times_jd, dtype=float)
+    lst = np.asarray(lst, dtype=float)
+    icrs_ra = np.broadcast_to(np.asarray(icrs_ra, dtype=float), times_jd.shape).copy()
+    icrs_dec = np.broadcast_to(np.asarray(icrs_dec, dtype=float), times_jd.shape).copy()
     app_ra, app_dec = calc_app_coords(
         lon_coord=icrs_ra,
         lat_coord=icrs_dec,
@@ -96,11 +104,11 @@ def meridian_fields(times_jd, lst, dec: float, telescope_location) -> MeridianFi
         ref_epoch=2000.0,
         offset_pos=FRAME_PA_OFFSET_RAD,
     )
-    return MeridianFields(times_jd, lst, icrs_ra, icrs_dec, app_ra, app_dec, frame_pa)
+    return FieldDirections(times_jd, lst, icrs_ra, icrs_dec, app_ra, app_dec, frame_pa)
 
 
 def baseline_uvw(
-    fields: MeridianFields,
+    fields: FieldDirections,
     *,
     time_jd: np.ndarray,
     lst: np.ndarray,
@@ -127,3 +135,26 @@ def baseline_uvw(
         telescope_lat=telescope_location.lat.rad,
         telescope_lon=telescope_location.lon.rad,
     )
+
+
+def antenna_w(
+    fields: FieldDirections, *, antenna_numbers, antenna_positions, telescope_location
+) -> np.ndarray:
+    """w (m) of each antenna's position toward the field at each integration time, shape
+    (Ntimes, Nants): a baseline's w is its ``ant_2``'s minus its ``ant_1``'s, which is how
+    pyuvdata computes it (:func:`baseline_uvw`; here against an antenna at the reference
+    position)."""
+    antenna_numbers = np.asarray(antenna_numbers)
+    n_times, n_ants = len(fields.times_jd), len(antenna_numbers)
+    origin = int(antenna_numbers.max()) + 1
+    uvw = baseline_uvw(
+        fields,
+        time_jd=np.repeat(fields.times_jd, n_ants),
+        lst=np.repeat(fields.lst, n_ants),
+        ant_1=np.full(n_times * n_ants, origin),
+        ant_2=np.tile(antenna_numbers, n_times),
+        antenna_numbers=np.append(antenna_numbers, origin),
+        antenna_positions=np.vstack([antenna_positions, np.zeros(3)]),
+        telescope_location=telescope_location,
+    )
+    return uvw[:, 2].reshape(n_times, n_ants)

@@ -14,7 +14,7 @@ against it, ``tests/test_part.py``):
 - autocorrelations of xx/yy/rr/ll/Stokes with an imaginary part are replaced by their absolute
   value (the reader's default ``fix_autos=True``; :func:`fix_autos`);
 - generic mode, ``generic_phasing: first_zenith``: unprojected rows are rephased to the zenith of
-  the first time (``write_ms(force_phase=True)``; :func:`_rotate`, the rotation computed by
+  the first time (``write_ms(force_phase=True)``; :class:`WRotation`, the rotation computed by
   :func:`dsa110ms.uvh5.first_zenith_rotation`);
 - rows are the file's baseline-times in file order; without autocorrelations, the rows with
   ``ant_1 == ant_2`` are dropped (``select(ant_str="cross")``);
@@ -595,18 +595,19 @@ class WRotation:
     rows: np.ndarray
     delta_w: np.ndarray
 
-
-def _rotate(data: np.ndarray, rotation: WRotation, freqs: np.ndarray) -> np.ndarray:
-    """pyuvdata's ``UVData._apply_w_proj``, operation for operation so that the values are the
-    same to the bit: data (as complex128, the type pyuvdata reads them in) times
-    exp(-2 pi i delta_w f / c) on the rotated rows; ``freqs`` in the file's channel order."""
-    data = data.astype(np.complex128)
-    rows = rotation.rows
-    delta_w_lambda = (
-        rotation.delta_w[rows].reshape(-1, 1) * (1.0 / SPEED_OF_LIGHT_M_S) * freqs.reshape(1, -1)
-    )
-    data[rows] *= np.exp((-1j * 2 * np.pi) * delta_w_lambda[:, :, None])
-    return data
+    def rotate(self, data: np.ndarray, *, freqs: np.ndarray, **_) -> np.ndarray:
+        """pyuvdata's ``UVData._apply_w_proj``, operation for operation so that the values are
+        the same to the bit: data (as complex128, the type pyuvdata reads them in) times
+        exp(-2 pi i delta_w f / c) on the rotated rows; ``freqs`` in ``data``'s channel order."""
+        rows = self.rows
+        if not rows.any():
+            return data
+        data = data.astype(np.complex128)
+        delta_w_lambda = (
+            self.delta_w[rows].reshape(-1, 1) * (1.0 / SPEED_OF_LIGHT_M_S) * freqs.reshape(1, -1)
+        )
+        data[rows] *= np.exp((-1j * 2 * np.pi) * delta_w_lambda[:, :, None])
+        return data
 
 
 def read_subband_arrays(
@@ -614,11 +615,12 @@ def read_subband_arrays(
     *,
     telescope: str,
     keep_autocorrelations: bool,
-    rotation: WRotation | None = None,
+    rotation=None,
 ) -> SubbandArrays:
     """Read one UVH5 subband's arrays in MS order (module docstring); errors name the file.
 
-    ``rotation``: rephase these rows first, as pyuvdata does (:func:`_rotate`).
+    ``rotation``: rephase the visibilities first, with its ``rotate`` method
+    (:class:`WRotation`, pyuvdata's to the bit; :class:`dsa110ms.phasecenter.PhasePlan`).
     """
     with _open(path) as f:
         refuse_unwritten(f, path)
@@ -637,7 +639,8 @@ def read_subband_arrays(
             order = ms_row_order(ant_1, ant_2, keep_autocorrelations=keep_autocorrelations)
             file_pols = header["polarization_array"][()]
             pols = casa_pol_order(file_pols)
-            n_times = len(np.unique(header["time_array"][()]))
+            times = header["time_array"][()]
+            n_times = len(np.unique(times))
             geometry = geometry_items(header, telescope=telescope)
             if len(freqs) != shape[1]:
                 raise InputFileError(f"{path}: {len(freqs)} frequencies for Nfreqs = {shape[1]}")
@@ -659,8 +662,10 @@ def read_subband_arrays(
         except ValueError as exc:
             raise InputFileError(f"{path}: cannot be read as UVH5 ({exc})") from exc
     data = fix_autos(data, ant_1, ant_2, file_pols)
-    if rotation is not None and rotation.rows.any():
-        data = _rotate(data, rotation, freqs[read_order])
+    if rotation is not None:
+        data = rotation.rotate(
+            data, time_array=times, ant_1=ant_1, ant_2=ant_2, freqs=freqs[read_order], path=path
+        )
     take = (
         _index(order.rows, shape[0]),
         slice(None) if isinstance(chans, slice) else chans,

@@ -109,7 +109,29 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         raise ConfigError(explain(errors[0], schema))
     refuse_reversed_window(settings)
     refuse_paths_casa_splits(settings)
+    check_phase_center(settings)
     return settings
+
+
+def check_phase_center(settings: dict) -> None:
+    """``phase_center: fixed`` needs both coordinates, and only it takes them; a phase centre
+    other than per_integration is DSA-110 mode's (generic mode: ``generic_phasing``)."""
+    kind = settings["phase_center"]
+    given = [k for k in ("phase_center_ra_deg", "phase_center_dec_deg") if settings[k] is not None]
+    if kind == "fixed" and len(given) < 2:
+        raise ConfigError(
+            "config key phase_center: fixed needs phase_center_ra_deg and phase_center_dec_deg "
+            f"(ICRS, degrees) ({FIX})"
+        )
+    if kind != "fixed" and given:
+        raise ConfigError(
+            f"config key {given[0]}: used only with phase_center: fixed, not {kind} ({FIX})"
+        )
+    if kind != "per_integration" and settings["telescope"] != "dsa110":
+        raise ConfigError(
+            f"config key phase_center: {kind} is for telescope: dsa110; generic mode keeps the "
+            f"files' phase centres (generic_phasing for unprojected data) ({FIX})"
+        )
 
 
 def refuse_reversed_window(settings: dict) -> None:

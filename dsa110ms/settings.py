@@ -34,6 +34,9 @@ class Settings:
     telescope: str
     generic_phasing: str
     ms_telescope_name: str
+    phase_center: str
+    phase_center_ra_deg: float | None
+    phase_center_dec_deg: float | None
     spw_layout: str
     join_method: str
     imaging_columns: str

@@ -15,7 +15,8 @@ import logging
 import numpy as np
 
 from dsa110ms.errors import InputFileError
-from dsa110ms.geometry import MeridianFields, baseline_uvw, meridian_fields
+from dsa110ms.geometry import FieldDirections, baseline_uvw, meridian_fields
+from dsa110ms.phasecenter import FIELD_NAMES, PER_INTEGRATION, PhaseCenter, field_directions
 from dsa110ms.telescope import MS_TELESCOPE_NAME, OBSERVER
 from dsa110ms.timetables import check_times
 
@@ -88,22 +89,31 @@ def pointing_dec(uv, path: str) -> float:
     return dec
 
 
-def integration_meridians(uv, dec: float) -> MeridianFields:
+def integration_meridians(uv, dec: float) -> FieldDirections:
     """(HA = 0, Dec = ``dec``) at each integration time of ``uv``."""
     times, first = np.unique(uv.time_array, return_index=True)
     return meridian_fields(times, uv.lst_array[first], dec, uv.telescope.location)
 
 
-def set_meridian_phase_centres(uv, dec: float) -> MeridianFields:
+def set_meridian_phase_centres(uv, dec: float) -> FieldDirections:
     """Give every integration the phase centre (HA = 0, Dec = dec) and its true UVW.
 
     Visibilities are not changed. See :mod:`dsa110ms.geometry` for the conventions.
     """
     fields = integration_meridians(uv, dec)
+    names = [FIELD_NAME_FORMAT.format(i) for i in range(len(fields.times_jd))]
+    set_phase_centres(uv, fields, names)
+    return fields
+
+
+def set_phase_centres(uv, fields: FieldDirections, names: list[str]) -> None:
+    """Phase centres of ``uv`` (metadata only): ``names[i]`` at the ICRS direction
+    ``fields.icrs_*[i]``, given to each integration whose time is ``fields.times_jd[i]``
+    (one name: one field for every integration); UVW toward them."""
     uv.phase_center_catalog = {}
-    for i in range(len(fields.times_jd)):
+    for i, name in enumerate(names):
         uv._add_phase_center(
-            FIELD_NAME_FORMAT.format(i),
+            name,
             cat_type="sidereal",
             cat_lon=float(fields.icrs_ra[i]),
             cat_lat=float(fields.icrs_dec[i]),
@@ -112,7 +122,7 @@ def set_meridian_phase_centres(uv, dec: float) -> MeridianFields:
             cat_id=i,
         )
     idx = fields.index_of(uv.time_array)
-    uv.phase_center_id_array = idx
+    uv.phase_center_id_array = idx if len(names) > 1 else np.zeros_like(idx)
     uv.phase_center_app_ra = fields.app_ra[idx]
     uv.phase_center_app_dec = fields.app_dec[idx]
     uv.phase_center_frame_pa = fields.frame_pa[idx]
@@ -126,15 +136,32 @@ def set_meridian_phase_centres(uv, dec: float) -> MeridianFields:
         antenna_positions=uv.telescope.antenna_positions,
         telescope_location=uv.telescope.location,
     )
-    return fields
 
 
-def prepare_dsa110(uv, path: str, ms_telescope_name: str = MS_TELESCOPE_NAME) -> MeridianFields:
-    """DSA-110 fix-ups, in place: meridian phase centres and UVW, alt-az mounts, the MS's
+def phase_to_one_field(uv, phase_center: PhaseCenter, meridians: FieldDirections) -> None:
+    """The one FIELD of ``phase_center`` (:mod:`dsa110ms.phasecenter`) for ``uv``, phased to its
+    integrations' ``meridians``: its phase centre and UVW, and its visibilities (if read)
+    rotated to it by pyuvdata (the reference the part jobs' rotation is tested against)."""
+    target = field_directions(uv, phase_center, meridians)
+    old_w = uv.uvw_array[:, 2].copy()
+    set_phase_centres(uv, target, [FIELD_NAMES[phase_center.kind]])
+    uv._apply_w_proj(new_w_vals=uv.uvw_array[:, 2], old_w_vals=old_w)
+
+
+def prepare_dsa110(
+    uv,
+    path: str,
+    ms_telescope_name: str = MS_TELESCOPE_NAME,
+    phase_center: PhaseCenter = PER_INTEGRATION,
+) -> FieldDirections:
+    """DSA-110 fix-ups, in place: phase centres (the meridian of each integration, or the one
+    FIELD of ``phase_center``) and UVW, alt-az mounts, the MS's
     telescope name (:data:`dsa110ms.telescope.MS_TELESCOPE_NAME` unless a site chose another of
     :data:`dsa110ms.telescope.MS_TELESCOPE_NAMES`) and observer. Returns where the dishes
     pointed: the meridian fields."""
     fields = set_meridian_phase_centres(uv, pointing_dec(uv, path))
+    if phase_center.one_field:
+        phase_to_one_field(uv, phase_center, fields)
     # pyuvdata writes mounts it does not know as "other"; CASA expects "alt-az" for these dishes.
     uv.telescope.mount_type = ["alt-az"] * uv.telescope.Nants
     uv.telescope.name = ms_telescope_name
@@ -205,7 +232,7 @@ def warn_if_casa_misplaces(uv, path: str) -> None:
         )
 
 
-def prepare_generic(uv, path: str, generic_phasing: str) -> MeridianFields | None:
+def prepare_generic(uv, path: str, generic_phasing: str) -> FieldDirections | None:
     """Generic mode keeps the file's telescope, antennas and phase centres; unprojected data
     (which an MS cannot hold) are refused or phased as ``generic_phasing`` says. Returns where
     the dishes of unprojected data pointed (the meridian at :func:`meridian_dec`, the zenith
@@ -241,7 +268,8 @@ def prepare(
     keep_autocorrelations: bool,
     generic_phasing: str = "refuse",
     ms_telescope_name: str = MS_TELESCOPE_NAME,
-) -> MeridianFields | None:
+    phase_center: PhaseCenter = PER_INTEGRATION,
+) -> FieldDirections | None:
     """Everything done to a subband before it is written, in place; returns where the dishes
     pointed at each integration, if known (for the MS's POINTING table).
 
@@ -250,7 +278,7 @@ def prepare(
     ascending frequency (an MS SPW must ascend; the correlator writes them descending).
     """
     if telescope == "dsa110":
-        pointing = prepare_dsa110(uv, path, ms_telescope_name)
+        pointing = prepare_dsa110(uv, path, ms_telescope_name, phase_center)
     elif telescope == "generic":
         pointing = prepare_generic(uv, path, generic_phasing)
     else:

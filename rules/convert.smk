@@ -24,9 +24,29 @@ rule ms_template:
         "../scripts/write_template.py"
 
 
+# A one-FIELD MS (config phase_center): the rotation of the group's visibilities to it,
+# computed once from one file (pyuvdata, astropy) and applied by each part job.
+rule phase_plan:
+    input:
+        uvh5=lambda wc: RUN.template_source(wc.group),
+    output:
+        plan=temp(RUN.phase_plan("{group}")),
+    log:
+        RUN.log_pattern("{group}/phase_plan.log"),
+    priority: lambda wc: RUN.priority(wc.group, first=True)
+    conda:
+        "../envs/dsa110ms.yaml"
+    resources:
+        mem_mb=1000,
+        scratch_mb=lambda wc: RUN.scratch_mb(),
+    script:
+        "../scripts/write_phase_plan.py"
+
+
 rule ms_part:
     input:
         uvh5=RUN.input_pattern(),
+        plan=RUN.phase_plan_pattern(),
     output:
         part=temp(directory(RUN.part_pattern())),
     log:

@@ -88,7 +88,8 @@ class JoinOptions:
     see :func:`assemble`. ``join_method`` for "per_subband": "direct" (:func:`assemble`, one
     pass) or "concat" (:func:`concat_reference`, ``casatasks.concat``: the reference; same
     content). ``imaging_columns``: "none" or "model_corrected". ``field_per_integration``:
-    validate one FIELD per integration (DSA-110 mode). ``contiguous``: the parts cover the band
+    validate one FIELD per integration (DSA-110 mode); ``one_field``: one FIELD
+    (config phase_center). ``contiguous``: the parts cover the band
     without gaps (False for an incomplete group converted under ``incomplete_groups:
     convert``)."""
 
@@ -96,6 +97,7 @@ class JoinOptions:
     join_method: str = "direct"
     imaging_columns: str = "none"
     field_per_integration: bool = False
+    one_field: bool = False
     contiguous: bool = True
     #: the settings the MS is made with, recorded in its stamp (:func:`.publish.ms_options`)
     made_with: Mapping = field(default_factory=dict)
@@ -111,7 +113,10 @@ class JoinOptions:
             spw_layout=settings.spw_layout,
             join_method=settings.join_method,
             imaging_columns=settings.imaging_columns,
-            field_per_integration=settings.telescope == "dsa110",
+            field_per_integration=(
+                settings.telescope == "dsa110" and settings.phase_center == "per_integration"
+            ),
+            one_field=settings.phase_center != "per_integration",
             # DSA-110's subbands tile its band; other telescopes' files may leave gaps
             contiguous=contiguous and settings.telescope == "dsa110",
             made_with=ms_options(settings),
@@ -169,6 +174,7 @@ def build_group(
             contiguous=options.contiguous,
             spw_layout=options.spw_layout,
             field_per_integration=options.field_per_integration,
+            one_field=options.one_field,
         )
     except (RuntimeError, OSError, ValidationError, JoinError) as exc:
         raise TransientJoinError(

@@ -175,7 +175,7 @@ def complete_part_metadata(ms_path: str | os.PathLike) -> None:
 
 def write_pointing(ms_path: str | os.PathLike, pointing) -> None:
     """POINTING: where every antenna pointed at each integration (``pointing``: a
-    :class:`dsa110ms.geometry.MeridianFields`, ICRS, one per integration), TRACKING True.
+    :class:`dsa110ms.geometry.FieldDirections`, ICRS, one per integration), TRACKING True.
 
     pyuvdata's ``write_ms`` writes the rows (every antenna at every integration: TIME, INTERVAL,
     ANTENNA_ID) but DIRECTION and TARGET are placeholders, (0, +90 deg) in cells of the

@@ -28,7 +28,13 @@ from dsa110ms.errors import InputFileError, ValidationError
 from dsa110ms.files import input_identity
 from dsa110ms.ms.layout import ROW_ARRAYS, weights_from_spectrum
 from dsa110ms.observe.quicklook import subband_quicklook
-from dsa110ms.rawuvh5 import file_is_unprojected, read_subband_arrays
+from dsa110ms.phasecenter import PhasePlan
+from dsa110ms.rawuvh5 import (
+    describe_geometry_difference,
+    file_geometry_items,
+    file_is_unprojected,
+    read_subband_arrays,
+)
 from dsa110ms.space import check_room, part_bytes, shape_of
 
 log = logging.getLogger(__name__)
@@ -55,10 +61,13 @@ def write_part(
     telescope: str = "dsa110",
     generic_phasing: str = "refuse",
     keep_autocorrelations: bool = True,
+    phase_plan: str | os.PathLike | None = None,
     crash: bool = False,
 ) -> Path:
     """Write the part of one subband file at ``part_path`` (a new directory); its parent is
-    created (mode 0700) if missing.
+    created (mode 0700) if missing. ``phase_plan``: the group's plan
+    (:class:`dsa110ms.phasecenter.PhasePlan`), whose rotation is applied to the visibilities
+    (the MS's one FIELD).
 
     ``crash`` (test facility, :mod:`dsa110ms.faults`): die half-way, leaving a partial part.
     """
@@ -75,6 +84,9 @@ def write_part(
         from dsa110ms.uvh5 import first_zenith_rotation  # pyuvdata: only where it is needed
 
         rotation = first_zenith_rotation(uvh5_path)
+    plan = None
+    if phase_plan is not None:
+        plan = rotation = PhasePlan.load(phase_plan)
     sb = read_subband_arrays(
         uvh5_path,
         telescope=telescope,
@@ -97,6 +109,12 @@ def write_part(
             f"{uvh5_path}: changed while it was read ({as_read['size']} -> {now['size']} bytes, "
             "modified again): still being written or re-sent? Not converted; the next run "
             "reads it again"
+        )
+    if plan is not None and plan.geometry_digest != sb.geometry_digest:
+        differs = describe_geometry_difference(uvh5_path, plan.source, plan_items(plan, sb))
+        raise InputFileError(
+            f"{uvh5_path}: {differs} from {plan.source}, which the group's phase plan was made "
+            "from; cannot be rotated to the group's phase centre, not converted"
         )
     weight, sigma = weights_from_spectrum(sb.weight_spectrum, sb.flag)
     arrays = {
@@ -126,11 +144,19 @@ def write_part(
         "times": sb.n_times,
         "geometry_digest": sb.geometry_digest,
         "geometry_items": sb.geometry_items,  # to name the item that differs
+        # the one FIELD it was rotated to, which the template's must be (checked at the join)
+        "phase_center": None if plan is None else plan.field(),
         # for the run report, while the data are in memory (the MS is not read again)
         "quicklook": subband_quicklook(sb.data, sb.flag, sb.ant_1, sb.ant_2, sb.n_times),
     }
     (part_path / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
     return part_path
+
+
+def plan_items(plan: PhasePlan, sb) -> list[str]:
+    """The geometry items in which a part's file differs from its phase plan's source."""
+    theirs = file_geometry_items(plan.source, telescope="dsa110")
+    return sorted(k for k, v in sb.geometry_items.items() if theirs.get(k) != v) or ["geometry"]
 
 
 HEADER_READERS = {

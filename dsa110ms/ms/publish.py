@@ -49,6 +49,7 @@ from dsa110ms.groups import (
 from dsa110ms.manifest import Group
 from dsa110ms.ms.validate import MsSummary
 from dsa110ms.owned import make_owned_dir, open_own_file, remove_owned
+from dsa110ms.phasecenter import PhaseCenter
 from dsa110ms.settings import Settings
 from dsa110ms.timetables import JD_MINUS_MJD
 
@@ -76,6 +77,10 @@ def ms_options(settings: Settings) -> dict:
         options["generic_phasing"] = settings.generic_phasing
     else:
         options["ms_telescope_name"] = settings.ms_telescope_name
+    if (
+        settings.phase_center != "per_integration"
+    ):  # an MS of an earlier version has per_integration
+        options["phase_center"] = PhaseCenter.of(settings).describe()
     return options
 
 

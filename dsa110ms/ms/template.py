@@ -24,12 +24,14 @@ import numpy as np
 from dsa110ms.errors import InputFileError
 from dsa110ms.ms.layout import complete_part_metadata, write_pointing
 from dsa110ms.owned import remove_owned
+from dsa110ms.phasecenter import PER_INTEGRATION, PhaseCenter
 from dsa110ms.rawuvh5 import (
     check_written,
     combined_digest,
     file_geometry_items,
     filter_failure_in,
 )
+from dsa110ms.telescope import MS_TELESCOPE_NAME
 from dsa110ms.uvh5 import prepare, read_subband
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,10 @@ IMAGING_COLUMNS = ("none", "model_corrected")
 SOURCE_KEYWORD = "dsa110ms_template_source"
 DIGEST_KEYWORD = "dsa110ms_geometry_digest"
 ITEMS_KEYWORD = "dsa110ms_geometry_items"
+#: Main-table keyword of a template: its FIELDs' names and PHASE_DIRs (JSON), which a part
+#: rotated to one FIELD records too (:func:`dsa110ms.ms.part.write_part`), for the join to
+#: check that they agree.
+PHASE_CENTER_KEYWORD = "dsa110ms_phase_center"
 
 
 def write_pyuvdata_ms(
@@ -61,13 +67,16 @@ def write_pyuvdata_ms(
     keep_autocorrelations: bool = True,
     imaging_columns: str = "none",
     freq_chans=None,
+    ms_telescope_name: str = MS_TELESCOPE_NAME,
+    phase_center: PhaseCenter = PER_INTEGRATION,
 ) -> Path:
     """One subband file (or the channels ``freq_chans`` of it) as an MS at ``ms_path``, by
     pyuvdata: read, DSA-110 fix-ups (:mod:`dsa110ms.uvh5`), ``write_ms``, then
     :func:`dsa110ms.ms.layout.complete_part_metadata`.
 
     One SPW with ascending channels; in DSA-110 mode one FIELD per integration at the meridian
-    and per-integration UVW. ``imaging_columns="model_corrected"`` adds MODEL_DATA = 0 and
+    and per-integration UVW, or the one FIELD of ``phase_center`` (visibilities rotated to it,
+    :mod:`dsa110ms.phasecenter`). ``imaging_columns="model_corrected"`` adds MODEL_DATA = 0 and
     CORRECTED_DATA = DATA.
     """
     if imaging_columns not in IMAGING_COLUMNS:
@@ -85,6 +94,8 @@ def write_pyuvdata_ms(
                 telescope=telescope,
                 generic_phasing=generic_phasing,
                 keep_autocorrelations=keep_autocorrelations,
+                ms_telescope_name=ms_telescope_name,
+                phase_center=phase_center,
             )
             extra = {}
             if imaging_columns == "model_corrected":
@@ -109,6 +120,8 @@ def write_template(
     telescope: str = "dsa110",
     generic_phasing: str = "refuse",
     keep_autocorrelations: bool = True,
+    ms_telescope_name: str = MS_TELESCOPE_NAME,
+    phase_center: PhaseCenter = PER_INTEGRATION,
 ) -> Path:
     """The group's template MS from one of its subband files (module docstring), at
     ``template_path`` (must not exist; its directory is created, mode 0700, if missing)."""
@@ -129,6 +142,8 @@ def write_template(
             generic_phasing=generic_phasing,
             keep_autocorrelations=keep_autocorrelations,
             freq_chans=[0],
+            ms_telescope_name=ms_telescope_name,
+            phase_center=phase_center,
         )
     except InputFileError as exc:
         # HDF5 through pyuvdata says only "filter returned failure": name the dataset and chunk
@@ -143,8 +158,23 @@ def write_template(
                 SOURCE_KEYWORD: str(uvh5_path),
                 DIGEST_KEYWORD: combined_digest(items),
                 ITEMS_KEYWORD: json.dumps(items),
+                PHASE_CENTER_KEYWORD: json.dumps(field_of(staging)),
             }
         )
         log.info("%s: template of %d rows -> %s", uvh5_path, tb.nrows(), template_path)
     os.rename(staging, template_path)
     return template_path
+
+
+def field_of(ms_path: str | os.PathLike) -> dict:
+    """An MS's FIELD as the template records it (:data:`PHASE_CENTER_KEYWORD`): one-field
+    templates only need to agree with their parts' plan, so the name and the direction (ICRS
+    radians) of the first FIELD and how many there are."""
+    from casacore import tables
+
+    with tables.table(f"{ms_path}/FIELD", ack=False) as tb:
+        return {
+            "fields": tb.nrows(),
+            "name": str(tb.getcell("NAME", 0)),
+            "direction": [float(x) for x in tb.getcell("PHASE_DIR", 0).reshape(-1)],
+        }

@@ -35,7 +35,13 @@ import numpy as np
 from dsa110ms import casa
 from dsa110ms.errors import JoinError, ValidationError
 from dsa110ms.ms.part import open_part
-from dsa110ms.ms.template import DIGEST_KEYWORD, ITEMS_KEYWORD, SOURCE_KEYWORD
+from dsa110ms.ms.template import (
+    DIGEST_KEYWORD,
+    ITEMS_KEYWORD,
+    PHASE_CENTER_KEYWORD,
+    SOURCE_KEYWORD,
+)
+from dsa110ms.phasecenter import FIELD_NAMES
 from dsa110ms.rawuvh5 import describe_geometry_difference
 
 #: Frequencies are compared to this precision (Hz); the channel grid is exact in binary.
@@ -169,13 +175,14 @@ def validate_joined(
     contiguous: bool = True,
     spw_layout: str = "per_subband",
     field_per_integration: bool = False,
+    one_field: bool = False,
 ) -> MsSummary:
     """Check a joined MS against its parts (in SPW order); raises ValidationError naming group.
 
     ``contiguous``: the parts cover the band without gaps (the group is complete).
     ``spw_layout``: "per_subband" (one SPW per part, rows add up) or "single" (one SPW with all
     channels, rows as in each part). ``field_per_integration`` (DSA-110 mode): one FIELD per
-    integration time."""
+    integration time; ``one_field`` (config phase_center other than per_integration): one FIELD."""
     where = f"group {group} ({joined})"
     check_opens(str(joined))
     got = summarize(joined)
@@ -205,6 +212,8 @@ def validate_joined(
             f"{where}: {len(got.field_names)} fields for {got.n_times} integrations; "
             "expected one meridian field per integration"
         )
+    if one_field and len(got.field_names) != 1:
+        raise ValidationError(f"{where}: {len(got.field_names)} fields; expected one")
     t_lo, t_hi = min(p.time_min for p in parts), max(p.time_max for p in parts)
     if (got.time_min, got.time_max) != (t_lo, t_hi):
         raise ValidationError(
@@ -237,6 +246,11 @@ def check_parts(
         )
         times = tb.getcol("TIME")
         antennas = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
+        template_field = (
+            json.loads(tb.getkeyword(PHASE_CENTER_KEYWORD))
+            if PHASE_CENTER_KEYWORD in tb.keywordnames()
+            else None
+        )
     with tables.table(f"{template}/FIELD", ack=False) as tb:
         fields = tuple(str(n) for n in tb.getcol("NAME")) if tb.nrows() else ()
     opened = [open_part(p) for p in parts]
@@ -249,6 +263,7 @@ def check_parts(
     ):
         _check_agree(what, {f: m[key] for f, m in manifests.items()}, reference)
     _check_geometry_agrees(manifests, reference)
+    _check_phase_center(manifests, reference, template_field)
     _check_template(template, reference, times, digest, template_items, opened[0].manifest)
     summaries = []
     for p in opened:
@@ -365,6 +380,38 @@ def _check_geometry_agrees(manifests: Mapping[str, dict], reference: str) -> Non
     )
     what = describe_geometry_difference(odd[0], same, items)
     raise JoinError(f"{head}: {what}; {CANNOT_JOIN}")
+
+
+#: How far (radians) a part's phase centre may be from the template's: the same computation
+#: from the same file gives the same numbers; this allows for their JSON round trip only.
+PHASE_CENTER_TOLERANCE_RAD = 1e-12
+
+
+def _check_phase_center(manifests: Mapping[str, dict], reference: str, template_field) -> None:
+    """Every part was rotated to the template's one FIELD (:mod:`dsa110ms.phasecenter`), or none
+    was and the template has one FIELD per integration: a part of another run's settings, or a
+    plan of another centre, would put visibilities in the wrong place without a word."""
+    for source, manifest in manifests.items():
+        rotated_to = manifest.get("phase_center")
+        one_field = template_field is not None and template_field["name"] in FIELD_NAMES.values()
+        if rotated_to is None and not one_field:
+            continue
+        agrees = (
+            rotated_to is not None
+            and one_field
+            and rotated_to["name"] == template_field["name"]
+            and np.allclose(
+                rotated_to["direction"],
+                template_field["direction"],
+                rtol=0,
+                atol=PHASE_CENTER_TOLERANCE_RAD,
+            )
+        )
+        if not agrees:
+            raise JoinError(
+                f"{source}: its part was rotated to {rotated_to or 'no one FIELD'}, the "
+                f"template (from {reference}) has {template_field}; {CANNOT_JOIN}"
+            )
 
 
 def _check_template(

@@ -218,7 +218,7 @@ def summarize_run(
 
 
 def group_facts(events: Iterable[Mapping], group: str, instance: str = "") -> dict:
-    """From the job events of one group: conversion time (first template/part start to the
+    """From the job events of one group: conversion time (first plan/template/part start to the
     last join end, s), concat attempts, whether its scratch (``<instance>/<group>`` of the
     scratch layout; any instance if not given) was removed, the last failure's reason, the
     warnings its jobs logged (each once), and the signal that stopped one of its jobs, if any
@@ -227,7 +227,7 @@ def group_facts(events: Iterable[Mapping], group: str, instance: str = "") -> di
     starts, ends, attempts, cleanups, error, warnings = [], [], 0, [], None, []
     stopped, failed_files = None, []
     for e in events:
-        if e.get("group") == group and e["kind"] in ("template", "part", "join"):
+        if e.get("group") == group and e["kind"] in ("phase_plan", "template", "part", "join"):
             starts.append(e["ts"] - e.get("seconds", 0.0))
             ends.append(e["ts"])
             attempts += e["kind"] == "join"

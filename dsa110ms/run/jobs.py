@@ -21,6 +21,7 @@ from dsa110ms import faults, paths
 from dsa110ms.errors import InputFileError, JoinError, TransientJoinError
 from dsa110ms.observe import metrics, progress
 from dsa110ms.owned import remove_owned
+from dsa110ms.phasecenter import PhaseCenter
 from dsa110ms.run.joblog import JobStopped, job_log
 from dsa110ms.run.node import claim_group
 from dsa110ms.run.runwatch import die_with_run
@@ -118,6 +119,8 @@ def part_job(
         claim_group(Path(part).parent)
         active = context.activate()
         options = part_options(context.settings)
+        if PhaseCenter.of(context.settings).one_field:
+            options["phase_plan"] = context.layout.phase_plan(group)
         with metrics.timed("part", group=group, subband=subband, file=uvh5, bytes=0) as event:
             write_part(uvh5, part, **options, crash=active.part_crashes(group, subband))
             event["bytes"] = metrics.du_bytes(part)
@@ -171,7 +174,23 @@ def template_job(*, uvh5: str, template: str, group: str, log_path: str) -> None
                 template,
                 **part_options(settings),
                 ms_telescope_name=settings.ms_telescope_name,
+                phase_center=PhaseCenter.of(settings),
             )
+
+
+def phase_plan_job(*, uvh5: str, plan: str, group: str, log_path: str) -> None:
+    """Rule phase_plan: the rotation of the group's visibilities to its one FIELD
+    (:mod:`dsa110ms.phasecenter`), from one of its files, for its part jobs."""
+    from dsa110ms.phasecenter import write_plan
+
+    die_with_run()
+    context = JobContext.current()
+    with job_log(log_path):
+        make_group_dir(Path(plan).parent)
+        claim_group(Path(plan).parent)
+        context.activate()
+        with metrics.timed("phase_plan", group=group, file=uvh5):
+            write_plan(uvh5, plan, PhaseCenter.of(context.settings))
 
 
 def join_job(

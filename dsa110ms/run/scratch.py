@@ -101,6 +101,10 @@ class ScratchLayout:
     def template(self, group: str) -> Path:
         return self.group_dir(group) / "template.ms"
 
+    def phase_plan(self, group: str) -> Path:
+        """The group's phase plan (:mod:`dsa110ms.phasecenter`), for a one-FIELD MS."""
+        return self.group_dir(group) / "phase_plan.npz"
+
 
 def check_root(root: Path, *, create: bool = True) -> None:
     """The scratch root is used as it is (it may be ``/dev/shm`` or ``/tmp``, shared with other

@@ -20,6 +20,7 @@ from dsa110ms.inventory import INVENTORY_PATH, Inventory
 from dsa110ms.manifest import Manifest
 from dsa110ms.ms.publish import OutputArea, StampCheck
 from dsa110ms.observe import metrics
+from dsa110ms.phasecenter import PhaseCenter
 from dsa110ms.run import scratch
 from dsa110ms.run.cluster import cluster_job_id
 from dsa110ms.run.hooks import prepare_main_process
@@ -178,6 +179,13 @@ class Run:
 
     def template(self, group: str) -> str:
         return str(self.layout.template(group))
+
+    def phase_plan(self, group: str) -> str:
+        return str(self.layout.phase_plan(group))
+
+    def phase_plan_pattern(self) -> list[str]:
+        """The part rule's plan input: the group's phase plan for a one-FIELD MS, else none."""
+        return [self.phase_plan("{group}")] if PhaseCenter.of(self.settings).one_field else []
 
     def template_source(self, group: str) -> str:
         """The file a group's template is made from: its lowest-numbered subband."""
