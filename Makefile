@@ -1,5 +1,6 @@
 # Set-up and entry points. `make run` and `make test` create .venv if missing and install the
-# exact versions in requirements.lock; nothing else has to be installed by hand.
+# exact versions in requirements.lock (`make test` also requirements-test.lock's test-only
+# readers); nothing else has to be installed by hand.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,6 +17,15 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	# the package itself, editable: edits in this checkout take effect without reinstalling
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+# The test-only readers (requirements-test.lock: DP3, EveryBeam), on top of the above; only
+# `make test` installs them, `make run` does not need them.
+TEST_STAMP := $(VENV)/.installed-test
+
+$(TEST_STAMP): $(STAMP) requirements-test.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock \
+		-r requirements-test.lock
 	touch $@
 
 # Simulate one small DSA-110 group, convert it, print where the MS is.
@@ -52,7 +62,7 @@ refresh-tables: $(STAMP)
 	touch $(STAMP)
 	@$(MAKE) --no-print-directory tables
 
-test: $(STAMP)
+test: $(STAMP) $(TEST_STAMP)
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
