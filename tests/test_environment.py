@@ -37,7 +37,7 @@ def test_casa_starts_offline_without_touching_home(tmp_path):
     code = (
         "from dsa110ms import casa; import casadata;"
         "ct = casa.tools(); import casatasks;"
-        "me = ct.measures(); assert me.observatory('OVRO-LWA')['refer'] == 'WGS84';"
+        "me = ct.measures(); assert me.observatory('DSA_110')['refer'] == 'WGS84';"
         "from casatools import ctsys; print(ctsys.measurespath())"
     )
     env = {k: v for k, v in os.environ.items() if k != "CASASITECONFIG"}

@@ -251,7 +251,8 @@ def test_pointing_is_the_meridian_at_the_pointing_dec_and_the_site_is_known(conv
     reference = XYZ_from_LatLonAlt(
         np.radians(tel.LATITUDE_DEG), np.radians(tel.LONGITUDE_DEG), tel.ALTITUDE_M
     )
-    assert np.linalg.norm(got - reference) < 1500, "CASA's observatory is not at OVRO"
+    distance = np.linalg.norm(got - reference)
+    assert distance < 10, f"CASA's observatory is {distance:.0f} m from DSA-110's reference"
 
 
 def test_mosaic_with_the_shipped_beam_images_the_source_in_place_pb_corrected(
