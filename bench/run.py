@@ -8,7 +8,9 @@ Methods, each on the same cached full-size group (16 files x 144.6 MB: 96 antenn
 
 - **ours**: ``snakemake --cores 2`` of this workflow (template job + 16 part jobs on /dev/shm,
   one join job); also with ``spw_layout: single`` (**ours-single**), with the reference join
-  ``join_method: concat`` (**ours-concat**), and on **4 groups** (**ours-4groups**);
+  ``join_method: concat`` (**ours-concat**), on **4 groups** (**ours-4groups**), and with
+  ``phase_center: group_meridian`` (**ours-group-meridian**: the phase plan job and the parts'
+  rotation; ``bench.phase_center`` repeats both kinds alternately for a steadier ratio);
 - **seed**: the design of the pipeline we replace: pyuvdata read -> phase centres/UVW ->
   ``write_ms`` per subband in 2 reused worker processes, parts on /dev/shm, then
   ``casatasks.concat``;
@@ -254,6 +256,9 @@ METHODS = {
     "ours-single": lambda: bench_ours(full_size_group(), "ours-single", spw_layout="single"),
     "ours-concat": lambda: bench_ours(full_size_group(), "ours-concat", join_method="concat"),
     "ours-4groups": lambda: bench_ours(full_size_group(4), "ours-4groups"),
+    "ours-group-meridian": lambda: bench_ours(
+        full_size_group(), "ours-group-meridian", phase_center="group_meridian"
+    ),
     "seed": lambda: bench_script(
         "seed_design", "seed design (2 workers + concat)", full_size_group()
     ),
@@ -278,6 +283,9 @@ def ratios(results: list[dict]) -> dict:
             out["single_over_per_subband"] = round(by["ours-single"]["wall_s"] / ours, 2)
         if "ours-4groups" in by:
             out["four_groups_over_one"] = round(by["ours-4groups"]["wall_s"] / ours, 2)
+        if "ours-group-meridian" in by:
+            gm = by["ours-group-meridian"]["wall_s"]
+            out["group_meridian_over_per_integration"] = round(gm / ours, 3)
     return out
 
 

@@ -222,9 +222,15 @@ def make_plan(uv, path: str, phase_center: PhaseCenter, meridians, geometry_dige
 def write_plan(uvh5_path: str, plan_path: str | os.PathLike, phase_center: PhaseCenter) -> Path:
     """Rule phase_plan: the group's plan, from one of its files (its header only)."""
     from dsa110ms.rawuvh5 import combined_digest, file_geometry_items
-    from dsa110ms.uvh5 import integration_meridians, pointing_dec, read_subband
+    from dsa110ms.uvh5 import (
+        expected_warnings_ignored,
+        integration_meridians,
+        pointing_dec,
+        read_subband,
+    )
 
-    uv = read_subband(uvh5_path, read_data=False)
+    with expected_warnings_ignored():
+        uv = read_subband(uvh5_path, read_data=False)
     meridians = integration_meridians(uv, pointing_dec(uv, uvh5_path))
     digest = combined_digest(file_geometry_items(uvh5_path, telescope="dsa110"))
     plan = make_plan(uv, uvh5_path, phase_center, meridians, digest)

@@ -11,6 +11,8 @@ for each integration toward it (:mod:`dsa110ms.geometry`).
 from __future__ import annotations
 
 import logging
+import warnings
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -21,6 +23,26 @@ from dsa110ms.telescope import MS_TELESCOPE_NAME, OBSERVER
 from dsa110ms.timetables import check_times
 
 log = logging.getLogger(__name__)
+
+#: pyuvdata warnings that are expected for every DSA-110 file and say nothing about this one.
+EXPECTED_WARNINGS = (
+    # Files store meridian UVW for "drift" data; we replace them.
+    "The uvw_array does not match the expected values",
+    # The correlator lists baselines in its own order; pyuvdata writes ant1 < ant2 rows.
+    "UVData object contains a mix of baseline conjugation states",
+    # Correlator data are uncalibrated.
+    "Writing in the MS file that the units of the data are uncalib",
+)
+
+
+@contextmanager
+def expected_warnings_ignored():
+    """pyuvdata's :data:`EXPECTED_WARNINGS` silenced while the block runs."""
+    with warnings.catch_warnings():
+        for message in EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        yield
+
 
 #: Field names are the integration index so that the 16 subbands of a group name them alike.
 FIELD_NAME_FORMAT = "meridian_{:02d}"

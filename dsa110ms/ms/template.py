@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,19 +31,10 @@ from dsa110ms.rawuvh5 import (
     filter_failure_in,
 )
 from dsa110ms.telescope import MS_TELESCOPE_NAME
-from dsa110ms.uvh5 import prepare, read_subband
+from dsa110ms.uvh5 import expected_warnings_ignored, prepare, read_subband
 
 log = logging.getLogger(__name__)
 
-#: pyuvdata warnings that are expected for every DSA-110 file and say nothing about this one.
-EXPECTED_WARNINGS = (
-    # Files store meridian UVW for "drift" data; we replace them.
-    "The uvw_array does not match the expected values",
-    # The correlator lists baselines in its own order; pyuvdata writes ant1 < ant2 rows.
-    "UVData object contains a mix of baseline conjugation states",
-    # Correlator data are uncalibrated.
-    "Writing in the MS file that the units of the data are uncalib",
-)
 IMAGING_COLUMNS = ("none", "model_corrected")
 #: Main-table keywords of a template: the file it was made from and that file's geometry digest
 #: (:func:`dsa110ms.rawuvh5.combined_digest`), which every part of the group must share, and
@@ -83,9 +73,7 @@ def write_pyuvdata_ms(
         raise ValueError(f"imaging_columns must be one of {IMAGING_COLUMNS}")
     uvh5_path, ms_path = str(uvh5_path), Path(ms_path)
     ms_path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        for message in EXPECTED_WARNINGS:
-            warnings.filterwarnings("ignore", message=message)
+    with expected_warnings_ignored():
         uv = read_subband(uvh5_path, freq_chans=freq_chans)
         try:
             pointing = prepare(
