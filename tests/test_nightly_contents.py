@@ -367,9 +367,9 @@ def test_a_broken_channel_grid_names_the_spw_and_its_part_not_the_first_one():
 
 
 def test_a_time_without_a_field_is_named():
-    from dsa110ms.geometry import MeridianFields
+    from dsa110ms.geometry import FieldDirections
 
     zeros = np.zeros(2)
-    fields = MeridianFields(np.array([2461374.5, 2461374.6]), *[zeros] * 6)
+    fields = FieldDirections(np.array([2461374.5, 2461374.6]), *[zeros] * 6)
     with pytest.raises(ValueError, match=r"time 2461374.55000000 JD \(index 1\) is not one of"):
         fields.index_of(np.array([2461374.5, 2461374.55]))
