@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -200,36 +199,12 @@ def test_standard_gridder_pb_with_the_vptable_is_the_airy_pattern_of_a_465_m_dis
     assert found["pb"] / airy == pytest.approx(1, abs=0.01)
 
 
-def mscal_available() -> str | None:
-    """Why Debian's taql cannot evaluate mscal (its derivedmscal library missing and not
-    installable here), or None. The library is installed (root, apt-get) if missing."""
-
-    def found():
-        listing = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
-        return "libcasa_derivedmscal" in listing
-
-    if found():
-        return None
-    if os.getuid() != 0 or not shutil.which("apt-get"):
-        return "taql's mscal needs libcasa-derivedmscal7 (apt-get install, as root)"
-    install = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-q"]
-    proc = subprocess.run(
-        [*install, "--no-install-recommends", "libcasa-derivedmscal7"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-    )
-    return None if found() else f"libcasa-derivedmscal7 not installed: {proc.stdout[-300:]}"
-
-
 def test_taql_mscal_with_the_casarc_line_gives_astropys_elevation(readers, ms, tmp_path):  # noqa: F811
     """Debian's taql, pointed at the overlay by the ``casarc`` line in ~/.casarc, finds the
     observatory DSA_110: mscal.azel() of the array centre is astropy's elevation of each
     integration's field. casacore's AZEL is about the geocentric vertical (AZELGEO the geodetic
     one): astropy's apparent hour angle and declination are turned by the site's geocentric
     latitude."""
-    if reason := mscal_available():
-        pytest.skip(reason)
     line = subprocess.run(
         [sys.executable, "-m", "dsa110ms.casa", "casarc"], capture_output=True, text=True
     )

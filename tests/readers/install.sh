@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Independent Measurement Set readers for the tests: wsclean, aoflagger and taql (Debian's
-# wsclean, aoflagger and casacore-tools), which share no code with pyuvdata or this project.
+# wsclean, aoflagger and casacore-tools, with libcasa-derivedmscal7 for taql's mscal functions),
+# which share no code with pyuvdata or this project.
 #
 #   tests/readers/install.sh install   # installs them if missing (Debian, needs root); quiet
 #   tests/readers/install.sh check     # exit 0 if this machine has them or can install them;
@@ -11,14 +12,17 @@
 set -euo pipefail
 
 DIR=${DSA110MS_READERS_DIR:-/tmp/dsa110ms-readers}
-PACKAGES=(wsclean aoflagger casacore-tools)
+PACKAGES=(wsclean aoflagger casacore-tools libcasa-derivedmscal7)
 COMMANDS=(wsclean aoflagger taql)
+# taql loads mscal (derived MS quantities: hour angle, azimuth/elevation) from this library
+LIBRARY=libcasa_derivedmscal
 
 have_all() {
     local cmd
     for cmd in "${COMMANDS[@]}"; do
         command -v "$cmd" >/dev/null || return 1
     done
+    ldconfig -p | grep -q "$LIBRARY"
 }
 
 why_not() {
@@ -52,7 +56,7 @@ install() {
             >>"$DIR/apt.log" 2>&1 && apt_install ||
             { echo "apt-get install ${PACKAGES[*]} failed, see $DIR/apt.log" >&2; exit 1; }
     fi
-    have_all || { echo "installed ${PACKAGES[*]}, yet ${COMMANDS[*]} not all on PATH" >&2; exit 1; }
+    have_all || { echo "installed ${PACKAGES[*]}, yet ${COMMANDS[*]} or $LIBRARY still missing" >&2; exit 1; }
 }
 
 case ${1:-} in
