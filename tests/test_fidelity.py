@@ -96,6 +96,7 @@ def test_pyuvdata_reads_our_ms_back_equal_to_the_input_files(layout, single_layo
     """Data, flags, nsamples, frequencies and times of the MS as pyuvdata reads it are those of
     the 16 input files (autocorrelations kept); SPWs are numbered as pyuvdata numbers them."""
     from pyuvdata import UVData
+    from pyuvdata.utils import XYZ_from_LatLonAlt
 
     from dsa110ms.uvh5 import read_subband
 
@@ -119,6 +120,15 @@ def test_pyuvdata_reads_our_ms_back_equal_to_the_input_files(layout, single_layo
     np.testing.assert_array_equal(got.nsample_array, want.nsample_array)
     names = spectral_window(ms)["NAME"]
     assert len(set(names)) == len(names) == (1 if layout == "single" else 16)
+    # the telescope is DSA-110's, by name and at its exact reference position
+    assert got.telescope.name == tel.MS_TELESCOPE_NAME == "DSA_110"
+    assert got.extra_keywords["observer"] == tel.OBSERVER
+    location = got.telescope.location
+    xyz = np.array([c.to_value("m") for c in (location.x, location.y, location.z)])
+    reference = XYZ_from_LatLonAlt(
+        np.radians(tel.LATITUDE_DEG), np.radians(tel.LONGITUDE_DEG), tel.ALTITUDE_M
+    )
+    assert np.linalg.norm(xyz - reference) < 1e-6
 
 
 def test_pyuvdata_reads_a_split_of_our_ms(per_subband, tmp_path, monkeypatch):

@@ -254,3 +254,16 @@ def wsclean_peak(ms: Path, prefix: Path) -> tuple[float, float, float]:
     dx = vertex(image[iy, ix - 1], image[iy, ix], image[iy, ix + 1])
     peak = WCS(header).celestial.pixel_to_world(ix + dx, iy + dy).icrs
     return peak.ra.deg, peak.dec.deg, float(image[iy, ix])
+
+
+def test_a_site_may_name_the_telescope_ovro_lwa_but_never_ovro_mma(first_group, tmp_path):
+    """ms_telescope_name: OVRO-LWA is written as asked (a CASA without the package's measures);
+    OVRO_MMA, which CASA places at the centre of the Earth, is refused in one line."""
+    with pytest.raises(ConfigError, match="ms_telescope_name") as err:
+        Settings.from_config({"ms_telescope_name": "OVRO_MMA"})
+    assert "\n" not in str(err.value)
+    ms = write_pyuvdata_ms(
+        first_group.files[0], tmp_path / "lwa.ms", freq_chans=[0], ms_telescope_name="OVRO-LWA"
+    )
+    with tables.table(f"{ms}/OBSERVATION", ack=False) as tb:
+        assert tb.getcell("TELESCOPE_NAME", 0) == "OVRO-LWA"

@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,17 +114,27 @@ def part_job(
     """Rule ms_part: one subband file -> one MS part on scratch."""
     from dsa110ms.ms.part import write_part
 
+    options = part_options(context.settings)
+    if PhaseCenter.of(context.settings).one_field:
+        options["phase_plan"] = context.layout.phase_plan(group)
+    event_fields = {"group": group, "subband": subband, "file": uvh5, "bytes": 0}
+    with scratch_job("part", context, part, log_path, **event_fields) as (active, event):
+        write_part(uvh5, part, **options, crash=active.part_crashes(group, subband))
+        event["bytes"] = metrics.du_bytes(part)
+
+
+@contextmanager
+def scratch_job(kind: str, context: JobContext, path: str, log_path: str, **event_fields):
+    """A job writing ``path`` into its group's scratch: it dies with the run, logs to
+    ``log_path``, makes and claims the group's scratch directory, activates metrics and test
+    faults, and times its work as a ``kind`` event; yields the faults and the event."""
     die_with_run()
     with job_log(log_path):
-        make_group_dir(Path(part).parent)
-        claim_group(Path(part).parent)
+        make_group_dir(Path(path).parent)
+        claim_group(Path(path).parent)
         active = context.activate()
-        options = part_options(context.settings)
-        if PhaseCenter.of(context.settings).one_field:
-            options["phase_plan"] = context.layout.phase_plan(group)
-        with metrics.timed("part", group=group, subband=subband, file=uvh5, bytes=0) as event:
-            write_part(uvh5, part, **options, crash=active.part_crashes(group, subband))
-            event["bytes"] = metrics.du_bytes(part)
+        with metrics.timed(kind, **event_fields) as event:
+            yield active, event
 
 
 def part_options(settings: Settings) -> dict:
@@ -159,23 +170,18 @@ def template_job(*, uvh5: str, template: str, group: str, log_path: str) -> None
     """Rule ms_template: the group's template MS from one of its files (pyuvdata)."""
     from dsa110ms.ms.template import write_template
 
-    die_with_run()
     context = JobContext.current()
-    with job_log(log_path):
-        make_group_dir(Path(template).parent)
-        claim_group(Path(template).parent)
-        context.activate()
-        with metrics.timed("template", group=group, file=uvh5):
-            check_room(Path(template).parent, template_bytes(uvh5), "the group's template")
-            faults.while_writing_template(group)  # test faults only
-            settings = context.settings
-            write_template(
-                uvh5,
-                template,
-                **part_options(settings),
-                ms_telescope_name=settings.ms_telescope_name,
-                phase_center=PhaseCenter.of(settings),
-            )
+    settings = context.settings
+    with scratch_job("template", context, template, log_path, group=group, file=uvh5):
+        check_room(Path(template).parent, template_bytes(uvh5), "the group's template")
+        faults.while_writing_template(group)  # test faults only
+        write_template(
+            uvh5,
+            template,
+            **part_options(settings),
+            ms_telescope_name=settings.ms_telescope_name,
+            phase_center=PhaseCenter.of(settings),
+        )
 
 
 def phase_plan_job(*, uvh5: str, plan: str, group: str, log_path: str) -> None:
@@ -183,14 +189,9 @@ def phase_plan_job(*, uvh5: str, plan: str, group: str, log_path: str) -> None:
     (:mod:`dsa110ms.phasecenter`), from one of its files, for its part jobs."""
     from dsa110ms.phasecenter import write_plan
 
-    die_with_run()
     context = JobContext.current()
-    with job_log(log_path):
-        make_group_dir(Path(plan).parent)
-        claim_group(Path(plan).parent)
-        context.activate()
-        with metrics.timed("phase_plan", group=group, file=uvh5):
-            write_plan(uvh5, plan, PhaseCenter.of(context.settings))
+    with scratch_job("phase_plan", context, plan, log_path, group=group, file=uvh5):
+        write_plan(uvh5, plan, PhaseCenter.of(context.settings))
 
 
 def join_job(
