@@ -154,12 +154,12 @@ def stages(events: list[dict], started: float, ended: float, cores: int = 2) -> 
     its work ``seconds``) and the command's start and end (s, epoch):
 
     - ``start_s``: command -> first job (Snakefile read, discovery, DAG, onstart);
-    - ``parts_s``: first job start -> last part or template end;
+    - ``parts_s``: first job start -> last part, template (or phase plan) end;
     - ``join_s``: the last join's start -> its end (the join job's work);
     - ``end_s``: last join end -> command exit (onsuccess: cleanup, summary, report);
     - ``part_overhead_s``: what a part job costs beyond its work, on average: the parts phase's
-      core-seconds less the template's and parts' work, per part."""
-    jobs = [e for e in events if e["kind"] in ("template", "part", "join")]
+      core-seconds less the plan's, template's and parts' work, per part."""
+    jobs = [e for e in events if e["kind"] in ("phase_plan", "template", "part", "join")]
     begin = {id(e): e["ts"] - e.get("seconds", 0.0) for e in jobs}
     first = min(begin.values())
     early = [e for e in jobs if e["kind"] != "join"]
