@@ -10,16 +10,20 @@ CASA Python can use it without importing dsa110ms) and ``python -m dsa110ms.casa
 ``~/.casarc`` line for casacore::
 
     export CASASITECONFIG=$(python -m dsa110ms.casa siteconfig)
-    python -m dsa110ms.casa casarc >> ~/.casarc
+    python -m dsa110ms.casa casarc    # the line for ~/.casarc (replacing an earlier one)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import errno
+import hashlib
 import importlib.metadata
 import os
+import time
+import uuid
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -65,10 +69,16 @@ def overlay_root(environ=os.environ) -> Path:
 
 @cache
 def overlay_name() -> str:
-    """One overlay per casadata and astropy-iers-data version (and :data:`OVERLAY_FORMAT`): a
-    refresh of the tables makes a new one; one never changes once made."""
+    """One overlay per casadata and astropy-iers-data version (and :data:`OVERLAY_FORMAT`) and
+    per casadata installation (its links point into it: another environment of the same
+    versions, whose removal would leave them dangling, makes its own): a refresh of the tables
+    makes a new one; one never changes once made."""
+    import casadata
+
     versions = {p: importlib.metadata.version(p) for p in ("casadata", "astropy-iers-data")}
-    return "_".join(f"{p}-{v}" for p, v in versions.items()) + f"_v{OVERLAY_FORMAT}"
+    installed = os.path.realpath(casadata.datapath).encode("utf-8", "surrogateescape")
+    where = hashlib.sha256(installed).hexdigest()[:8]
+    return "_".join(f"{p}-{v}" for p, v in versions.items()) + f"_v{OVERLAY_FORMAT}_{where}"
 
 
 def measures_overlay(environ=os.environ) -> Path:
@@ -79,17 +89,20 @@ def measures_overlay(environ=os.environ) -> Path:
     job once it is 180 days old, although no leap second has been added since 2017), and
     ``geodetic/Observatories`` knowing the name our MSs carry (``DSA_110``).
 
-    If it cannot be made (no writable cache), casadata's own directory is used, as before, and
-    the reason is logged."""
+    If it cannot be made (no writable cache), casadata's own directory is used, and the reason
+    and its consequence are logged."""
     try:
         return make_overlay(environ)
-    except (OSError, ScratchError) as exc:
+    except OVERLAY_ERRORS as exc:
         import logging
 
         import casadata
 
         logging.getLogger(__name__).warning(
-            "CASA measures overlay not made in %s (%s): CASA uses casadata's own tables",
+            "CASA measures overlay not made in %s (%s): CASA uses casadata's own tables, which "
+            "do not know the telescope DSA_110 (listobs fails on a DSA-110 MS; set "
+            "DSA110MS_CASA_MEASURES_ROOT to a writable directory, or write the MSs with "
+            "ms_telescope_name: OVRO-LWA)",
             overlay_root(environ),
             exc,
         )
@@ -105,21 +118,71 @@ def make_overlay(environ=os.environ) -> Path:
     loses the race removes its own build."""
     import casadata
 
+    from dsa110ms.owned import remove_owned
+
     root = overlay_root(environ)
     final = root / overlay_name()
-    if final.is_dir():
+    if os.path.lexists(final):
+        check_overlay(final)
         return final
-    building = root / f".{final.name}.building-{os.getpid()}"
-    build_overlay(building, Path(casadata.datapath), final)
+    remove_abandoned_builds(root, final.name)
+    building = root / f".{final.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def remove_build() -> None:
+        if os.path.lexists(building):
+            with contextlib.suppress(*OVERLAY_ERRORS):
+                remove_owned(building, root)
+
+    try:
+        build_overlay(building, Path(casadata.datapath), final)
+    except BaseException:
+        remove_build()
+        raise
     try:
         os.rename(building, final)
     except OSError as exc:
+        remove_build()
         if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
             raise
-        from dsa110ms.owned import remove_owned  # another process made it first
-
-        remove_owned(building, root)
+        check_overlay(final)  # another process made it first
     return final
+
+
+#: A build of an overlay older than this was abandoned (its process killed): removed.
+ABANDONED_BUILD_S = 3600.0
+
+
+def remove_abandoned_builds(root: Path, name: str) -> None:
+    """Remove the builds of overlay ``name`` in ``root`` that a killed process left (ours: made
+    with the package's marker; older than :data:`ABANDONED_BUILD_S`)."""
+    from dsa110ms.owned import remove_owned
+
+    with contextlib.suppress(OSError), os.scandir(root) as entries:
+        for entry in entries:
+            if not entry.name.startswith(f".{name}.building-"):
+                continue
+            with contextlib.suppress(*OVERLAY_ERRORS):
+                age = time.time() - entry.stat(follow_symlinks=False).st_mtime
+                if age > ABANDONED_BUILD_S:
+                    remove_owned(Path(entry.path), root)
+
+
+def check_overlay(path: Path) -> None:
+    """Refuse, naming it and the fix, what is at an overlay's path but is not a complete overlay
+    of this package (an empty directory, a symlink, a file, links that no longer resolve)."""
+    from dsa110ms.owned import owned_kind
+
+    why = None
+    if path.is_symlink() or not path.is_dir():
+        why = "not a directory"
+    elif owned_kind(path) != OVERLAY_KIND or not (path / OVERLAY_SITE_CONFIG).is_file():
+        why = "not an overlay made by dsa110ms"
+    elif dangling := [e.name for e in os.scandir(path) if not os.path.exists(e.path)]:
+        why = f"links that no longer resolve ({', '.join(sorted(dangling)[:3])})"
+    if why:
+        raise CasaDataError(
+            f"CASA measures overlay {path}: {why}; move it away, and a new one is made"
+        )
 
 
 def build_overlay(target: Path, casadata_dir: Path, final: Path | None = None) -> None:
@@ -295,6 +358,9 @@ def write_observatories(source: Path, target: Path) -> None:
                     tb.putcell(column, i, value)
 
 
+#: What making an overlay may raise that means "not here": the caller falls back or says so.
+OVERLAY_ERRORS = (OSError, ScratchError, CasaDataError, UnicodeError, RuntimeError)
+
 #: Tables of the overlay that the package writes (path in the measures directory -> writer of
 #: the new table from casadata's); the rest is casadata's, linked.
 OVERLAY_TABLES = {
@@ -405,12 +471,20 @@ def table(path: str | os.PathLike):
 def overlay_for_users(environ=os.environ) -> Path:
     """The overlay (made if missing), for CASA outside the package; one-line error if it
     cannot be made."""
+    where = str(overlay_root(environ))
+    if "\n" in where or "\r" in where:
+        raise CasaDataError(
+            f"CASA measures overlay root {where!r}: a path with a line break cannot be written "
+            "in a site config or .casarc; set DSA110MS_CASA_MEASURES_ROOT to another directory"
+        )
     try:
         return make_overlay(environ)
-    except (OSError, ScratchError) as exc:
+    except CasaDataError:
+        raise
+    except OVERLAY_ERRORS as exc:
         raise CasaDataError(
-            f"CASA measures overlay cannot be made in {overlay_root(environ)} ({exc}); set "
-            "DSA110MS_CASA_MEASURES_ROOT to a writable directory"
+            f"CASA measures overlay cannot be made in {where} ({type(exc).__name__}: {exc}); "
+            "set DSA110MS_CASA_MEASURES_ROOT to a writable directory"
         ) from None
 
 

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dsa110ms.errors import InputFileError
+from dsa110ms.errors import InputFileError, ScratchError
 
 #: The config's kinds; all but the first give the MS one FIELD.
 KINDS = ("per_integration", "group_meridian", "fixed")
@@ -81,10 +82,11 @@ class PhaseCenter:
         )
         return float(ra[0]), float(dec[0])
 
-    def describe(self) -> str:
+    def recorded(self) -> dict:
+        """As an MS's stamp records it (numbers as floats: 180 and 180.0 are one centre)."""
         if self.kind == "fixed":
-            return f"fixed (RA {self.ra_deg} deg, Dec {self.dec_deg} deg, ICRS)"
-        return self.kind
+            return {"kind": self.kind, "ra_deg": float(self.ra_deg), "dec_deg": float(self.dec_deg)}
+        return {"kind": self.kind}
 
 
 #: The default: one FIELD per integration, nothing rotated.
@@ -144,17 +146,24 @@ class PhasePlan:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PhasePlan:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            return cls(
-                meta["kind"],
-                tuple(meta["center"]),
-                meta["source"],
-                meta["geometry_digest"],
-                z["times_jd"],
-                z["antenna_numbers"],
-                z["delta_w"],
-            )
+        """The plan at ``path``; one that cannot be read is a :class:`ScratchError` naming it."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                return cls(
+                    meta["kind"],
+                    tuple(meta["center"]),
+                    meta["source"],
+                    meta["geometry_digest"],
+                    z["times_jd"],
+                    z["antenna_numbers"],
+                    z["delta_w"],
+                )
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+            raise ScratchError(
+                f"{path}: the group's phase plan cannot be read ({type(exc).__name__}: {exc}); "
+                "a rerun makes it again"
+            ) from exc
 
     def rotate(
         self,

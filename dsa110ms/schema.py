@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator, FormatChecker, validators
 
 from dsa110ms.errors import ConfigError
 from dsa110ms.groups import TIMESTAMP_PATTERN, parse_timestamp, reversed_window
+from dsa110ms.telescope import LATITUDE_DEG, MS_TELESCOPE_NAME
 
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 FIX = "fix it in config/config.yaml or with snakemake --config"
@@ -131,6 +132,18 @@ def check_phase_center(settings: dict) -> None:
         raise ConfigError(
             f"config key phase_center: {kind} is for telescope: dsa110; generic mode keeps the "
             f"files' phase centres (generic_phasing for unprojected data) ({FIX})"
+        )
+    if settings["ms_telescope_name"] != MS_TELESCOPE_NAME and settings["telescope"] != "dsa110":
+        raise ConfigError(
+            f"config key ms_telescope_name: {settings['ms_telescope_name']} is for telescope: "
+            f"dsa110; generic mode keeps the files' telescope name ({FIX})"
+        )
+    dec = settings["phase_center_dec_deg"]
+    if dec is not None and dec < LATITUDE_DEG - 90:
+        raise ConfigError(
+            f"config key phase_center_dec_deg: {dec} never rises at DSA-110 (latitude "
+            f"{LATITUDE_DEG} deg: nothing below Dec {LATITUDE_DEG - 90:.2f} deg); a sign typo? "
+            f"({FIX})"
         )
 
 

@@ -191,28 +191,40 @@ def test_phase_center_settings_out_of_range_are_one_line(config, message):
     assert "\n" not in str(err.value)
 
 
-def test_a_part_whose_file_differs_from_the_plans_source_is_refused(two_groups, tmp_path):
-    """A plan rotates only files that share its source's geometry: another group's file (other
-    times) is refused in one line naming both files."""
-    from dsa110ms.errors import InputFileError
+def test_the_file_that_differs_is_named_even_when_it_is_the_plans_source(first_group, tmp_path):
+    """A plan rotates only files that share its source's geometry; the others are written
+    unrotated, and the join names the file that differs from the rest of the group: here the
+    plan's (and the template's) own source, whose antenna 4 moved 1 m."""
+    import h5py
 
-    first, second = list(discover(two_groups))[:2]
-    plan = write_plan(first.files[0], tmp_path / "plan.npz", GROUP_MERIDIAN)
-    with pytest.raises(InputFileError, match="phase plan") as err:
-        write_part(second.files[0], tmp_path / "g" / "sb00.part", phase_plan=plan)
-    assert second.files[0] in str(err.value) and "\n" not in str(err.value)
+    from dsa110ms.errors import JoinError
+    from dsa110ms.ms.template import write_template
+    from dsa110ms.ms.validate import check_parts
+
+    files = [Path(shutil.copy(first_group.files[sb], tmp_path)) for sb in (0, 1, 2)]
+    with h5py.File(files[0], "r+") as f:
+        f["Header/antenna_positions"][3, 0] += 1.0
+    plan = write_plan(str(files[0]), tmp_path / "plan.npz", GROUP_MERIDIAN)
+    template = write_template(files[0], tmp_path / "g" / "template.ms", phase_center=GROUP_MERIDIAN)
+    parts = [write_part(f, tmp_path / "g" / f"{f.stem}.part", phase_plan=plan) for f in files]
+    assert [open_part(p).manifest["phase_center"] is None for p in parts] == [False, True, True]
+    with pytest.raises(JoinError) as err:
+        check_parts(template, [str(p) for p in parts], {})
+    message = str(err.value)
+    assert f"{files[0]} (the template's source) differs from the 2 other files" in message
+    assert "antenna_positions of antenna 4" in message
+    assert "\n" not in message
 
 
 @pytest.mark.usefixtures("readers")
+@pytest.mark.parametrize("layouts", ["per_subband"], indirect=True)  # one layout is enough
 def test_wsclean_images_all_fields_of_a_group_meridian_ms_as_the_phaseshifted_reference(
     layouts, tmp_path
 ):
     """WSClean ``-field all`` on the group_meridian MS puts the simulated source within 1 arcsec
     of where it puts it in the phaseshifted per_integration MS, at >= 99 % of that peak (on the
     per_integration MS itself it assumes the first field's centre for all: a wrong image)."""
-    layout, ours, per_integration = layouts
-    if layout != "per_subband":
-        pytest.skip("one layout is enough for the imager")
+    _, ours, per_integration = layouts
     _, (ra, dec) = one_field(ours)
     shifted = tmp_path / "phaseshifted.ms"
     casa.tasks().phaseshift(

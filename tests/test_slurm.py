@@ -82,13 +82,15 @@ def test_slurm_failed_groups_are_cleaned_on_the_node_by_their_jobs(slurm, tmp_pa
     outright (it exits at once, running no cleanup code, like SIGKILL or the OOM killer). Each
     is one SLURM job, never resubmitted; the failing join runs concat_retries + 1 times inside
     its job; each group's node-local scratch is removed by its own SLURM job (the hooks run
-    only on the submitting host; their cleanup is of the run's whole scratch directory)."""
+    only on the submitting host; their cleanup is of the run's whole scratch directory). With
+    ``phase_center: group_meridian``, each group's phase plan is in its group's SLURM job too."""
     failed_join, killed_part = small_groups(tmp_path / "in", 2, start="2026-05-01T00:00:00")
     config = small_config(
         tmp_path / "in",
         tmp_path / "out",
         scratch_root,
         concat_retries=2,
+        phase_center="group_meridian",
         faults={
             "concat": {failed_join: {1: "read_write", 2: "errno39", 3: "read_write"}},
             "part_crash": [f"{killed_part}/sb15"],
@@ -108,7 +110,10 @@ def test_slurm_failed_groups_are_cleaned_on_the_node_by_their_jobs(slurm, tmp_pa
     ]
     joins = [(e["group"], e["attempt"], e["outcome"]) for e in events if e["kind"] == "join"]
     assert joins == [(failed_join, attempt, "transient") for attempt in (1, 2, 3)]
-    job_of = {e["group"]: e["cluster_job"] for e in events if e["kind"] in ("part", "template")}
+    group_jobs = ("phase_plan", "part", "template")
+    job_of = {e["group"]: e["cluster_job"] for e in events if e["kind"] in group_jobs}
+    plans = {e["group"]: e["cluster_job"] for e in events if e["kind"] == "phase_plan"}
+    assert plans == {gid: job_of[gid] for gid in (failed_join, killed_part)}
     assert sorted(job_of.values()) == sorted(submitted)
     for gid in (failed_join, killed_part):
         cleanups = [e for e in events if e["kind"] == "cleanup" and e["path"].endswith(f"/{gid}")]

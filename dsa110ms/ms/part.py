@@ -30,7 +30,7 @@ from dsa110ms.ms.layout import ROW_ARRAYS, weights_from_spectrum
 from dsa110ms.observe.quicklook import subband_quicklook
 from dsa110ms.phasecenter import PhasePlan
 from dsa110ms.rawuvh5 import (
-    describe_geometry_difference,
+    combined_digest,
     file_geometry_items,
     file_is_unprojected,
     read_subband_arrays,
@@ -86,7 +86,20 @@ def write_part(
         rotation = first_zenith_rotation(uvh5_path)
     plan = None
     if phase_plan is not None:
-        plan = rotation = PhasePlan.load(phase_plan)
+        plan = PhasePlan.load(phase_plan)
+        items = file_geometry_items(uvh5_path, telescope=telescope)
+        if plan.geometry_digest == combined_digest(items):
+            rotation = plan
+        else:
+            # not rotated, and so recorded: the join compares the group's files and names the
+            # one that differs from the rest (the plan's source, if it is the odd one)
+            log.warning(
+                "%s: its geometry differs from %s, which the group's phase plan was made from: "
+                "not rotated (the join names the file that differs from the rest of the group)",
+                uvh5_path,
+                plan.source,
+            )
+            plan = None
     sb = read_subband_arrays(
         uvh5_path,
         telescope=telescope,
@@ -109,12 +122,6 @@ def write_part(
             f"{uvh5_path}: changed while it was read ({as_read['size']} -> {now['size']} bytes, "
             "modified again): still being written or re-sent? Not converted; the next run "
             "reads it again"
-        )
-    if plan is not None and plan.geometry_digest != sb.geometry_digest:
-        differs = describe_geometry_difference(uvh5_path, plan.source, plan_items(plan, sb))
-        raise InputFileError(
-            f"{uvh5_path}: {differs} from {plan.source}, which the group's phase plan was made "
-            "from; cannot be rotated to the group's phase centre, not converted"
         )
     weight, sigma = weights_from_spectrum(sb.weight_spectrum, sb.flag)
     arrays = {
@@ -151,12 +158,6 @@ def write_part(
     }
     (part_path / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
     return part_path
-
-
-def plan_items(plan: PhasePlan, sb) -> list[str]:
-    """The geometry items in which a part's file differs from its phase plan's source."""
-    theirs = file_geometry_items(plan.source, telescope="dsa110")
-    return sorted(k for k, v in sb.geometry_items.items() if theirs.get(k) != v) or ["geometry"]
 
 
 HEADER_READERS = {

@@ -77,10 +77,9 @@ def ms_options(settings: Settings) -> dict:
         options["generic_phasing"] = settings.generic_phasing
     else:
         options["ms_telescope_name"] = settings.ms_telescope_name
-    if (
-        settings.phase_center != "per_integration"
-    ):  # an MS of an earlier version has per_integration
-        options["phase_center"] = PhaseCenter.of(settings).describe()
+    # recorded when not the default: the MSs of earlier versions are per_integration
+    if settings.phase_center != "per_integration":
+        options["phase_center"] = PhaseCenter.of(settings).recorded()
     return options
 
 
@@ -330,10 +329,14 @@ class OutputArea:
         made = stamp_of(final)
         made_with = made.get("options", options)
         if made_with != dict(options):
-            differ = sorted(k for k in options if made_with.get(k) != options[k])
+            differ = sorted(k for k in {*options, *made_with} if made_with.get(k) != options.get(k))
+            what = "; ".join(
+                f"{k} {made_with.get(k, 'default')}, this run's {options.get(k, 'default')}"
+                for k in differ
+            )
             check.notes.append(
-                f"{final}: made with other options ({', '.join(differ)}); kept - move it "
-                "away to convert the group again with this run's"
+                f"{final}: made with other options ({what}); kept - move it away to convert the "
+                "group again with this run's"
             )
         if "inputs" not in made:
             check.unrecorded.append(group.id)

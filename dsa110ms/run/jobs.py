@@ -26,7 +26,7 @@ from dsa110ms.phasecenter import PhaseCenter
 from dsa110ms.run.joblog import JobStopped, job_log
 from dsa110ms.run.node import claim_group
 from dsa110ms.run.runwatch import die_with_run
-from dsa110ms.run.scratch import ScratchLayout, make_group_dir
+from dsa110ms.run.scratch import ScratchLayout, make_group_dir, settings_variant
 from dsa110ms.settings import Settings
 from dsa110ms.space import check_room, template_bytes
 
@@ -64,7 +64,8 @@ class JobContext:
 
     @property
     def layout(self) -> ScratchLayout:
-        return ScratchLayout(Path(os.path.abspath(self.settings.scratch_root)), self.instance)
+        root = Path(os.path.abspath(self.settings.scratch_root))
+        return ScratchLayout(root, self.instance, settings_variant(self.settings))
 
     @classmethod
     def export(cls, settings: Settings, instance: str, environ=os.environ) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import re
@@ -74,14 +75,19 @@ def instance_name(workdir: str | os.PathLike) -> str:
 
 @dataclass(frozen=True)
 class ScratchLayout:
-    """Where the scratch of one working directory lives."""
+    """Where the scratch of one working directory lives. ``variant``: the digest of the settings
+    that shape what a run writes there (:func:`settings_variant`), in the names of its parts,
+    templates and phase plans."""
 
     root: Path
     instance: str
+    variant: str = ""
 
     @classmethod
-    def for_workdir(cls, root: str | os.PathLike, workdir: str | os.PathLike) -> ScratchLayout:
-        return cls(Path(os.path.abspath(root)), instance_name(workdir))
+    def for_workdir(
+        cls, root: str | os.PathLike, workdir: str | os.PathLike, variant: str = ""
+    ) -> ScratchLayout:
+        return cls(Path(os.path.abspath(root)), instance_name(workdir), variant)
 
     @property
     def instance_dir(self) -> Path:
@@ -94,16 +100,46 @@ class ScratchLayout:
     def group_dir(self, group: str) -> Path:
         return self.instance_dir / group
 
+    def _entry(self, group: str, stem: str, suffix: str) -> Path:
+        variant = f".{self.variant}" if self.variant else ""
+        return self.group_dir(group) / f"{stem}{variant}{suffix}"
+
     def part(self, group: str, source_stem: str) -> Path:
         """Path of a part, named after its input file (``<time>_sbNN``, or wildcards)."""
-        return self.group_dir(group) / f"{source_stem}.part"
+        return self._entry(group, source_stem, ".part")
 
     def template(self, group: str) -> Path:
-        return self.group_dir(group) / "template.ms"
+        return self._entry(group, "template", ".ms")
 
     def phase_plan(self, group: str) -> Path:
         """The group's phase plan (:mod:`dsa110ms.phasecenter`), for a one-FIELD MS."""
-        return self.group_dir(group) / "phase_plan.npz"
+        return self._entry(group, "phase_plan", ".npz")
+
+
+#: The settings that shape what a run writes to scratch (parts, templates, phase plans). Their
+#: digest is in those entries' names, so that a run never reuses what a run killed with other
+#: values left there: Snakemake would take such a part or template as up to date, and the MS
+#: would be made with the killed run's settings under this run's stamp.
+SCRATCH_SETTINGS = (
+    "telescope",
+    "generic_phasing",
+    "keep_autocorrelations",
+    "ms_telescope_name",
+    "phase_center",
+    "phase_center_ra_deg",
+    "phase_center_dec_deg",
+)
+
+
+def settings_variant(settings) -> str:
+    """8 hex digits of :data:`SCRATCH_SETTINGS`' values (numbers as floats: 180 and 180.0
+    alike)."""
+    values = {}
+    for key in SCRATCH_SETTINGS:
+        value = getattr(settings, key)
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        values[key] = float(value) if is_number else value
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def check_root(root: Path, *, create: bool = True) -> None:

@@ -98,7 +98,9 @@ class Run:
     @classmethod
     def load(cls, config: dict, *, is_main_process: bool, workdir: str | os.PathLike = ".") -> Run:
         settings = Settings.from_config(config)
-        layout = scratch.ScratchLayout.for_workdir(settings.scratch_root, workdir)
+        layout = scratch.ScratchLayout.for_workdir(
+            settings.scratch_root, workdir, scratch.settings_variant(settings)
+        )
         manifest, error, inventory = None, None, None
         manifest_path = Path(workdir) / MANIFEST_PATH
         inventory_path = Path(workdir) / INVENTORY_PATH
