@@ -20,7 +20,7 @@ from dsa110ms.phasecenter import FIELD_NAMES, PhaseCenter, write_plan
 from dsa110ms.settings import Settings
 from dsa110ms.simulate import SimulationSpec
 
-from .conftest import convert
+from .conftest import convert, run_snakemake
 from .independent import dft_flux, source_icrs
 from .test_readers import readers, run  # noqa: F401 - readers: a fixture
 from .test_workflow import middle_field
@@ -141,10 +141,11 @@ def test_group_meridian_equals_casa_phaseshift_of_the_per_integration_ms(layouts
 
 
 def test_fixed_phase_center_at_the_source_puts_its_flux_in_every_visibility(
-    two_groups, first_group, converted, tmp_path
+    two_groups, first_group, converted, tmp_path, scratch_root
 ):
     """phase_center: fixed at the simulated source: its 5 Jy is in every cross-correlation,
-    phase ~0, with no further phasing; at the per_integration MS's own centres it is not."""
+    phase ~0, with no further phasing. A later run with the default phase centre keeps the MS,
+    converts nothing, and says which option differs, in its log and its summary."""
     reference = Path(converted[1]["output_dir"]) / f"{first_group.id}.ms"
     t_mid, *_ = middle_field(reference)
     spec = SimulationSpec()
@@ -167,6 +168,13 @@ def test_fixed_phase_center_at_the_source_puts_its_flux_in_every_visibility(
     assert abs(cross.mean() - spec.source_flux_jy) < 0.02 * spec.source_flux_jy
     assert np.abs(np.angle(cross)).max() < 0.05  # noise only
     assert dft_flux(ms, ra, dec) == pytest.approx(cross.real.mean(), rel=1e-6)
+
+    config = {"input_dir": two_groups, "output_dir": out, "scratch_root": scratch_root}
+    again = run_snakemake(tmp_path, "--cores", "2", config={**config, "groups": [first_group.id]})
+    assert "made with other options (phase_center {'kind': 'fixed'" in again.stdout
+    assert "this run's default); kept" in again.stdout
+    assert "rule ms_part" not in again.stdout and "Nothing to be done" in again.stdout
+    assert one_field(ms)[0] == FIELD_NAMES["fixed"]
 
 
 @pytest.mark.parametrize(
@@ -279,3 +287,47 @@ def test_a_site_may_name_the_telescope_ovro_lwa_but_never_ovro_mma(first_group, 
     )
     with tables.table(f"{ms}/OBSERVATION", ack=False) as tb:
         assert tb.getcell("TELESCOPE_NAME", 0) == "OVRO-LWA"
+
+
+def test_a_rerun_after_a_kill_with_other_settings_reuses_nothing_made_with_the_old_ones(
+    two_groups, first_group, tmp_path, scratch_root
+):
+    """A run killed outright (SIGKILL) while its parts are written leaves the template, the
+    phase plan and parts of its settings in scratch; a rerun with another phase centre makes
+    its own (their names carry the settings' digest) and publishes the MS it was asked for,
+    under a stamp that tells the truth."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from .conftest import snakemake_command
+
+    config = {
+        "input_dir": two_groups,
+        "output_dir": tmp_path / "out",
+        "scratch_root": scratch_root,
+        "groups": [first_group.id],
+    }
+    cmd = snakemake_command(
+        tmp_path, "--cores", "2", config={**config, "phase_center": "group_meridian"}
+    )
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while not list(scratch_root.glob("*/*/*.part")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = {p.name for p in scratch_root.glob("*/*/*")}
+    assert any(n.startswith("template.") for n in left), left  # what the rerun must not take
+    fixed = {"phase_center": "fixed", "phase_center_ra_deg": 100, "phase_center_dec_deg": 20}
+    run_snakemake(tmp_path, "--cores", "2", config={**config, **fixed})
+    ms = tmp_path / "out" / f"{first_group.id}.ms"
+    name, direction = one_field(ms)
+    assert name == FIELD_NAMES["fixed"]
+    np.testing.assert_allclose(np.degrees(direction), [100, 20], atol=1e-9)
+    stamp = json.loads((ms / "dsa110ms_published.json").read_text())
+    assert stamp["options"]["phase_center"] == {"kind": "fixed", "ra_deg": 100.0, "dec_deg": 20.0}

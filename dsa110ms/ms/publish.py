@@ -122,6 +122,8 @@ class StampCheck:
     unrecorded: list[str] = field(default_factory=list)
     #: group -> its MS published by an earlier version under its file-name id (kept)
     legacy: dict[str, Path] = field(default_factory=dict)
+    #: group -> how the options its intact MS was made with differ from this run's (kept)
+    other_options: dict[str, str] = field(default_factory=dict)
 
 
 #: How long a join waits for another run holding the group's lock (s) before failing.
@@ -334,6 +336,7 @@ class OutputArea:
                 f"{k} {made_with.get(k, 'default')}, this run's {options.get(k, 'default')}"
                 for k in differ
             )
+            check.other_options[group.id] = what
             check.notes.append(
                 f"{final}: made with other options ({what}); kept - move it away to convert the "
                 "group again with this run's"

@@ -414,6 +414,10 @@ def group_outcome(run: Run, group: str, events: list[dict], facts: dict) -> dict
     final = run.final_ms(group)
     problem = damage(final, group) if os.path.lexists(final) else None
     if os.path.lexists(final) and problem is None:
+        other = run.stamps.other_options.get(group) if run.stamps else None
+        if other:
+            reason = f"kept, made with other options ({other}): move it away to convert it so"
+            return {"status": "up-to-date", "reason": reason, "seconds": None}
         return {"status": "up-to-date", "seconds": None}
     if legacy is not None:
         return {"status": "up-to-date", "reason": f"published as {legacy.name}", "seconds": None}
