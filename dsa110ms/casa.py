@@ -63,8 +63,9 @@ def overlay_root(environ=os.environ) -> Path:
     (``$XDG_CACHE_HOME`` or ``~/.cache``) ``/dsa110ms/casa-measures``."""
     if environ.get("DSA110MS_CASA_MEASURES_ROOT"):
         return Path(os.path.abspath(environ["DSA110MS_CASA_MEASURES_ROOT"]))
-    cache = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(os.path.abspath(cache)) / "dsa110ms" / "casa-measures"
+    from dsa110ms.paths import user_cache
+
+    return Path(user_cache(environ)) / "casa-measures"
 
 
 @cache

@@ -18,3 +18,10 @@ def input_file(input_dir: str, filetime: str, subband: str) -> str:
 def part_log(log_dir: str, group: str, subband: str, filetime: str) -> str:
     """A part job's log: ``<log_dir>/<group>/part_sb<subband>_<filetime>.log``."""
     return os.path.join(log_dir, group, f"part_sb{subband}_{filetime}.log")
+
+
+def user_cache(environ=os.environ) -> str:
+    """This user's cache directory for the package: ``$XDG_CACHE_HOME`` or ``~/.cache``, then
+    ``dsa110ms`` (absolute)."""
+    cache = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(os.path.abspath(cache), "dsa110ms")

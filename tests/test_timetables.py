@@ -101,6 +101,41 @@ def test_importing_the_package_configures_astropy_offline_without_importing_it()
         assert json.loads(proc.stdout) == [False, None, False]
 
 
+def test_the_parsed_iers_table_is_cached_privately_and_gives_the_same_earth_rotation(tmp_path):
+    """astropy's IERS-A table is parsed once and kept in the user's cache (mode 0600 in a 0700
+    directory); a process reading the cache, one parsing the table itself (the cache not
+    private: ignored) and one finding garbage there (parsed again) get the same UT1 and polar
+    motion to the bit."""
+    code = textwrap.dedent(
+        """
+        import dsa110ms, json
+        from astropy.time import Time
+        from astropy.utils import iers
+        t = Time([2461000.5, 2461376.25, 2461700.75], format="jd")
+        pm = iers.earth_orientation_table.get().pm_xy(t)
+        print(json.dumps([list(t.ut1.jd2), *[list(p.value) for p in pm]]))
+        """
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+
+    def values():
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    parsed = values()
+    (cached,) = (tmp_path / "dsa110ms" / timetables.IERS_CACHE).iterdir()
+    assert cached.stat().st_mode & 0o777 == 0o600
+    assert cached.parent.stat().st_mode & 0o777 == 0o700
+    assert values() == parsed  # from the cache
+    cached.chmod(0o666)
+    assert values() == parsed  # not private: parsed, and the cache made again
+    assert cached.stat().st_mode & 0o777 == 0o600
+    cached.write_bytes(b"not a pickle")
+    cached.chmod(0o600)
+    assert values() == parsed
+
+
 def test_coverage_is_what_astropy_reads_from_the_bundled_tables():
     import astropy_iers_data
     from astropy.utils.iers import IERS_Auto, LeapSeconds
