@@ -31,13 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from dsa110ms.errors import InputFileError, ScratchError
+from dsa110ms.rawuvh5 import SPEED_OF_LIGHT_M_S
 
 #: The config's kinds; all but the first give the MS one FIELD.
 KINDS = ("per_integration", "group_meridian", "fixed")
 #: The one FIELD's name, per kind.
 FIELD_NAMES = {"group_meridian": "group_meridian", "fixed": "fixed_center"}
-#: Speed of light, m/s (exact; the value pyuvdata and astropy use).
-SPEED_OF_LIGHT_M_S = 299_792_458.0
 #: Rows rotated at a time (bounded temporary memory: ~block x Nfreqs complex64).
 ROTATE_BLOCK_ROWS = 16384
 
