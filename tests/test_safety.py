@@ -456,5 +456,7 @@ def test_one_directory_as_working_dir_output_and_scratch_root(tmp_path):
     assert len(list(real.glob(f"{ids[1]}.ms.invalid-*"))) == 1
     assert staging_left(shared) == [] and state.is_dir()
     proc = run_snakemake(real, "--cores", "2", config={**config, "spw_layout": "single"})
-    assert "made with other options (spw_layout); kept" in proc.stdout
+    assert (
+        "made with other options (spw_layout per_subband, this run's single); kept" in proc.stdout
+    )
     assert "Nothing to be done" in proc.stdout
