@@ -175,11 +175,13 @@ def check_overlay(path: Path) -> None:
 
     why = None
     if path.is_symlink() or not path.is_dir():
-        why = "not a directory"
+        why = "a symlink" if path.is_symlink() else "not a directory"
     elif owned_kind(path) != OVERLAY_KIND or not (path / OVERLAY_SITE_CONFIG).is_file():
         why = "not an overlay made by dsa110ms"
     elif dangling := [e.name for e in os.scandir(path) if not os.path.exists(e.path)]:
         why = f"links that no longer resolve ({', '.join(sorted(dangling)[:3])})"
+    elif missing := [t for t in OVERLAY_TABLES if not (path / t / "table.dat").is_file()]:
+        why = f"tables missing ({', '.join(missing)})"
     if why:
         raise CasaDataError(
             f"CASA measures overlay {path}: {why}; move it away, and a new one is made"

@@ -21,7 +21,9 @@ def part_log(log_dir: str, group: str, subband: str, filetime: str) -> str:
 
 
 def user_cache(environ=os.environ) -> str:
-    """This user's cache directory for the package: ``$XDG_CACHE_HOME`` or ``~/.cache``, then
-    ``dsa110ms`` (absolute)."""
-    cache = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    """This user's cache directory for the package: ``$XDG_CACHE_HOME`` (if absolute, as the
+    XDG spec says) or ``~/.cache``, then ``dsa110ms``."""
+    cache = environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(cache):
+        cache = os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(os.path.abspath(cache), "dsa110ms")

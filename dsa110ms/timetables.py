@@ -54,12 +54,15 @@ The one command that refreshes the tables is ``make refresh-tables`` (:data:`REF
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.abc
 import logging
 import os
 import re
+import stat
 import sys
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -100,49 +103,160 @@ def configure_astropy_iers(iers) -> None:
 
 #: astropy parses the bundled IERS-A table (20,000 rows of fixed-width text) in ~0.45 s, in
 #: every process that converts a time to UT1 or asks for polar motion (template and phase plan
-#: jobs); the parsed table, pickled in the user's cache, loads in ~5 ms.
+#: jobs); its columns, kept as NumPy arrays in the user's cache, load in ~10 ms.
 IERS_CACHE = "astropy-iers-a"
+#: A cache file: the SHA-256 of the rest, then an ``.npz`` of the table's columns (no pickles).
+DIGEST_BYTES = 32
+#: A cache file being written by a process killed meanwhile is removed after this long.
+ABANDONED_WRITE_S = 3600.0
 
 
 def read_iers_a_cached(parse, cls):
     """The table ``parse()`` returns (an ``IERS_Auto``), from this user's cache when it holds
-    the one of these astropy and astropy-iers-data versions, else parsed and cached (written
-    whole or not at all). The cache is read only from a directory of this user's, mode 0700, a
-    file of theirs nobody else may write; anything amiss: parsed, as astropy would."""
-    import importlib.metadata
-    import pickle
+    the one of these astropy and astropy-iers-data versions, else parsed and cached.
 
-    from dsa110ms.paths import user_cache
+    The cache is read and written only inside directories of this user's that nobody else may
+    write (``<cache>/dsa110ms/astropy-iers-a``, opened one by one without following links, then
+    used by descriptor: nothing can be swapped in between), from a regular file of theirs whose
+    digest matches its contents. It holds arrays, never code (``allow_pickle=False``). Anything
+    amiss: parsed, as astropy would, and nothing is written."""
+    import importlib.metadata
 
     versions = "-".join(importlib.metadata.version(p) for p in ("astropy", "astropy-iers-data"))
-    directory = os.path.join(user_cache(), IERS_CACHE)
-    path = os.path.join(directory, f"IERS_A-{versions}.pickle")
+    name = f"IERS_A-{versions}.npz"
+    dir_fd = _private_cache_dir()
+    if dir_fd is None:
+        return parse()
     try:
-        info = os.stat(path, follow_symlinks=False)
-        if _private(directory) and _private(path, info):
-            with open(path, "rb") as f:
-                table = pickle.load(f)  # noqa: S301 - this user's own file (checked above)
-            if isinstance(table, cls):
-                return table
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError):
-        pass
-    table = parse()
+        table = _load_table(dir_fd, name, cls)
+        if table is None:
+            table = parse()
+            _store_table(dir_fd, name, table)
+        return table
+    finally:
+        os.close(dir_fd)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _private_cache_dir() -> int | None:
+    """A descriptor of ``<cache>/dsa110ms/astropy-iers-a``, each of the two made (0700) if
+    missing, or None if either is not a directory of this user's that only they may write."""
+    from dsa110ms.paths import user_cache
+
+    package_dir = user_cache()
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        writing = f"{path}.{os.getpid()}.writing"
-        with open(writing, "wb") as f:
-            pickle.dump(table, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.chmod(writing, 0o600)
-        os.rename(writing, path)
+        os.makedirs(os.path.dirname(package_dir), exist_ok=True)
+        fd = os.open(os.path.dirname(package_dir), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    for name in (os.path.basename(package_dir), IERS_CACHE):
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=fd)
+            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+        except OSError:
+            os.close(fd)
+            return None
+        os.close(fd)
+        fd = child
+        if not _private(os.fstat(fd)):
+            os.close(fd)
+            return None
+    return fd
+
+
+def _private(info: os.stat_result) -> bool:
+    """This user's, and nobody else may write it."""
+    return info.st_uid == os.getuid() and not info.st_mode & 0o022
+
+
+def _load_table(dir_fd: int, name: str, cls):
+    """The cached table ``name`` in the directory ``dir_fd``, or None."""
+    import hashlib
+    import io
+    import json
+
+    import numpy as np
+    from astropy import units as u
+    from astropy.table import MaskedColumn, QTable
+
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or not _private(info):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as f:
+            content = f.read()
+    finally:
+        os.close(fd)
+    digest, payload = content[:DIGEST_BYTES], content[DIGEST_BYTES:]
+    if hashlib.sha256(payload).digest() != digest:
+        return None
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as z:
+            layout = json.loads(str(z["layout"]))
+            columns = {}
+            for column, unit in layout["units"].items():
+                values = z[column]
+                if f"{column}.mask" in z:
+                    columns[column] = MaskedColumn(values, mask=z[f"{column}.mask"])
+                else:
+                    columns[column] = values * u.Unit(unit) if unit else values
+            return cls(QTable(columns, meta=layout["meta"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _store_table(dir_fd: int, name: str, table) -> None:
+    """Write ``table``'s columns as the cache file ``name`` in ``dir_fd``: under a private
+    name, then renamed (a reader sees all of it or none); abandoned writes removed."""
+    import hashlib
+    import io
+    import json
+    import uuid
+
+    import numpy as np
+
+    arrays, units = {}, {}
+    for column in table.colnames:
+        values = table[column]
+        unit = getattr(values, "unit", None)
+        units[column] = None if unit is None else str(unit)
+        arrays[column] = np.asarray(values.value if unit is not None else values)
+        if getattr(values, "mask", None) is not None and np.any(values.mask):
+            arrays[f"{column}.mask"] = np.asarray(values.mask)
+    meta = {k: v.item() if hasattr(v, "item") else v for k, v in table.meta.items()}
+    arrays["layout"] = np.array(json.dumps({"units": units, "meta": meta}))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    payload = buffer.getvalue()
+    writing = f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.writing"
+    try:
+        _remove_abandoned_writes(dir_fd, name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(writing, flags, 0o600, dir_fd=dir_fd)
+        with os.fdopen(fd, "wb") as f:
+            f.write(hashlib.sha256(payload).digest() + payload)
+        os.rename(writing, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except OSError as exc:
-        log.debug("IERS-A table not cached in %s: %s", directory, exc)
-    return table
+        log.debug("IERS-A table not cached: %s", exc)
+        with contextlib.suppress(OSError):
+            os.unlink(writing, dir_fd=dir_fd)
 
 
-def _private(path: str, info: os.stat_result | None = None) -> bool:
-    """``path`` is this user's, not a symlink, and nobody else may write it."""
-    info = info or os.stat(path, follow_symlinks=False)
-    return info.st_uid == os.getuid() and not (info.st_mode & 0o022) and not os.path.islink(path)
+def _remove_abandoned_writes(dir_fd: int, name: str) -> None:
+    """Remove cache files of ``name`` that killed writers left, in our private directory."""
+    for entry in os.listdir(dir_fd):
+        if entry.startswith(f".{name}.") and entry.endswith(".writing"):
+            with contextlib.suppress(OSError):
+                info = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
+                if time.time() - info.st_mtime > ABANDONED_WRITE_S:
+                    os.unlink(entry, dir_fd=dir_fd)
 
 
 def configure_astropy_data(data) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -309,3 +310,27 @@ def test_the_run_log_names_casas_site_config_and_measures_once(converted):
         f"dsa110ms INFO: CASA: site config {casa.SITE_CONFIG.resolve()}, "
         f"measures {casa.measures_overlay()}"
     ], lines
+
+
+def test_what_is_at_the_overlays_path_is_checked_before_use(tmp_path):
+    """An overlay is used only as the package made it: an empty directory, a symlink to a good
+    overlay or an overlay that lost a table it writes is refused in one line naming it and the
+    fix; nothing there is removed."""
+    from dsa110ms.errors import CasaDataError
+
+    environ = {"DSA110MS_CASA_MEASURES_ROOT": str(tmp_path / "good")}
+    good = casa.make_overlay(environ)
+    bad_root = tmp_path / "bad"
+    bad = bad_root / good.name
+    bad_environ = {"DSA110MS_CASA_MEASURES_ROOT": str(bad_root)}
+    bad.mkdir(parents=True)
+    with pytest.raises(CasaDataError, match="not an overlay made by dsa110ms; move it away"):
+        casa.make_overlay(bad_environ)
+    bad.rmdir()
+    bad.symlink_to(good)
+    with pytest.raises(CasaDataError, match="a symlink"):
+        casa.make_overlay(bad_environ)
+    shutil.rmtree(good / "geodetic" / "Observatories")
+    with pytest.raises(CasaDataError, match=r"tables missing \(geodetic/Observatories\)") as err:
+        casa.make_overlay(environ)
+    assert "\n" not in str(err.value) and (good / "geodetic" / "TAI_UTC").is_dir()

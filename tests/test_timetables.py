@@ -102,18 +102,20 @@ def test_importing_the_package_configures_astropy_offline_without_importing_it()
 
 
 def test_the_parsed_iers_table_is_cached_privately_and_gives_the_same_earth_rotation(tmp_path):
-    """astropy's IERS-A table is parsed once and kept in the user's cache (mode 0600 in a 0700
-    directory); a process reading the cache, one parsing the table itself (the cache not
-    private: ignored) and one finding garbage there (parsed again) get the same UT1 and polar
-    motion to the bit."""
+    """astropy's IERS-A table is parsed once and its columns kept in the user's cache (mode 0600
+    in a 0700 directory, arrays and a digest, no pickle). A process reading the cache, one
+    finding a damaged file (its digest differs: parsed, and cached again) and one whose cache
+    directory others may write (not used at all) get the same UT1, polar motion and nutation
+    corrections to the bit."""
     code = textwrap.dedent(
         """
-        import dsa110ms, json
+        import dsa110ms, json, math
         from astropy.time import Time
         from astropy.utils import iers
         t = Time([2461000.5, 2461376.25, 2461700.75], format="jd")
-        pm = iers.earth_orientation_table.get().pm_xy(t)
-        print(json.dumps([list(t.ut1.jd2), *[list(p.value) for p in pm]]))
+        table = iers.earth_orientation_table.get()
+        values = [list(t.ut1.jd2), *[list(p.value) for p in (*table.pm_xy(t), *table.dcip_xy(t))]]
+        print(json.dumps([[None if math.isnan(v) else v for v in row] for row in values]))
         """
     )
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
@@ -124,16 +126,19 @@ def test_the_parsed_iers_table_is_cached_privately_and_gives_the_same_earth_rota
         return json.loads(proc.stdout)
 
     parsed = values()
-    (cached,) = (tmp_path / "dsa110ms" / timetables.IERS_CACHE).iterdir()
-    assert cached.stat().st_mode & 0o777 == 0o600
-    assert cached.parent.stat().st_mode & 0o777 == 0o700
+    directory = tmp_path / "dsa110ms" / timetables.IERS_CACHE
+    (cached,) = directory.iterdir()
+    assert cached.stat().st_mode & 0o777 == 0o600 and directory.stat().st_mode & 0o777 == 0o700
     assert values() == parsed  # from the cache
-    cached.chmod(0o666)
-    assert values() == parsed  # not private: parsed, and the cache made again
-    assert cached.stat().st_mode & 0o777 == 0o600
-    cached.write_bytes(b"not a pickle")
-    cached.chmod(0o600)
-    assert values() == parsed
+    damaged = bytearray(cached.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    cached.write_bytes(bytes(damaged))
+    assert values() == parsed  # the digest differs: parsed, and cached again
+    assert cached.read_bytes() != bytes(damaged)
+    cached.unlink()
+    directory.chmod(0o777)
+    assert values() == parsed  # a directory others may write: not used
+    assert list(directory.iterdir()) == []
 
 
 def test_coverage_is_what_astropy_reads_from_the_bundled_tables():

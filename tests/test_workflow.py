@@ -299,3 +299,49 @@ def test_mosaic_with_the_shipped_beam_images_the_source_in_place_pb_corrected(
     assert values["pb"][128, 128] == pytest.approx(1.0, abs=0.01)
     assert 0.90 < values["pb"][peak] < 0.97  # Airy of 4.65 m at ~0.4 deg, 1.3-1.5 GHz
     assert values["image.pbcor"][peak] == pytest.approx(values["image"][peak] / values["pb"][peak])
+
+
+def test_a_second_run_of_a_working_directory_is_refused_whatever_its_scratch_root(
+    two_subband_group, tmp_path, scratch_root
+):
+    """Two runs of one working directory share Snakemake's metadata, the logs and the metrics:
+    with another scratch_root, the second is refused in one line naming the live run, and
+    leaves nothing in its scratch root."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from dsa110ms.run.hooks import WORKDIR_LOCK
+
+    code = textwrap.dedent(
+        f"""
+        import os, time
+        from pathlib import Path
+        from dsa110ms.run import scratch
+        os.chdir({str(tmp_path)!r})
+        Path(".dsa110ms").mkdir(exist_ok=True)
+        lock = scratch.OwnerLock.try_acquire(Path({str(WORKDIR_LOCK)!r}), create=True)
+        lock.describe_owner()
+        print("locked", flush=True)
+        time.sleep(600)
+        """
+    )
+    live = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert live.stdout.readline().strip() == "locked"
+        input_dir, _ = two_subband_group
+        config = {
+            "input_dir": input_dir,
+            "output_dir": tmp_path / "out",
+            "scratch_root": scratch_root,
+            "incomplete_groups": "convert",
+        }
+        proc = run_snakemake(tmp_path, "--cores", "2", config=config, check=False)
+    finally:
+        live.kill()
+        live.wait()
+    assert proc.returncode != 0
+    line = f"working directory {tmp_path} is in use by a live run (pid {live.pid} on"
+    assert line in proc.stdout, proc.stdout[-3000:]
+    assert not list((tmp_path / "out").glob("*.ms"))
+    assert leftovers(scratch_root) == []

@@ -33,6 +33,11 @@ log = logging.getLogger("dsa110ms")
 
 
 _owner: scratch.OwnerLock | None = None
+#: The working directory's own lock, held for the life of the main process: two runs of one
+#: working directory share Snakemake's metadata, logs and metrics even with other scratch roots.
+_workdir_owner: scratch.OwnerLock | None = None
+#: Its file, relative to the working directory (Snakemake's current directory).
+WORKDIR_LOCK = Path(".dsa110ms") / "run.lock"
 
 
 _started: float = 0.0
@@ -107,6 +112,7 @@ def on_start(run: Run) -> None:
                     len(left),
                 )
         try:
+            hold_working_directory()
             report = scratch.sweep_stale(layout.root, keep=layout.instance)
             for path in run.output.remove_stale_staging():
                 log.info("removed staging MS left by a join that died: %s", path)
@@ -122,6 +128,26 @@ def on_start(run: Run) -> None:
         )
         log.info("CASA: site config %s, measures %s", *reversed(casa.measures_path()))
         _phase = "started"
+
+
+def hold_working_directory() -> None:
+    """Take the working directory's lock (:data:`WORKDIR_LOCK`), or end the run in one line
+    naming the live run that holds it."""
+    global _workdir_owner
+    if _workdir_owner is not None:
+        return
+    WORKDIR_LOCK.parent.mkdir(mode=0o700, exist_ok=True)
+    _workdir_owner = scratch.OwnerLock.try_acquire(WORKDIR_LOCK, create=True)
+    if _workdir_owner is None:
+        try:
+            holder = WORKDIR_LOCK.read_text().strip() or "unknown process"
+        except OSError:
+            holder = "unknown process"
+        raise ScratchError(
+            f"working directory {os.getcwd()} is in use by a live run ({holder}, with another "
+            "scratch_root); wait for it or run from another working directory"
+        )
+    _workdir_owner.describe_owner()
 
 
 def admit_groups_by_scratch(run: Run, snakemake_workflow) -> None:
