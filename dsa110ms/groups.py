@@ -42,6 +42,7 @@ process and read by every other process of the run, so all of them see the same 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import datetime as dt
 import errno
 import logging
@@ -62,6 +63,8 @@ log = logging.getLogger(__name__)
 
 #: ASCII digits only: Python's ``\d`` also matches other scripts' digits (``_sb٠٥``).
 TIMESTAMP_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+#: Characters of a timestamp in a file name (``YYYY-MM-DDTHH:MM:SS``), which sort as the times.
+TIMESTAMP_LENGTH = 19
 FILE_PATTERN = re.compile(rf"^(?P<timestamp>{TIMESTAMP_PATTERN})_sb(?P<subband>[0-9]{{2}})\.hdf5$")
 INCOMPLETE_SUFFIX = "_incomplete.hdf5"
 #: A leap second's name: UTC's 61st second of a minute, only ever at the end of a day.
@@ -230,11 +233,11 @@ def _never_opened(entry: os.DirEntry) -> str | None:
 
 
 def _list_dir(input_dir: Path) -> list[os.DirEntry]:
-    """The entries of ``input_dir`` by name; DiscoveryError with the reason if it cannot be
-    listed (missing, not a directory, no permission, an I/O error)."""
+    """The entries of ``input_dir``; DiscoveryError with the reason if it cannot be listed
+    (missing, not a directory, no permission, an I/O error)."""
     try:
         with os.scandir(input_dir) as it:
-            return sorted(it, key=lambda e: e.name)
+            return list(it)
     except FileNotFoundError:
         raise DiscoveryError(
             f"{input_dir}: input directory does not exist or is not a directory"
@@ -248,15 +251,24 @@ def _list_dir(input_dir: Path) -> list[os.DirEntry]:
         ) from None
 
 
-def scan(input_dir: str | os.PathLike) -> tuple[list[SubbandFile], list[str]]:
-    """Subband files in ``input_dir`` (not recursive) and notes on entries that were ignored."""
+def scan(
+    input_dir: str | os.PathLike, names_between: tuple[str, str] | None = None
+) -> tuple[list[SubbandFile], list[str]]:
+    """Subband files in ``input_dir`` (not recursive), by name, and notes on entries that were
+    ignored. ``names_between``: the first and last timestamps (as file names write them) of the
+    files wanted: the others are left out unread (a window of a large archive costs a string
+    comparison per name, no parsing, no stat)."""
     input_dir = Path(input_dir)
     files, notes = [], []
-    for entry in _list_dir(input_dir):
-        if not entry.name.endswith(".hdf5"):
-            continue
-        if entry.name.endswith(INCOMPLETE_SUFFIX):
-            continue  # still being written: its group waits for the renamed file
+    first, last = names_between or ("", "~")
+
+    def wanted(name: str) -> bool:
+        if not name.endswith(".hdf5") or name.endswith(INCOMPLETE_SUFFIX):
+            return False  # an _incomplete file is still being written: its group waits
+        return first <= name[:TIMESTAMP_LENGTH] <= last or not FILE_PATTERN.match(name)
+
+    entries = [e for e in _list_dir(input_dir) if wanted(e.name)]
+    for entry in sorted(entries, key=lambda e: e.name):
         parsed = _parse_name(entry.name)
         if isinstance(parsed, str):
             notes.append(Skipped(entry.path, parsed))
@@ -571,7 +583,7 @@ def discover(
     wanted = sorted(parse_timestamp(g) for g in only) if only is not None else None
     wanted_ids = {format_timestamp(t) for t in wanted} if wanted is not None else None
 
-    files, notes = scan(input_dir)
+    files, notes = scan(input_dir, _names_near(lo, hi, wanted, tolerance))
     manifest = Manifest(str(Path(input_dir).resolve()))
     manifest.skipped.extend(notes)
     clusters, orphans = _cluster(files, tolerance)
@@ -634,10 +646,34 @@ def discover(
         log.warning("%s", reason)
     if not manifest.groups:
         group_skips = manifest.skipped[len(notes) :]  # not the notes on file names
+        if not files:  # what the window left out, to say what the directory holds
+            files = scan(input_dir)[0]
         manifest.empty_reason = _why_nothing(
             manifest.input_dir, files, group_skips, start_time, end_time, only
         )
     return manifest
+
+
+#: How far (in tolerances) outside a window a file's name may be and its group's id inside
+#: it: a member's name is within one tolerance of its group's sb00, whose name is within one of
+#: the data's start, the group's id; one more for good measure.
+NAME_MARGIN_TOLERANCES = 3
+
+
+def _names_near(lo, hi, wanted, tolerance: dt.timedelta) -> tuple[str, str] | None:
+    """The file names (their timestamps' first and last) that groups with ids in [lo, hi], or
+    among ``wanted``, can have; None for every name."""
+    if wanted is not None:
+        lo, hi = (wanted[0], wanted[-1]) if wanted else (None, None)
+    if lo is None and hi is None:
+        return None
+    margin = NAME_MARGIN_TOLERANCES * tolerance
+    bounds = ["", "~"]  # before and after every timestamp
+    for i, (t, sign) in enumerate(((lo, -1), (hi, 1))):
+        if t is not None:
+            with contextlib.suppress(OverflowError):  # the calendar's ends: unbounded
+                bounds[i] = format_timestamp(t + sign * margin)
+    return bounds[0], bounds[1]
 
 
 def _why_nothing(input_dir, files, skipped, start_time, end_time, only) -> str:

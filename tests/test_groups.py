@@ -147,6 +147,43 @@ def test_time_window(tmp_path):
     assert [g.id for g in m] == ["2026-03-01T12:05:09", "2026-03-01T12:10:18"]
 
 
+def test_a_window_reads_only_the_names_near_it_and_finds_what_the_whole_directory_gives(
+    tmp_path, monkeypatch
+):
+    """A window's discovery skips the names far from it unparsed and unread (a day of a year's
+    archive), and finds the groups, skips and notes the whole directory gives for it: at its
+    edges too, where a group's files straddle the bounds, a late sb00 is named after the
+    others, and an incomplete group sits just outside."""
+    from dsa110ms import groups
+
+    for k in range(40):
+        touch_group(tmp_path, T0 + dt.timedelta(seconds=309 * k), jitter=(0, 1, 2, 3, 40))
+    touch_group(tmp_path, T0 - dt.timedelta(seconds=400), subbands=range(8))
+    (tmp_path / "notes.hdf5").touch()
+    bounds = [
+        ("2026-03-01T12:05:09", "2026-03-01T12:10:18"),  # exactly two ids
+        ("2026-03-01T12:05:10", "2026-03-01T12:10:17"),  # between them
+        ("2026-03-01T11:50:00", "2026-03-01T12:00:00"),  # the incomplete group and the first
+        ("2026-03-01T13:00:00", None),
+        (None, "2026-03-01T12:30:00"),
+    ]
+    whole = discover(tmp_path, incomplete_groups="convert")
+    read, parse = [], groups._parse_name
+    monkeypatch.setattr(groups, "_parse_name", lambda name: read.append(name) or parse(name))
+    for start, end in bounds:
+        read.clear()
+        m = discover(tmp_path, start_time=start, end_time=end, incomplete_groups="convert")
+        want = [g for g in whole if (start or "") <= g.id <= (end or "~")]
+        assert [(g.id, g.files) for g in m] == [(g.id, g.files) for g in want], (start, end)
+        assert "notes.hdf5" in " ".join(m.skipped)
+        if start and end:
+            assert len(read) < 0.4 * 16 * 40, (start, end, len(read))
+    only = ["2026-03-01T12:15:27"]
+    assert [g.id for g in discover(tmp_path, only=only)] == only
+    empty = discover(tmp_path, start_time="2027-01-01T00:00:00")
+    assert "its files span 2026-03-01T11:53:20 to" in empty.empty_reason
+
+
 def test_missing_input_dir(tmp_path):
     with pytest.raises(DiscoveryError, match="does not exist"):
         discover(tmp_path / "nope")
