@@ -39,9 +39,13 @@ def test_empty_input_dir(tmp_path):
 
 
 def test_no_group_in_the_window_and_unknown_subband_name(tmp_path, two_groups):
+    """A file named in the window with an unknown subband is named; one named outside it is
+    left to the run of its own window (a window reads only the names near it)."""
     shutil.copytree(two_groups, tmp_path / "in")
-    stray = tmp_path / "in" / "2026-01-15T03:00:02_sb16.hdf5"
+    stray = tmp_path / "in" / "2026-01-16T00:00:02_sb16.hdf5"
     shutil.copy(tmp_path / "in" / "2026-01-15T03:00:02_sb00.hdf5", stray)
+    elsewhere = tmp_path / "in" / "2026-01-15T03:00:02_sb17.hdf5"
+    shutil.copy(stray, elsewhere)
     proc = run(tmp_path, {"input_dir": tmp_path / "in", "start_time": "2026-01-16T00:00:00"})
     assert proc.returncode == 1
     lines = [line for line in proc.stdout.splitlines() if line.startswith("dsa110ms")]
@@ -53,6 +57,7 @@ def test_no_group_in_the_window_and_unknown_subband_name(tmp_path, two_groups):
         "between start_time=2026-01-16T00:00:00 and end_time=None; its files span "
         "2026-01-15T03:00:00 to 2026-01-15T03:05:12: widen the window"
     )
+    assert str(elsewhere) not in proc.stdout
 
 
 def test_bad_config_value(tmp_path):
