@@ -22,7 +22,6 @@ import errno
 import hashlib
 import importlib.metadata
 import os
-import time
 import uuid
 from contextlib import contextmanager
 from functools import cache
@@ -119,14 +118,14 @@ def make_overlay(environ=os.environ) -> Path:
     loses the race removes its own build."""
     import casadata
 
-    from dsa110ms.owned import remove_owned
+    from dsa110ms.owned import remove_abandoned, remove_owned
 
     root = overlay_root(environ)
     final = root / overlay_name()
     if os.path.lexists(final):
         check_overlay(final)
         return final
-    remove_abandoned_builds(root, final.name)
+    remove_abandoned(root, lambda n: n.startswith(f".{final.name}.building-"), ABANDONED_BUILD_S)
     building = root / f".{final.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def remove_build() -> None:
@@ -151,21 +150,6 @@ def make_overlay(environ=os.environ) -> Path:
 
 #: A build of an overlay older than this was abandoned (its process killed): removed.
 ABANDONED_BUILD_S = 3600.0
-
-
-def remove_abandoned_builds(root: Path, name: str) -> None:
-    """Remove the builds of overlay ``name`` in ``root`` that a killed process left (ours: made
-    with the package's marker; older than :data:`ABANDONED_BUILD_S`)."""
-    from dsa110ms.owned import remove_owned
-
-    with contextlib.suppress(OSError), os.scandir(root) as entries:
-        for entry in entries:
-            if not entry.name.startswith(f".{name}.building-"):
-                continue
-            with contextlib.suppress(*OVERLAY_ERRORS):
-                age = time.time() - entry.stat(follow_symlinks=False).st_mtime
-                if age > ABANDONED_BUILD_S:
-                    remove_owned(Path(entry.path), root)
 
 
 def check_overlay(path: Path) -> None:

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 #: The file that marks a directory as created by this workflow; its first line is the kind.
 MARKER = ".dsa110ms-owned"
 REMOVE_ATTEMPTS = 3
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: How a directory is opened to be looked into: never through a symlink.
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _marker_kind(dir_fd: int) -> str | None:
@@ -66,7 +67,7 @@ def _marker_kind(dir_fd: int) -> str | None:
 def owned_kind(directory: str | os.PathLike) -> str | None:
     """The kind of a directory created by :func:`make_owned_dir` (None if it is not ours)."""
     try:
-        fd = os.open(directory, _DIR_FLAGS)
+        fd = os.open(directory, DIR_FLAGS)
     except OSError:
         return None
     try:
@@ -158,7 +159,7 @@ def remove_owned(
         try:
             fds.append(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
             for part in dirs:
-                fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
+                fds.append(os.open(part, DIR_FLAGS, dir_fd=fds[-1]))
             st = os.stat(name, dir_fd=fds[-1], follow_symlinks=False)
         except FileNotFoundError:
             if missing_ok:
@@ -170,7 +171,7 @@ def remove_owned(
         owned = any(_marker_kind(fd) is not None for fd in fds)
         if not owned and stat.S_ISDIR(st.st_mode):  # ``path`` itself may be the marked one
             with contextlib.suppress(OSError):
-                fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+                fds.append(os.open(name, DIR_FLAGS, dir_fd=fds[-1]))
                 owned = _marker_kind(fds[-1]) is not None
         if not owned:
             raise _refuse(
@@ -181,6 +182,24 @@ def remove_owned(
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def remove_abandoned(directory: str | os.PathLike, matches, older_than_s: float) -> list[Path]:
+    """Remove the entries of ``directory`` whose names ``matches`` (a predicate) and that are
+    older than ``older_than_s`` (by mtime): what processes killed while writing them left.
+    Only ours (:func:`remove_owned`); what cannot be looked at or removed is left as it is.
+    Returns what was removed."""
+    directory = Path(directory)
+    removed = []
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            if not matches(entry.name):
+                continue
+            with contextlib.suppress(OSError, ScratchError):
+                age = time.time() - entry.stat(follow_symlinks=False).st_mtime
+                if age > older_than_s and remove_owned(Path(entry.path), directory):
+                    removed.append(Path(entry.path))
+    return removed
 
 
 def _remove_at(parent_fd: int, name: str, path: Path, is_dir: bool) -> bool:

@@ -62,7 +62,6 @@ import os
 import re
 import stat
 import sys
-import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -109,6 +108,8 @@ IERS_CACHE = "astropy-iers-a"
 DIGEST_BYTES = 32
 #: A cache file being written by a process killed meanwhile is removed after this long.
 ABANDONED_WRITE_S = 3600.0
+#: The cache directory's marker kind (:mod:`dsa110ms.owned`): what is removed there is ours.
+IERS_CACHE_KIND = "astropy IERS-A table cache"
 
 
 def read_iers_a_cached(parse, cls):
@@ -122,40 +123,39 @@ def read_iers_a_cached(parse, cls):
     amiss: parsed, as astropy would, and nothing is written."""
     import importlib.metadata
 
+    from dsa110ms.paths import user_cache
+
     versions = "-".join(importlib.metadata.version(p) for p in ("astropy", "astropy-iers-data"))
     name = f"IERS_A-{versions}.npz"
-    dir_fd = _private_cache_dir()
+    directory = Path(user_cache()) / IERS_CACHE
+    dir_fd = _private_cache_dir(directory)
     if dir_fd is None:
         return parse()
     try:
         table = _load_table(dir_fd, name, cls)
         if table is None:
             table = parse()
-            _store_table(dir_fd, name, table)
+            _store_table(dir_fd, directory, name, table)
         return table
     finally:
         os.close(dir_fd)
 
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+def _private_cache_dir(directory: Path) -> int | None:
+    """A descriptor of the cache ``directory`` (``<cache>/dsa110ms/astropy-iers-a``, made and
+    marked as ours if missing), or None if it or its parent is not a directory of this user's
+    that only they may write (both opened without following links, by descriptor)."""
+    from dsa110ms.errors import ScratchError
+    from dsa110ms.owned import DIR_FLAGS, make_owned_dir
 
-
-def _private_cache_dir() -> int | None:
-    """A descriptor of ``<cache>/dsa110ms/astropy-iers-a``, each of the two made (0700) if
-    missing, or None if either is not a directory of this user's that only they may write."""
-    from dsa110ms.paths import user_cache
-
-    package_dir = user_cache()
     try:
-        os.makedirs(os.path.dirname(package_dir), exist_ok=True)
-        fd = os.open(os.path.dirname(package_dir), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
+        make_owned_dir(directory, IERS_CACHE_KIND)
+        fd = os.open(directory.parent.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (OSError, ScratchError):
         return None
-    for name in (os.path.basename(package_dir), IERS_CACHE):
+    for name in (directory.parent.name, directory.name):
         try:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(name, 0o700, dir_fd=fd)
-            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            child = os.open(name, DIR_FLAGS, dir_fd=fd)
         except OSError:
             os.close(fd)
             return None
@@ -212,15 +212,19 @@ def _load_table(dir_fd: int, name: str, cls):
         return None
 
 
-def _store_table(dir_fd: int, name: str, table) -> None:
-    """Write ``table``'s columns as the cache file ``name`` in ``dir_fd``: under a private
-    name, then renamed (a reader sees all of it or none); abandoned writes removed."""
+def _store_table(dir_fd: int, directory: Path, name: str, table) -> None:
+    """Write ``table``'s columns as the cache file ``name`` in ``directory``, open at
+    ``dir_fd``: under a private name, then renamed (a reader sees all of it or none); abandoned
+    writes removed."""
     import hashlib
     import io
     import json
     import uuid
 
     import numpy as np
+
+    from dsa110ms.errors import ScratchError
+    from dsa110ms.owned import remove_abandoned, remove_owned
 
     arrays, units = {}, {}
     for column in table.colnames:
@@ -236,8 +240,12 @@ def _store_table(dir_fd: int, name: str, table) -> None:
     np.savez(buffer, **arrays)
     payload = buffer.getvalue()
     writing = f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.writing"
+
+    def abandoned(entry: str) -> bool:
+        return entry.startswith(f".{name}.") and entry.endswith(".writing")
+
     try:
-        _remove_abandoned_writes(dir_fd, name)
+        remove_abandoned(directory, abandoned, ABANDONED_WRITE_S)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(writing, flags, 0o600, dir_fd=dir_fd)
         with os.fdopen(fd, "wb") as f:
@@ -245,18 +253,8 @@ def _store_table(dir_fd: int, name: str, table) -> None:
         os.rename(writing, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except OSError as exc:
         log.debug("IERS-A table not cached: %s", exc)
-        with contextlib.suppress(OSError):
-            os.unlink(writing, dir_fd=dir_fd)
-
-
-def _remove_abandoned_writes(dir_fd: int, name: str) -> None:
-    """Remove cache files of ``name`` that killed writers left, in our private directory."""
-    for entry in os.listdir(dir_fd):
-        if entry.startswith(f".{name}.") and entry.endswith(".writing"):
-            with contextlib.suppress(OSError):
-                info = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
-                if time.time() - info.st_mtime > ABANDONED_WRITE_S:
-                    os.unlink(entry, dir_fd=dir_fd)
+        with contextlib.suppress(OSError, ScratchError):
+            remove_owned(directory / writing, directory)
 
 
 def configure_astropy_data(data) -> None:
