@@ -33,8 +33,6 @@ import numpy as np
 from dsa110ms.errors import InputFileError, ScratchError
 from dsa110ms.rawuvh5 import SPEED_OF_LIGHT_M_S
 
-#: The config's kinds; all but the first give the MS one FIELD.
-KINDS = ("per_integration", "group_meridian", "fixed")
 #: The one FIELD's name, per kind.
 FIELD_NAMES = {"group_meridian": "group_meridian", "fixed": "fixed_center"}
 #: Rows rotated at a time (bounded temporary memory: ~block x Nfreqs complex64).
@@ -43,8 +41,8 @@ ROTATE_BLOCK_ROWS = 16384
 
 @dataclass(frozen=True)
 class PhaseCenter:
-    """The config's phase centre: ``kind`` (:data:`KINDS`); ``ra_deg``, ``dec_deg`` (ICRS,
-    degrees) for ``fixed``."""
+    """The config's phase centre: ``kind`` (schema.yaml's ``phase_center``); ``ra_deg``,
+    ``dec_deg`` (ICRS, degrees) for ``fixed``."""
 
     kind: str = "per_integration"
     ra_deg: float | None = None
@@ -172,12 +170,16 @@ class PhasePlan:
         ant_1: np.ndarray,
         ant_2: np.ndarray,
         freqs: np.ndarray,
+        geometry_digest: str,
         path: str,
     ) -> np.ndarray:
         """Rotate ``data`` (file rows x channels x polarizations, complex) in place to the
         plan's centre: row (t, a1, a2) times P[t, a2] conj(P[t, a1]), P = exp(-2 pi i dw f/c)
         per antenna (in complex64; an autocorrelation is left as it is). ``freqs``: Hz, in
-        ``data``'s channel order."""
+        ``data``'s channel order. A file whose ``geometry_digest`` is not the plan's is left
+        unrotated (:meth:`rotates`)."""
+        if not self.rotates(geometry_digest):
+            return data
         t = np.searchsorted(self.times_jd, time_array)
         t = np.minimum(t, len(self.times_jd) - 1)
         if not np.array_equal(self.times_jd[t], time_array):
@@ -185,14 +187,7 @@ class PhasePlan:
                 f"{path}: integration times differ from the phase plan's (made from "
                 f"{self.source}); not rotated"
             )
-        index = {int(a): i for i, a in enumerate(self.antenna_numbers)}
-        try:
-            i1 = np.array([index[int(a)] for a in ant_1])
-            i2 = np.array([index[int(a)] for a in ant_2])
-        except KeyError as exc:
-            raise InputFileError(
-                f"{path}: antenna {exc} is not in the phase plan (made from {self.source})"
-            ) from None
+        i1, i2 = self._antenna_index(ant_1, path), self._antenna_index(ant_2, path)
         cycles = self.delta_w[:, :, None] * (np.asarray(freqs, float) / SPEED_OF_LIGHT_M_S)
         per_antenna = np.exp(-2j * np.pi * cycles).astype(np.complex64)  # (Nt, Na, Nf)
         cross = ant_1 != ant_2
@@ -203,6 +198,24 @@ class PhasePlan:
             phasor[~cross[rows]] = 1
             data[rows] *= phasor[:, :, None]
         return data
+
+    def rotates(self, geometry_digest: str) -> bool:
+        """Whether a file of this geometry digest is rotated by the plan: only one that shares
+        its source's (times, baselines, antennas, site, pointing). The others are written
+        unrotated, and the join names the file that differs from the rest of the group."""
+        return geometry_digest == self.geometry_digest
+
+    def _antenna_index(self, antennas: np.ndarray, path: str) -> np.ndarray:
+        """Each of ``antennas``' (numbers) index in the plan's antennas."""
+        order = np.argsort(self.antenna_numbers, kind="stable")
+        known = self.antenna_numbers[order]
+        at = np.minimum(np.searchsorted(known, antennas), len(known) - 1)
+        if not np.array_equal(known[at], antennas):
+            unknown = np.asarray(antennas)[known[at] != antennas][0]
+            raise InputFileError(
+                f"{path}: antenna {unknown} is not in the phase plan (made from {self.source})"
+            )
+        return order[at]
 
 
 def make_plan(uv, path: str, phase_center: PhaseCenter, meridians, geometry_digest: str):

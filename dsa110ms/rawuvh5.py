@@ -642,6 +642,7 @@ def read_subband_arrays(
             times = header["time_array"][()]
             n_times = len(np.unique(times))
             geometry = geometry_items(header, telescope=telescope)
+            digest = combined_digest(geometry)
             if len(freqs) != shape[1]:
                 raise InputFileError(f"{path}: {len(freqs)} frequencies for Nfreqs = {shape[1]}")
             chans = _index(np.argsort(freqs, kind="stable"), shape[1])
@@ -664,7 +665,13 @@ def read_subband_arrays(
     data = fix_autos(data, ant_1, ant_2, file_pols)
     if rotation is not None:
         data = rotation.rotate(
-            data, time_array=times, ant_1=ant_1, ant_2=ant_2, freqs=freqs[read_order], path=path
+            data,
+            time_array=times,
+            ant_1=ant_1,
+            ant_2=ant_2,
+            freqs=freqs[read_order],
+            geometry_digest=digest,
+            path=path,
         )
     take = (
         _index(order.rows, shape[0]),
@@ -701,6 +708,6 @@ def read_subband_arrays(
         ant_1=order.ant_1,
         ant_2=order.ant_2,
         n_times=n_times,
-        geometry_digest=combined_digest(geometry),
+        geometry_digest=digest,
         geometry_items=geometry,
     )

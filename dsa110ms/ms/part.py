@@ -29,12 +29,7 @@ from dsa110ms.files import input_identity
 from dsa110ms.ms.layout import ROW_ARRAYS, weights_from_spectrum
 from dsa110ms.observe.quicklook import subband_quicklook
 from dsa110ms.phasecenter import PhasePlan
-from dsa110ms.rawuvh5 import (
-    combined_digest,
-    file_geometry_items,
-    file_is_unprojected,
-    read_subband_arrays,
-)
+from dsa110ms.rawuvh5 import file_is_unprojected, read_subband_arrays
 from dsa110ms.space import check_room, part_bytes, shape_of
 
 log = logging.getLogger(__name__)
@@ -86,20 +81,7 @@ def write_part(
         rotation = first_zenith_rotation(uvh5_path)
     plan = None
     if phase_plan is not None:
-        plan = PhasePlan.load(phase_plan)
-        items = file_geometry_items(uvh5_path, telescope=telescope)
-        if plan.geometry_digest == combined_digest(items):
-            rotation = plan
-        else:
-            # not rotated, and so recorded: the join compares the group's files and names the
-            # one that differs from the rest (the plan's source, if it is the odd one)
-            log.warning(
-                "%s: its geometry differs from %s, which the group's phase plan was made from: "
-                "not rotated (the join names the file that differs from the rest of the group)",
-                uvh5_path,
-                plan.source,
-            )
-            plan = None
+        plan = rotation = PhasePlan.load(phase_plan)
     sb = read_subband_arrays(
         uvh5_path,
         telescope=telescope,
@@ -123,6 +105,16 @@ def write_part(
             "modified again): still being written or re-sent? Not converted; the next run "
             "reads it again"
         )
+    if plan is not None and not plan.rotates(sb.geometry_digest):
+        # not rotated, and so recorded: the join compares the group's files and names the one
+        # that differs from the rest (the plan's source, if it is the odd one)
+        log.warning(
+            "%s: its geometry differs from %s, which the group's phase plan was made from: not "
+            "rotated (the join names the file that differs from the rest of the group)",
+            uvh5_path,
+            plan.source,
+        )
+        plan = None
     weight, sigma = weights_from_spectrum(sb.weight_spectrum, sb.flag)
     arrays = {
         "DATA": sb.data,

@@ -391,9 +391,9 @@ def _check_phase_center(manifests: Mapping[str, dict], reference: str, template_
     """Every part was rotated to the template's one FIELD (:mod:`dsa110ms.phasecenter`), or none
     was and the template has one FIELD per integration: a part of another run's settings, or a
     plan of another centre, would put visibilities in the wrong place without a word."""
+    one_field = template_field is not None and template_field["name"] in FIELD_NAMES.values()
     for source, manifest in manifests.items():
         rotated_to = manifest.get("phase_center")
-        one_field = template_field is not None and template_field["name"] in FIELD_NAMES.values()
         if rotated_to is None and not one_field:
             continue
         agrees = (
