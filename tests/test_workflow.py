@@ -313,6 +313,8 @@ def test_a_second_run_of_a_working_directory_is_refused_whatever_its_scratch_roo
 
     from dsa110ms.run.hooks import WORKDIR_LOCK
 
+    from .test_robustness import small_config
+
     code = textwrap.dedent(
         f"""
         import os, time
@@ -330,12 +332,7 @@ def test_a_second_run_of_a_working_directory_is_refused_whatever_its_scratch_roo
     try:
         assert live.stdout.readline().strip() == "locked"
         input_dir, _ = two_subband_group
-        config = {
-            "input_dir": input_dir,
-            "output_dir": tmp_path / "out",
-            "scratch_root": scratch_root,
-            "incomplete_groups": "convert",
-        }
+        config = small_config(input_dir, tmp_path / "out", scratch_root)
         proc = run_snakemake(tmp_path, "--cores", "2", config=config, check=False)
     finally:
         live.kill()
