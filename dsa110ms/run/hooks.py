@@ -139,10 +139,7 @@ def hold_working_directory() -> None:
     WORKDIR_LOCK.parent.mkdir(mode=0o700, exist_ok=True)
     _workdir_owner = scratch.OwnerLock.try_acquire(WORKDIR_LOCK, create=True)
     if _workdir_owner is None:
-        try:
-            holder = WORKDIR_LOCK.read_text().strip() or "unknown process"
-        except OSError:
-            holder = "unknown process"
+        holder = scratch.lock_holder(WORKDIR_LOCK)
         raise ScratchError(
             f"working directory {os.getcwd()} is in use by a live run ({holder}, with another "
             "scratch_root); wait for it or run from another working directory"

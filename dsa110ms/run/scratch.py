@@ -238,17 +238,22 @@ class OwnerLock:
             self.fd = -1
 
 
+def lock_holder(path: Path) -> str:
+    """Who holds the lock file at ``path``, as its holder wrote it (``pid N on HOST``)."""
+    try:
+        return path.read_text().strip() or "unknown process"
+    except OSError:
+        return "unknown process"
+
+
 def acquire_instance(layout: ScratchLayout) -> OwnerLock:
     """Create the instance directory (0700) and take its owner lock, or fail naming the holder."""
     make_instance_dir(layout)
     lock = OwnerLock.try_acquire(layout.lock_path, create=True)
     if lock is None:
-        try:
-            holder = layout.lock_path.read_text().strip() or "unknown process"
-        except OSError:
-            holder = "unknown process"
         raise ScratchError(
-            f"{layout.instance_dir}: scratch is in use by a live run ({holder}); "
+            f"{layout.instance_dir}: scratch is in use by a live run "
+            f"({lock_holder(layout.lock_path)}); "
             "wait for it or run from another working directory"
         )
     lock.describe_owner()
