@@ -55,7 +55,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsa110ms.errors import DiscoveryError
-from dsa110ms.inventory import FirstIntegration, HeaderError, Inventory
+from dsa110ms.inventory import INCOMPLETE_SUFFIX as INCOMPLETE_SUFFIX  # discovery's, re-exported
+from dsa110ms.inventory import (
+    FirstIntegration,
+    HeaderError,
+    Inventory,
+    is_listed_name,
+)
 from dsa110ms.manifest import Group, Manifest, Skipped
 from dsa110ms.telescope import N_SUBBANDS
 
@@ -66,7 +72,6 @@ TIMESTAMP_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
 #: Characters of a timestamp in a file name (``YYYY-MM-DDTHH:MM:SS``), which sort as the times.
 TIMESTAMP_LENGTH = 19
 FILE_PATTERN = re.compile(rf"^(?P<timestamp>{TIMESTAMP_PATTERN})_sb(?P<subband>[0-9]{{2}})\.hdf5$")
-INCOMPLETE_SUFFIX = "_incomplete.hdf5"
 #: A leap second's name: UTC's 61st second of a minute, only ever at the end of a day.
 LEAP_SECOND = "T23:59:60"
 
@@ -251,23 +256,56 @@ def _list_dir(input_dir: Path) -> list[os.DirEntry]:
         ) from None
 
 
+class _ListedEntry:
+    """An input file the inventory's listing names, looked at as :func:`_never_opened` looks at
+    a directory entry (each call stats it)."""
+
+    def __init__(self, input_dir: Path, name: str):
+        self.name, self.path = name, os.path.join(input_dir, name)
+
+    def is_file(self) -> bool:
+        return stat.S_ISREG(self.stat().st_mode)
+
+    def stat(self) -> os.stat_result:
+        return os.stat(self.path)
+
+
+def _listed_entries(input_dir: Path, inventory: Inventory, first: str, last: str) -> list:
+    """The entries the inventory's listing of ``input_dir`` names between ``first`` and
+    ``last`` (as :func:`scan` wants them); DiscoveryError if it has no listing of it."""
+    if not inventory.listed(input_dir):
+        where = inventory.path or "the inventory (it cannot be used)"
+        raise DiscoveryError(
+            f"{input_dir}: input_listing=inventory, but {where} holds no listing of it; "
+            "python -m dsa110ms.archive makes and refreshes it (or set input_listing=directory)"
+        )
+    return [_ListedEntry(input_dir, name) for name in inventory.names(input_dir, first, last)]
+
+
 def scan(
-    input_dir: str | os.PathLike, names_between: tuple[str, str] | None = None
+    input_dir: str | os.PathLike,
+    names_between: tuple[str, str] | None = None,
+    listing: Inventory | None = None,
 ) -> tuple[list[SubbandFile], list[str]]:
     """Subband files in ``input_dir`` (not recursive), by name, and notes on entries that were
     ignored. ``names_between``: the first and last timestamps (as file names write them) of the
     files wanted: the others are left out unread (a window of a large archive costs a string
-    comparison per name, no parsing, no stat)."""
+    comparison per name, no parsing, no stat). ``listing``: take the names from this
+    inventory's listing of ``input_dir`` (an indexed query of the window), not from the
+    directory; a name listed there but gone from the directory is a note."""
     input_dir = Path(input_dir)
     files, notes = [], []
     first, last = names_between or ("", "~")
 
     def wanted(name: str) -> bool:
-        if not name.endswith(".hdf5") or name.endswith(INCOMPLETE_SUFFIX):
+        if not is_listed_name(name):
             return False  # an _incomplete file is still being written: its group waits
         return first <= name[:TIMESTAMP_LENGTH] <= last or not FILE_PATTERN.match(name)
 
-    entries = [e for e in _list_dir(input_dir) if wanted(e.name)]
+    if listing is not None:
+        entries = _listed_entries(input_dir, listing, first, last)
+    else:
+        entries = [e for e in _list_dir(input_dir) if wanted(e.name)]
     for entry in sorted(entries, key=lambda e: e.name):
         parsed = _parse_name(entry.name)
         if isinstance(parsed, str):
@@ -280,6 +318,16 @@ def scan(
                     entry.path,
                     f"unknown subband sb{subband:02d} (DSA-110 has sb00-sb15), ignored; rename "
                     "it or move it out of input_dir",
+                )
+            )
+            continue
+        if listing is not None and not os.path.lexists(entry.path):
+            notes.append(
+                Skipped(
+                    entry.path,
+                    f"listed in the inventory {listing.path} but gone from input_dir: left "
+                    "out (its group is incomplete without it); the next archive run lists "
+                    "input_dir again",
                 )
             )
             continue
@@ -560,6 +608,7 @@ def discover(
     only: list[str] | None = None,
     telescope: str = "dsa110",
     inventory: Inventory | str | os.PathLike | None = None,
+    input_listing: str = "directory",
 ) -> Manifest:
     """Find the groups to convert in ``input_dir``.
 
@@ -570,8 +619,10 @@ def discover(
     ``tolerance_s`` is in seconds, 0 < tolerance_s <= :data:`MAX_TOLERANCE_S`. ``telescope``:
     ``dsa110`` requires a group's files to share ``time_array[0]`` exactly. ``inventory``: the
     cache of the files' headers (an :class:`Inventory`, or its path:
-    :data:`dsa110ms.inventory.INVENTORY_PATH` in the working directory; None reads every file's
-    header each time).
+    config ``inventory``; None reads every file's
+    header each time). ``input_listing``: ``directory`` lists ``input_dir``; ``inventory`` takes
+    the names from the inventory's listing of it (:meth:`Inventory.refresh_listing`, kept by
+    :mod:`dsa110ms.archive`), an indexed query of the window instead of a listing of the archive.
     """
     _check_options(tolerance_s, incomplete_groups, duplicate_subbands, telescope)
     if reversed_bounds := reversed_window(start_time, end_time):
@@ -583,7 +634,10 @@ def discover(
     wanted = sorted(parse_timestamp(g) for g in only) if only is not None else None
     wanted_ids = {format_timestamp(t) for t in wanted} if wanted is not None else None
 
-    files, notes = scan(input_dir, _names_near(lo, hi, wanted, tolerance))
+    times = inventory if isinstance(inventory, Inventory) else Inventory(inventory)
+    listing = times if input_listing == "inventory" else None
+    files, notes = scan(input_dir, names_near(lo, hi, wanted, tolerance), listing)
+    times.preload([f.path for f in files])
     manifest = Manifest(str(Path(input_dir).resolve()))
     manifest.skipped.extend(notes)
     clusters, orphans = _cluster(files, tolerance)
@@ -598,7 +652,6 @@ def discover(
                 f.path, f"no sb00 file within {tolerance_s:g} s, so it belongs to no complete group"
             )
         )
-    times = inventory if isinstance(inventory, Inventory) else Inventory(inventory)
     headers = _Headers(times)
     for gid, members in sorted(
         _clusters_by_id(clusters, headers, lo, hi, wanted, tolerance).items()
@@ -647,7 +700,7 @@ def discover(
     if not manifest.groups:
         group_skips = manifest.skipped[len(notes) :]  # not the notes on file names
         if not files:  # what the window left out, to say what the directory holds
-            files = scan(input_dir)[0]
+            files = scan(input_dir, listing=listing)[0]
         manifest.empty_reason = _why_nothing(
             manifest.input_dir, files, group_skips, start_time, end_time, only
         )
@@ -660,7 +713,7 @@ def discover(
 NAME_MARGIN_TOLERANCES = 3
 
 
-def _names_near(lo, hi, wanted, tolerance: dt.timedelta) -> tuple[str, str] | None:
+def names_near(lo, hi, wanted, tolerance: dt.timedelta) -> tuple[str, str] | None:
     """The file names (their timestamps' first and last) that groups with ids in [lo, hi], or
     among ``wanted``, can have; None for every name."""
     if wanted is not None:

@@ -9,8 +9,18 @@ of ``Data/visdata`` (HDF5 metadata, no data): the run sizes each group's scratch
 (:mod:`dsa110ms.run.scratch`), since a compressed file is much smaller than what it holds.
 
 Reading them costs about a millisecond per file (more on a network file system), so the values
-are kept in a small SQLite file in the working directory (:data:`INVENTORY_PATH`), keyed by the
-file's path and identity (size, mtime_ns, inode): a file replaced or rewritten is read again.
+are kept in a small SQLite file (config ``inventory``, ``.dsa110ms/inventory.sqlite`` in the
+working directory by default), keyed by the file's path and identity (size, mtime_ns, inode): a
+file replaced or rewritten is read again.
+
+The same file keeps the **listing** of each input directory (the names of its subband files),
+which the archive driver (:mod:`dsa110ms.archive`) refreshes incrementally: the directory is
+listed again only when its mtime changed, and only the names added or removed are written.
+With ``input_listing: inventory`` a window's discovery is then one indexed range query of the
+names (a file name starts with its timestamp), not a listing of an archive of millions of
+files. SQLite (the standard library): one file, transactions that a killed writer cannot leave
+half-done, concurrent readers with one writer, and B-tree range queries; nothing to install or
+run.
 
 The cache is an optimisation only, and never trusted blindly:
 
@@ -36,7 +46,8 @@ import math
 import os
 import sqlite3
 import stat
-from contextlib import closing, suppress
+import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,15 +55,12 @@ import h5py
 
 log = logging.getLogger(__name__)
 
-#: Where the cache lives, relative to the working directory (beside the run's manifest).
-INVENTORY_PATH = Path(".dsa110ms") / "inventory.sqlite"
-
 #: How long a process waits for another one writing the cache (s) before it gives up caching.
 LOCK_TIMEOUT_S = 5.0
 
 #: The cache's layout (SQLite ``user_version``): 0, before versions, held only the first
-#: integration; 2 adds the data's shape.
-SCHEMA_VERSION = 2
+#: integration; 2 adds the data's shape; 3 the input directories' listings.
+SCHEMA_VERSION = 3
 TABLE = "file_header"
 COLUMNS = (
     ("path", "TEXT PRIMARY KEY"),
@@ -67,6 +75,20 @@ COLUMNS = (
     ("ntimes", "INTEGER"),
 )
 SCHEMA = f"CREATE TABLE {TABLE} ({', '.join(f'{n} {t}' for n, t in COLUMNS)}) STRICT"
+#: The listing of each input directory (:meth:`Inventory.refresh_listing`): the names of its
+#: subband files (``*.hdf5``, not ``*_incomplete.hdf5``), keyed by directory and name. A subband
+#: file's name starts with its timestamp, so a window's files are one range of the key.
+LISTING = "input_name"
+LISTING_SCHEMA = (
+    f"CREATE TABLE {LISTING} (dir TEXT NOT NULL, name TEXT NOT NULL, "
+    "PRIMARY KEY (dir, name)) STRICT, WITHOUT ROWID"
+)
+#: When each directory was listed: its mtime_ns and inode then (unchanged: nothing to list).
+LISTED = "listed_dir"
+LISTED_SCHEMA = (
+    f"CREATE TABLE {LISTED} (dir TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, "
+    "inode INTEGER NOT NULL, listed_at REAL NOT NULL) STRICT"
+)
 #: SQLite's result codes for a file whose contents are not a readable database.
 UNREADABLE_CODES = frozenset(
     code
@@ -196,22 +218,25 @@ def _cacheable(row: tuple) -> bool:
 
 
 class Inventory:
-    """Headers of input files, cached in SQLite at ``path`` (None: no cache). One object serves
-    one discovery (and the scratch sizes of its groups): a file it could not read is not tried
-    again meanwhile."""
+    """Headers of input files, cached in SQLite at ``path`` (None: no cache), and the listings of
+    input directories. One object serves one discovery (and the scratch sizes of its groups): a
+    file it could not read is not tried again meanwhile. Rows are looked up as files are asked
+    for (:meth:`preload` fetches many in one query), never all at once: an archive's cache holds
+    millions of files, a window's discovery asks for thousands."""
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else None
-        self._known: dict[str, tuple] = {}  # path -> row (without the path), as stored
+        self._known: dict[str, tuple | None] = {}  # path -> row (without the path); None: none
         self._new: list[tuple] = []
         self._failed: dict[str, HeaderError] = {}  # this object's lifetime only: never stored
+        self._db: sqlite3.Connection | None = None
         if self.path is not None:
-            self._known = self._load()
+            self._db = self._open()
 
     # --- the cache file ------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        """The cache, with this version's table (created or rebuilt if need be), in autocommit
+        """The cache, with this version's tables (created or rebuilt if need be), in autocommit
         mode (transactions are explicit). Raises :class:`sqlite3.Error`, :class:`OSError`, or
         :class:`_LaterLayout`."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,13 +250,19 @@ class Inventory:
             raise
         return db
 
-    def _load(self) -> dict[str, tuple]:
+    def _open(self) -> sqlite3.Connection | None:
+        """The cache, ready (set aside and rebuilt if SQLite cannot read it); None, with one
+        warning, if it cannot be used (``path`` is then None: files are read every time)."""
         for attempt in (1, 2):
             before = _stat_or_none(self.path)
             try:
-                with closing(self._connect()) as db:
-                    rows = db.execute(f"SELECT * FROM {TABLE}").fetchall()
-                return {row[0]: row[1:] for row in rows}
+                db = self._connect()
+                try:
+                    db.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()
+                except BaseException:
+                    db.close()
+                    raise
+                return db
             except _LaterLayout as exc:
                 log.warning("%s: %s; reading every file's header", self.path, exc)
             except sqlite3.DatabaseError as exc:
@@ -246,7 +277,42 @@ class Inventory:
                 log.warning("%s: cannot be used (%s); reading every file's header", self.path, exc)
             break
         self.path = None
-        return {}
+        return None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """Rows of a read; none, with one warning (and no cache from then on), if the cache has
+        become unusable meanwhile (locked for too long, removed)."""
+        if self._db is None:
+            return []
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            log.warning("%s: cannot be read (%s); reading every file's header", self.path, exc)
+            self.close()
+            self.path = None
+            return []
+
+    def _write(self, sql: str, rows: list[tuple], *more: tuple[str, list[tuple]]) -> bool:
+        """``executemany(sql, rows)`` (and each of ``more``) in one transaction; False, with a
+        warning, if the cache cannot be written (e.g. locked by another process too long)."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement, values in ((sql, rows), *more):
+                    self._db.executemany(statement, values)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            log.warning("%s: not updated (%s); files are read again next time", self.path, exc)
+            return False
+        return True
 
     def _set_aside(self, before: os.stat_result | None, exc: Exception) -> bool:
         """Rename the unreadable cache aside (module docstring), with SQLite's journal files;
@@ -288,6 +354,8 @@ class Inventory:
     def header(self, path: str) -> FileHeader:
         """``path``'s header, from the cache if the file is the one cached and the row is one
         this version writes. Raises :class:`HeaderError`."""
+        if path not in self._known:
+            self.preload([path])
         known = self._known.get(path)
         if known is not None:
             cached = _header_of(tuple(known))
@@ -321,19 +389,128 @@ class Inventory:
         except HeaderError:
             return None
 
+    def preload(self, paths: list[str]) -> None:
+        """Look up the cached rows of ``paths`` (those not looked up yet) in as few queries as
+        SQLite allows; a path without a row is read from its file when asked for."""
+        wanted = [p for p in dict.fromkeys(paths) if p not in self._known]
+        for p in wanted:
+            self._known[p] = None  # looked up: a miss is not asked for again
+        for i in range(0, len(wanted), QUERY_CHUNK):
+            chunk = tuple(wanted[i : i + QUERY_CHUNK])
+            marks = ", ".join("?" * len(chunk))
+            for row in self._query(f"SELECT * FROM {TABLE} WHERE path IN ({marks})", chunk):
+                self._known[row[0]] = row[1:]
+
     def save(self) -> None:
         """Store what was read since the last save (nothing if there is no cache)."""
-        if self.path is None or not self._new:
+        if self._db is None or not self._new:
             return
         marks = ", ".join("?" * len(COLUMNS))
-        try:
-            with closing(self._connect()) as db:
-                db.execute("BEGIN IMMEDIATE")
-                db.executemany(f"INSERT OR REPLACE INTO {TABLE} VALUES ({marks})", self._new)
-                db.execute("COMMIT")
-        except (OSError, sqlite3.Error, _LaterLayout) as exc:  # e.g. locked for too long
-            log.warning("%s: not updated (%s); files are read again next time", self.path, exc)
+        self._write(f"INSERT OR REPLACE INTO {TABLE} VALUES ({marks})", self._new)
         self._new = []
+
+    # --- the listings of input directories -----------------------------------------------------
+
+    def refresh_listing(self, input_dir: str | os.PathLike) -> Listing:
+        """Bring the cached listing of ``input_dir`` up to date: the directory is listed again
+        only if it changed (its mtime or inode) since, and only the names added and removed are
+        written. Raises OSError if the directory cannot be listed, :class:`InventoryError` if
+        the cache cannot be used or written."""
+        if self._db is None:
+            raise InventoryError("it cannot be used (see the warning above)")
+        key = _dir_key(input_dir)
+        st = os.stat(input_dir)
+        listed = self._query(f"SELECT mtime_ns, inode FROM {LISTED} WHERE dir = ?", (key,))
+        if listed and tuple(listed[0]) == (st.st_mtime_ns, st.st_ino):
+            return Listing(key, 0, 0, self.count(input_dir))
+        with os.scandir(input_dir) as it:
+            now = {e.name for e in it if is_listed_name(e.name)}
+        before = {r[0] for r in self._query(f"SELECT name FROM {LISTING} WHERE dir = ?", (key,))}
+        added, removed = sorted(now - before), sorted(before - now)
+        written = self._write(
+            f"INSERT OR IGNORE INTO {LISTING} VALUES (?, ?)",
+            [(key, name) for name in added],
+            (f"DELETE FROM {LISTING} WHERE dir = ? AND name = ?", [(key, n) for n in removed]),
+            (
+                f"INSERT OR REPLACE INTO {LISTED} VALUES (?, ?, ?, ?)",
+                [(key, st.st_mtime_ns, st.st_ino, time.time())],
+            ),
+        )
+        if not written:
+            raise InventoryError("its listing of the directory cannot be written")
+        return Listing(key, len(added), len(removed), len(now))
+
+    def listed(self, input_dir: str | os.PathLike) -> bool:
+        """Whether the cache holds a listing of ``input_dir`` (:meth:`refresh_listing`)."""
+        return bool(self._query(f"SELECT 1 FROM {LISTED} WHERE dir = ?", (_dir_key(input_dir),)))
+
+    def names(self, input_dir: str | os.PathLike, first: str = "", last: str = "~") -> list[str]:
+        """The names in the listing of ``input_dir`` whose first characters (a subband file's
+        timestamp) are from ``first`` to ``last`` inclusive, and every name that does not start
+        with a digit (discovery reports them): an indexed range query, in name order."""
+        rows = self._query(
+            f"SELECT name FROM {LISTING} WHERE dir = ?1 AND "
+            "((name >= ?2 AND name <= ?3) OR name < '0' OR name >= ':') ORDER BY name",
+            (_dir_key(input_dir), first, last + "~"),
+        )
+        return [r[0] for r in rows]
+
+    def count(
+        self,
+        input_dir: str | os.PathLike,
+        first: str = "",
+        last: str = "~",
+        subband: int | None = None,
+    ) -> int:
+        """How many names the listing of ``input_dir`` holds from ``first`` to ``last`` (of
+        ``subband`` only, if given)."""
+        only = "" if subband is None else f" AND name LIKE '%\\_sb{subband:02d}.hdf5' ESCAPE '\\'"
+        rows = self._query(
+            f"SELECT count(*) FROM {LISTING} WHERE dir = ? AND name >= ? AND name <= ?{only}",
+            (_dir_key(input_dir), first, last + "~"),
+        )
+        return rows[0][0] if rows else 0
+
+    def first_and_last(self, input_dir: str | os.PathLike) -> tuple[str, str] | None:
+        """The first and last names in the listing of ``input_dir`` that start with a digit."""
+        rows = self._query(
+            f"SELECT min(name), max(name) FROM {LISTING} WHERE dir = ? AND name >= '0' "
+            "AND name < ':'",
+            (_dir_key(input_dir),),
+        )
+        return (rows[0][0], rows[0][1]) if rows and rows[0][0] is not None else None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What :meth:`Inventory.refresh_listing` did to the listing of ``dir``: names added and
+    removed, and how many the directory holds."""
+
+    dir: str
+    added: int
+    removed: int
+    total: int
+
+
+class InventoryError(Exception):
+    """The inventory cannot serve as the listing of an input directory."""
+
+
+#: Most paths one query asks for (SQLite allows 32,766 parameters).
+QUERY_CHUNK = 10_000
+#: Files still being written end with this (their group waits for them).
+INCOMPLETE_SUFFIX = "_incomplete.hdf5"
+
+
+def _dir_key(input_dir: str | os.PathLike) -> str:
+    """An input directory as listings name it: its absolute path, symlinks resolved."""
+    return os.path.realpath(input_dir)
+
+
+def is_listed_name(name: str) -> bool:
+    """Whether discovery looks at an entry of an input directory: ``*.hdf5`` but not
+    ``*_incomplete.hdf5``."""
+    return name.endswith(".hdf5") and not name.endswith(INCOMPLETE_SUFFIX)
 
 
 class _LaterLayout(Exception):
@@ -347,27 +524,27 @@ def _stat_or_none(path: Path) -> os.stat_result | None:
         return None
 
 
-def _columns(db: sqlite3.Connection) -> list[tuple[str, str]]:
-    return [(r[1], r[2]) for r in db.execute(f"PRAGMA table_info({TABLE})")]
+#: Every table of this version's layout, as SQLite keeps its CREATE statement.
+TABLES = {TABLE: SCHEMA, LISTING: LISTING_SCHEMA, LISTED: LISTED_SCHEMA}
 
 
-def _expected_columns() -> list[tuple[str, str]]:
-    return [(name, kind.split()[0]) for name, kind in COLUMNS]
+def _is_this_layout(db: sqlite3.Connection) -> bool:
+    tables = dict(db.execute("SELECT name, sql FROM sqlite_schema WHERE type = 'table'"))
+    return db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION and tables == TABLES
 
 
 def _ensure_layout(db: sqlite3.Connection) -> None:
     """Make the cache this version's layout: an earlier one (or a table not as this version
     makes it) is emptied and rebuilt, in one transaction; a later one raises
     :class:`_LaterLayout`. Raises :class:`sqlite3.DatabaseError` for a file SQLite cannot read."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version == SCHEMA_VERSION and _columns(db) == _expected_columns():
+    if _is_this_layout(db):
         return
+    version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise _LaterLayout(f"written by a later version of dsa110ms (layout {version})")
     db.execute("BEGIN IMMEDIATE")
     try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have
-        if version == SCHEMA_VERSION and _columns(db) == _expected_columns():
+        if _is_this_layout(db):  # another process may have made it meanwhile
             db.execute("COMMIT")
             return
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_schema WHERE type='table'")]
@@ -375,7 +552,8 @@ def _ensure_layout(db: sqlite3.Connection) -> None:
         tables = [t for t in tables if not t.startswith("sqlite_")]
         for name in tables:
             db.execute(f'DROP TABLE "{name}"')
-        db.execute(SCHEMA)
+        for schema in TABLES.values():
+            db.execute(schema)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:

@@ -24,6 +24,8 @@ class Settings:
     scratch_root: str
     log_dir: str
     report_dir: str
+    inventory: str
+    input_listing: str
     tolerance_s: float
     start_time: str | None
     end_time: str | None

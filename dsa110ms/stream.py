@@ -26,31 +26,21 @@ symlink) are reported once per start, as warning lines.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import yaml
-
+from dsa110ms.batch import WorkflowRun, groups_item, load_settings
 from dsa110ms.errors import Dsa110msError
 from dsa110ms.manifest import Manifest
 from dsa110ms.ms.publish import is_published
-from dsa110ms.observe import metrics
 from dsa110ms.observe.report import read_group_record
-from dsa110ms.run.internals import parse_config_overrides
-from dsa110ms.run.workflow import MANIFEST_PATH
 from dsa110ms.settings import Settings
 from dsa110ms.streamstate import Candidate, StreamState, scan
 
-REPO = Path(__file__).resolve().parent.parent
-SNAKEFILE = REPO / "Snakefile"
-DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 PREFIX = "[dsa110ms stream]"
 #: a batch that failed before any job of a group ran is tried again after this long (s)
 RETRY_AFTER_S = 60
@@ -60,19 +50,12 @@ def say(line: str) -> None:
     print(f"{PREFIX} {time.strftime('%H:%M:%S')} {line}", flush=True)
 
 
-def interrupt_when_orphaned() -> None:
-    """In a batch's Snakemake (before exec): get SIGINT, Snakemake's Ctrl-C, if the stream dies
-    (even by SIGKILL), so no batch outlives it and holds the working directory's locks."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
-
-
 class Stream:
     def __init__(self, args: argparse.Namespace, settings: Settings):
         self.args = args
         self.settings = settings
         self.state = StreamState.load(Path(settings.log_dir) / "stream" / "state.json")
-        self.child: subprocess.Popen | None = None
+        self.child: WorkflowRun | None = None
         self.stopping = False
         self.retry_at: dict[str, float] = {}  # group -> when to try a failed batch again
         self.warned: set[str] = set()  # discovery's reasons already shown since the start
@@ -166,45 +149,27 @@ class Stream:
     def convert(self, batch: list[Candidate]) -> None:
         ids = [c.id for c in batch]
         say(f"batch of {len(ids)}: {', '.join(ids)}")
-        started = time.time()
-        command = [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(SNAKEFILE),
-            "--cores",
-            str(self.args.cores),
-            *self.args.snakemake_args,
-            "--configfile",
-            str(DEFAULT_CONFIG),
-            *self.args.configfile,
-            "--config",
-            *self.args.config,
-            f"groups={json.dumps(ids)}",
-        ]
         log_path = Path(self.settings.log_dir) / "stream" / "batches.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "a") as log:
-            log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n")
-            log.flush()
-            self.child = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=interrupt_when_orphaned
-            )
-            if self.stopping:  # the signal came while it was being started
-                self.child.send_signal(signal.SIGINT)
-            code = self.child.wait()
-            self.child = None
-        manifest_path = MANIFEST_PATH  # the batch's, in this working directory
-        fresh = manifest_path.exists() and manifest_path.stat().st_mtime >= started
-        batch_manifest = Manifest.read(manifest_path) if fresh else Manifest("")
-        skipped = batch_manifest.skipped
-        events = metrics.read_events(self.settings.metrics_dir, since=started)
+        self.child = WorkflowRun(
+            workdir=".",
+            settings=self.settings,
+            cores=self.args.cores,
+            configfiles=self.args.configfile,
+            config=[*self.args.config, groups_item(ids)],
+            snakemake_args=self.args.snakemake_args,
+            log_path=log_path,
+        )
+        self.child.start()
+        if self.stopping:  # the signal came while it was being started
+            self.child.interrupt()
+        code = self.child.wait()
+        run, self.child = self.child, None
+        outcomes = run.outcomes(ids)
+        batch_manifest = run.manifest() or Manifest("")
         for c in batch:
             done = time.time()
-            why_skipped = [r for r in skipped if c.id in r]
-            error = metrics.group_facts(events, c.id)["error"]
-            if is_published(self.final_ms(c.id)):
+            outcome = outcomes[c.id]
+            if outcome.status == "published":
                 published = self.final_ms(c.id).stat().st_ctime  # its rename into place
                 latency = round(published - c.last_arrival, 1)
                 # the files the batch converted (one may have come since the scan): late files
@@ -215,16 +180,14 @@ class Stream:
                 say(f"{c.id} published {latency:.1f} s after its last file")
             elif self.stopping:
                 continue  # interrupted: the next start converts it
-            elif why_skipped or error:
-                status = "skipped" if why_skipped else "failed"
-                reason = why_skipped[0] if why_skipped else f"{error}; logs in log_dir/{c.id}"
-                self.state.record(c, status, reason=reason, at=done)
-                say(f"{c.id} {status}: {reason}")
+            elif outcome.status in ("skipped", "failed"):
+                self.state.record(c, outcome.status, reason=outcome.reason, at=done)
+                say(f"{c.id} {outcome.status}: {outcome.reason}")
             else:  # the batch failed before any job of this group (e.g. a run still alive)
                 self.retry_at[c.id] = done + RETRY_AFTER_S
                 say(f"{c.id} not converted (see {log_path}); trying again in {RETRY_AFTER_S} s")
         self.state.save()
-        say(f"batch done in {time.time() - started:.1f} s (snakemake exit {code})")
+        say(f"batch done in {time.time() - run.started:.1f} s (snakemake exit {code})")
 
     def run(self) -> int:
         idle_since = time.time()
@@ -251,7 +214,7 @@ class Stream:
         say(f"signal {signum}: stopping")
         self.stopping = True
         if self.child is not None:
-            self.child.send_signal(signal.SIGINT)  # Snakemake's Ctrl-C: stops and cleans up
+            self.child.interrupt()  # Snakemake's Ctrl-C: it stops and cleans up
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,14 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     # discovery runs every poll: its warnings about groups still arriving are noise here
     logging.getLogger("dsa110ms.groups").setLevel(logging.ERROR)
     args.snakemake_args = extra
-    from snakemake.utils import update_config  # nested keys merged as Snakemake merges them
-
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    for path in args.configfile:
-        update_config(config, yaml.safe_load(Path(path).read_text()) or {})
     try:
-        update_config(config, parse_config_overrides(args.config))
-        settings = Settings.from_config(config)
+        settings = load_settings(args.configfile, args.config)
     except Dsa110msError as exc:
         print(f"dsa110ms: error: {exc}", file=sys.stderr)
         return 1

@@ -18,7 +18,6 @@ from dsa110ms.groups import (
     discover,
     parse_timestamp,
 )
-from dsa110ms.inventory import INVENTORY_PATH
 from dsa110ms.settings import Settings
 
 TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
@@ -104,7 +103,7 @@ def scan(settings: Settings) -> tuple[list[Candidate], list[str]]:
         incomplete_groups="convert",
         duplicate_subbands="latest",
         telescope=settings.telescope,
-        inventory=INVENTORY_PATH,  # in the working directory: the stream polls, files stay
+        inventory=settings.inventory,  # the stream polls; the files stay
     )
     writing = _being_written(input_dir)
     tolerance = settings.tolerance_s

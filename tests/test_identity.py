@@ -259,7 +259,9 @@ def test_first_integrations_are_cached_by_file_identity(tmp_path):
     cache = tmp_path / "work" / ".dsa110ms" / "inventory.sqlite"
     write_group(tmp_path / "in", T0, subbands=(0, 15))
     (g,) = discover(tmp_path / "in", incomplete_groups="convert", inventory=cache)
-    assert len(Inventory(cache)._known) == 2
+    cached = Inventory(cache)
+    cached.preload(list(g.files.values()))
+    assert all(cached._known.values()) and len(cached._known) == 2
     # the same file (size, mtime, inode) with its header made unreadable: served from the cache
     sb15 = Path(g.files[15])
     st = sb15.stat()

@@ -16,7 +16,7 @@ from pathlib import Path
 from dsa110ms import casa, faults, paths
 from dsa110ms.errors import DiscoveryError, exit_with, one_line_errors
 from dsa110ms.groups import discover
-from dsa110ms.inventory import INVENTORY_PATH, Inventory
+from dsa110ms.inventory import Inventory
 from dsa110ms.manifest import Manifest
 from dsa110ms.ms.publish import OutputArea, StampCheck
 from dsa110ms.observe import metrics
@@ -103,7 +103,7 @@ class Run:
         )
         manifest, error, inventory = None, None, None
         manifest_path = Path(workdir) / MANIFEST_PATH
-        inventory_path = Path(workdir) / INVENTORY_PATH
+        inventory_path = Path(workdir) / settings.inventory
         try:
             if is_main_process:
                 inventory = Inventory(inventory_path)
@@ -117,6 +117,7 @@ class Run:
                     only=settings.groups,
                     telescope=settings.telescope,
                     inventory=inventory,
+                    input_listing=settings.input_listing,
                 )
                 manifest.write(manifest_path)
                 if manifest.empty_reason:

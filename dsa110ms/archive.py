@@ -1,0 +1,358 @@
+"""Archive mode: convert an archive window by window, resumably.
+
+    python -m dsa110ms.archive --cores 2 --config input_dir=/data/archive output_dir=/data/ms
+    python -m dsa110ms.archive --window 24 --config start_time=2026-01-01T00:00:00 \\
+        end_time=2026-12-31T23:59:59 -- --profile profiles/slurm
+
+1. The inventory's listing of ``input_dir`` (:mod:`dsa110ms.inventory`, config ``inventory``)
+   is brought up to date: only a directory that changed is listed again, only new or removed
+   names are written.
+2. The archive (``start_time``..``end_time``, else everything the listing holds) is cut into
+   windows of ``--window`` hours (default 24, UTC days). A window is *done* (:mod:`dsa110ms.ledger`)
+   if it ran to the end, its range holds as many input names as then, and its published MSs are
+   still there; done windows are not run again.
+3. Every other window is one ordinary Snakemake run of this workflow (:mod:`dsa110ms.batch`, as
+   the streaming mode's batches are), in its own working directory
+   ``.dsa110ms/archive/<window start>/`` (its manifest, its scratch instance, its locks), with
+   ``start_time``/``end_time`` of the window and ``input_listing=inventory``: discovery is an
+   indexed query of the window. Windows run in time order, up to ``--at-once`` at a time (default
+   2): the next one starts when the running one has at most ``--lookahead`` groups (default 2)
+   left, so the cores (or a cluster's queue) never drain between windows. Snakemake arguments go
+   after ``--`` (e.g. ``-- --profile profiles/slurm``); ``-n`` plans every window and records
+   nothing.
+4. What became of each group is recorded in the ledger, ``<log_dir>/archive/ledger.sqlite``;
+   ``--retry-failed`` runs only the groups that failed. Each window's Snakemake output is in
+   ``<log_dir>/archive/<window start>.log``, its run report in
+   ``<report_dir>/archive/<window start>/``.
+
+Progress: a line a minute (``--progress-s``) with groups done of the total, failed, groups per
+hour and the ETA. Stopping: SIGINT/SIGTERM stop the running windows (Snakemake's Ctrl-C: each
+cleans up) and exit; SIGKILL leaves each window's Snakemake to stop itself (it gets SIGINT when
+the driver dies); the same command then redoes only the windows not done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dsa110ms.batch import WorkflowRun, absolute_paths, groups_item, load_settings
+from dsa110ms.errors import Dsa110msError
+from dsa110ms.inventory import Inventory, InventoryError
+from dsa110ms.ledger import (
+    DONE,
+    UNFINISHED,
+    Ledger,
+    LedgerError,
+    Window,
+    published_ids,
+    windows_between,
+)
+from dsa110ms.ms.publish import is_published
+from dsa110ms.settings import Settings
+
+PREFIX = "[dsa110ms archive]"
+#: The driver's own directory in its working directory: its lock and the windows' directories.
+ARCHIVE_DIR = Path(".dsa110ms") / "archive"
+#: Seconds between looks at the running windows.
+POLL_S = 1.0
+
+
+def say(line: str) -> None:
+    print(f"{PREFIX} {time.strftime('%H:%M:%S')} {line}", flush=True)
+
+
+class ArchiveError(Dsa110msError):
+    """The archive cannot be run (one line: what, and what to do)."""
+
+
+@dataclass
+class RunningWindow:
+    window: Window
+    run: WorkflowRun
+    groups: list[str] | None  # --retry-failed: these only
+    published: set[str] = field(default_factory=set)
+
+    def remaining(self) -> int | None:
+        """Groups of the window not yet published (None before its discovery)."""
+        manifest = self.run.manifest()
+        if manifest is None:
+            return None
+        for gid in manifest.groups:
+            if gid not in self.published and is_published(self.run.final_ms(gid)):
+                self.published.add(gid)
+        return len(set(manifest.groups) - self.published)
+
+
+class Archive:
+    def __init__(self, args: argparse.Namespace, settings: Settings):
+        self.args = args
+        self.settings = settings
+        self.dry_run = any(a in ("-n", "--dry-run", "--dryrun") for a in args.snakemake_args)
+        self.ledger = Ledger(Path(settings.log_dir) / "archive" / "ledger.sqlite")
+        self.inventory = Inventory(settings.inventory)
+        self.running: list[RunningWindow] = []
+        self.stopping = False
+        self.started = time.time()
+        self.total = 0  # groups to publish, as the listing's sb00 files count them
+        self.published_at_start = 0
+        self.failed = 0
+        self.last_progress = 0.0
+
+    # --- what to run ---------------------------------------------------------------------------
+
+    def refresh_inventory(self) -> None:
+        started = time.time()
+        try:
+            listing = self.inventory.refresh_listing(self.settings.input_dir)
+        except FileNotFoundError:
+            raise ArchiveError(
+                f"{self.settings.input_dir}: input directory does not exist; check input_dir"
+            ) from None
+        except OSError as exc:
+            raise ArchiveError(
+                f"{self.settings.input_dir}: input directory cannot be listed "
+                f"({exc.strerror or exc}); check input_dir and its permissions"
+            ) from None
+        except InventoryError as exc:
+            raise ArchiveError(
+                f"{self.settings.inventory}: the inventory cannot serve as the listing of "
+                f"input_dir: {exc}; move it aside or set inventory to a writable path"
+            ) from None
+        say(
+            f"inventory {self.settings.inventory}: {listing.total} input files "
+            f"(+{listing.added} -{listing.removed}) in {time.time() - started:.1f} s"
+        )
+
+    def windows(self) -> list[Window]:
+        first, last = self.settings.start_time, self.settings.end_time
+        if not (first and last):
+            span = self.inventory.first_and_last(self.settings.input_dir)
+            if span is None:
+                raise ArchiveError(
+                    f"{self.settings.input_dir}: no subband files (YYYY-MM-DDTHH:MM:SS_sbNN.hdf5) "
+                    "in it; check input_dir"
+                )
+            first = first or _name_time(span[0])
+            last = last or _name_time(span[1])
+        return windows_between(first, last, self.args.window)
+
+    def plan(self) -> list[tuple[Window, list[str] | None]]:
+        """The windows to run, each with the groups to run (None: all), in time order."""
+        windows = self.windows()
+        started = time.time()
+        if self.args.retry_failed:
+            failed = self.ledger.failed_by_window()
+            todo = [(w, failed[w.start]) for w in windows if w.start in failed]
+            say(f"retrying {sum(len(g) for _, g in todo)} failed groups in {len(todo)} windows")
+            self.total = sum(len(g) for _, g in todo)
+            return todo
+        published = published_ids(self.settings.output_dir)
+        done = self.ledger.done_windows(
+            windows,
+            self.inventory,
+            self.settings.input_dir,
+            self.settings.tolerance_s,
+            published,
+        )
+        todo = [(w, None) for w in windows if w.start not in done]
+        first, last = windows[0], windows[-1]
+        sb00 = self.inventory.count(self.settings.input_dir, first.start, last.end, subband=0)
+        self.total = max(sb00, len(published))
+        self.published_at_start = len(published)
+        failed = len(self.ledger.groups("failed"))
+        say(
+            f"{len(windows)} windows of {self.args.window:g} h from {first.start} to {last.end}: "
+            f"{len(done)} done, {len(todo)} to run; {len(published)} groups published, "
+            f"{failed} failed (--retry-failed retries them), ~{sb00} groups in all "
+            f"(done-check {time.time() - started:.2f} s)"
+        )
+        return todo
+
+    # --- running windows -----------------------------------------------------------------------
+
+    def start(self, window: Window, groups: list[str] | None) -> None:
+        names = self.inventory.count(
+            self.settings.input_dir, *window.names_between(self.settings.tolerance_s)
+        )
+        if names == 0 and groups is None:
+            say(f"window {window.start}: no input files in it")
+            if not self.dry_run:
+                self.ledger.record_empty(window)
+            return
+        workdir = ARCHIVE_DIR / window.start
+        config = [
+            *self.args.config,
+            *absolute_paths(self.settings),
+            f"report_dir={os.path.abspath(self.window_report_dir(window))}",
+            f"start_time={window.start}",
+            f"end_time={window.end}",
+            "input_listing=inventory",
+        ]
+        if groups is not None:
+            config.append(groups_item(groups))
+        run = WorkflowRun(
+            workdir=workdir,
+            settings=self.settings,
+            cores=self.args.cores,
+            configfiles=self.args.configfile,
+            config=config,
+            snakemake_args=self.args.snakemake_args,
+            log_path=Path(self.settings.log_dir) / "archive" / f"{window.start}.log",
+        )
+        if not self.dry_run:
+            self.ledger.window_started(window, names)
+        run.start()
+        say(f"window {window.start}: started ({names} input files; log {run.log_path})")
+        self.running.append(RunningWindow(window, run, groups))
+
+    def window_report_dir(self, window: Window) -> Path:
+        return Path(self.settings.report_dir) / "archive" / window.start
+
+    def finish(self, rw: RunningWindow) -> None:
+        code = rw.run.poll()
+        self.running.remove(rw)
+        manifest = rw.run.manifest()
+        elapsed = time.time() - rw.run.started
+        if self.dry_run:
+            n = len(manifest.groups) if manifest else 0
+            say(f"window {rw.window.start}: planned {n} groups in {elapsed:.1f} s (exit {code})")
+            return
+        if manifest is None:
+            detail = f"snakemake exit {code} before discovery; see {rw.run.log_path}"
+            self.ledger.window_finished(rw.window, UNFINISHED, detail)
+            say(f"window {rw.window.start}: {detail}")
+            return
+        outcomes = rw.run.outcomes(rw.groups)
+        self.ledger.record_groups(rw.window, outcomes)
+        by_status: dict[str, int] = {}
+        for gid, o in outcomes.items():
+            by_status[o.status] = by_status.get(o.status, 0) + 1
+            if o.status in ("failed", "skipped"):
+                say(f"{gid} {o.status}: {o.reason}")
+        self.failed += by_status.get("failed", 0)
+        unfinished = by_status.get("not run", 0)
+        status = UNFINISHED if unfinished or self.stopping else DONE
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "no groups"
+        self.ledger.window_finished(rw.window, status, summary)
+        say(f"window {rw.window.start}: {summary} in {elapsed:.0f} s (snakemake exit {code})")
+
+    def may_start_next(self) -> bool:
+        if len(self.running) >= self.args.at_once:
+            return False
+        if not self.running:
+            return True
+        remaining = self.running[-1].remaining()
+        return remaining is not None and remaining <= self.args.lookahead
+
+    def run(self) -> int:
+        self.refresh_inventory()
+        todo = self.plan()
+        while (todo or self.running) and not self.stopping:
+            while todo and not self.stopping and self.may_start_next():
+                self.start(*todo.pop(0))
+            for rw in list(self.running):
+                if rw.run.poll() is not None:
+                    self.finish(rw)
+            self.progress()
+            time.sleep(POLL_S if self.running else 0)
+        for rw in list(self.running):  # stopping: each cleans up after itself
+            rw.run.wait()
+            self.finish(rw)
+        self.progress(force=True)
+        return 130 if self.stopping else (1 if self.failed else 0)
+
+    def progress(self, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self.last_progress < self.args.progress_s:
+            return
+        self.last_progress = now
+        done = len(published_ids(self.settings.output_dir))  # the stamps: the truth
+        hours = (now - self.started) / 3600
+        rate = (done - self.published_at_start) / hours if hours > 0 else 0.0
+        left = max(self.total - done, 0)
+        eta = f"{left / rate:.1f} h" if rate > 0 else "-"
+        say(
+            f"{done}/{self.total} groups published, {self.failed} failed, "
+            f"{rate:.0f} groups/h, ETA {eta}"
+        )
+
+    def stop(self, signum, _frame) -> None:
+        say(f"signal {signum}: stopping the running windows (each cleans up)")
+        self.stopping = True
+        for rw in self.running:
+            rw.run.interrupt()
+
+
+def _name_time(name: str) -> str:
+    """The timestamp an input file's name starts with."""
+    return name[:19]
+
+
+def hold_driver_lock(path: Path) -> object:
+    """One driver per working directory: an exclusive lock on ``path`` (held until exit)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+")  # noqa: SIM115 (held open for the process's lifetime)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        raise ArchiveError(
+            f"another archive driver runs in this working directory ({holder}); wait for it "
+            "or stop it"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index("--") if "--" in argv else len(argv)
+    ours, extra = argv[:split], argv[split + 1 :]  # after "--": for Snakemake
+    p = argparse.ArgumentParser(
+        prog="python -m dsa110ms.archive", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--cores", type=int, default=2, help="cores of each window's run (default 2)")
+    p.add_argument("--configfile", nargs="*", default=[], help="config files, as for snakemake")
+    p.add_argument("--config", nargs="*", default=[], help="key=value, as for snakemake")
+    p.add_argument("--window", type=float, default=24.0, help="window length, hours (default 24)")
+    p.add_argument("--at-once", type=int, default=2, help="windows run at once (default 2)")
+    p.add_argument(
+        "--lookahead",
+        type=int,
+        default=2,
+        help="start the next window when the last one started has this many groups left "
+        "(default 2)",
+    )
+    p.add_argument("--retry-failed", action="store_true", help="run only the failed groups")
+    p.add_argument("--progress-s", type=float, default=60.0, help="progress line interval (s)")
+    args = p.parse_args(ours)
+    args.snakemake_args = extra
+    if not (0 < args.window <= 24 * 366) or args.at_once < 1 or args.lookahead < 0:
+        p.error("--window must be in (0, 8784] hours, --at-once >= 1, --lookahead >= 0")
+    try:
+        settings = load_settings(args.configfile, args.config)
+        lock = hold_driver_lock(ARCHIVE_DIR / "driver.lock")
+        archive = Archive(args, settings)
+        signal.signal(signal.SIGTERM, archive.stop)
+        signal.signal(signal.SIGINT, archive.stop)
+        code = archive.run()
+    except (Dsa110msError, LedgerError) as exc:
+        print(f"dsa110ms: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    del lock
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,194 @@
+"""One Snakemake run of this workflow on a batch of groups, and what became of each group: the
+one way the streaming mode (:mod:`dsa110ms.stream`, a batch of ready groups) and the archive
+driver (:mod:`dsa110ms.archive`, a window of time) run the workflow.
+
+A batch is an ordinary ``snakemake`` run of the Snakefile (so SLURM profiles, retries, cleanup,
+reports and metrics work as in any run), started in its own process group-less child that gets
+SIGINT, Snakemake's Ctrl-C, if its parent dies, even by SIGKILL (it then stops its jobs and
+cleans up). Its output goes to a log file. Afterwards :meth:`WorkflowRun.outcomes` reads what
+became of each group from the run's manifest, the metrics events and the output directory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from dsa110ms.errors import Dsa110msError
+from dsa110ms.manifest import Manifest
+from dsa110ms.ms.publish import is_published
+from dsa110ms.observe import metrics
+from dsa110ms.run.internals import parse_config_overrides
+from dsa110ms.run.workflow import MANIFEST_PATH
+from dsa110ms.schema import load_schema
+from dsa110ms.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEFILE = REPO / "Snakefile"
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
+
+
+def interrupt_when_orphaned() -> None:
+    """In a batch's Snakemake (before exec): get SIGINT, Snakemake's Ctrl-C, if its parent dies
+    (even by SIGKILL), so no batch outlives it and holds the working directory's locks."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+
+
+def load_settings(configfiles: list[str], config_items: list[str]) -> Settings:
+    """The settings of runs given these ``--configfile`` and ``--config`` arguments (merged over
+    config/config.yaml as Snakemake merges them). Raises :class:`Dsa110msError`."""
+    from snakemake.utils import update_config  # nested keys merged as Snakemake merges them
+
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    for path in configfiles:
+        try:
+            update_config(config, yaml.safe_load(Path(path).read_text()) or {})
+        except (OSError, yaml.YAMLError) as exc:
+            raise Dsa110msError(f"{path}: config file cannot be read ({exc})") from None
+    update_config(config, parse_config_overrides(config_items))
+    return Settings.from_config(config)
+
+
+def path_keys() -> list[str]:
+    """The config keys that are paths (``format: directory`` in the schema)."""
+    properties = load_schema()["properties"]
+    return [key for key, spec in properties.items() if spec.get("format") == "directory"]
+
+
+def absolute_paths(settings: Settings, base: str | os.PathLike = ".") -> list[str]:
+    """``key=value`` items giving every path key of ``settings`` as an absolute path (relative
+    ones taken from ``base``): for a run started in another working directory."""
+    items = []
+    for key in path_keys():
+        value = getattr(settings, key)
+        items.append(f"{key}={os.path.abspath(os.path.join(base, value))}")
+    return items
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a group in a batch: ``published``, ``skipped`` (discovery left it out),
+    ``failed`` (a job of it failed) or ``not run`` (the batch stopped, or failed, before it);
+    ``reason`` says why, for all but ``published``."""
+
+    status: str
+    reason: str = ""
+
+
+class WorkflowRun:
+    """One Snakemake run of this workflow in ``workdir`` with ``config`` items (after the
+    configuration's files), its output appended to ``log_path``."""
+
+    def __init__(
+        self,
+        *,
+        workdir: str | os.PathLike,
+        settings: Settings,
+        cores: int,
+        configfiles: list[str],
+        config: list[str],
+        snakemake_args: list[str],
+        log_path: str | os.PathLike,
+    ):
+        self.workdir = Path(workdir)
+        self.settings = settings
+        self.log_path = Path(log_path)
+        self.command = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(SNAKEFILE),
+            "--cores",
+            str(cores),
+            *snakemake_args,
+            "--configfile",
+            str(DEFAULT_CONFIG),
+            *(os.path.abspath(p) for p in configfiles),
+            "--config",
+            *config,
+        ]
+        self.process: subprocess.Popen | None = None
+        self.started = 0.0
+        self.code: int | None = None
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.started = time.time()
+        with open(self.log_path, "a") as log:
+            log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} in {self.workdir}: ")
+            log.write(f"{' '.join(self.command)}\n")
+            log.flush()
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=interrupt_when_orphaned,
+            )
+
+    def poll(self) -> int | None:
+        """The run's exit code, or None while it runs."""
+        if self.process is not None and self.code is None:
+            self.code = self.process.poll()
+        return self.code
+
+    def wait(self) -> int:
+        self.code = self.process.wait()
+        return self.code
+
+    def interrupt(self) -> None:
+        """Snakemake's Ctrl-C: it stops its jobs and cleans up."""
+        if self.process is not None and self.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+
+    def manifest(self) -> Manifest | None:
+        """The groups this run discovered (its manifest, if written since it started)."""
+        path = self.workdir / MANIFEST_PATH
+        try:
+            if path.stat().st_mtime >= self.started:
+                return Manifest.read(path)
+        except (OSError, Dsa110msError):
+            pass
+        return None
+
+    def final_ms(self, group: str) -> Path:
+        return Path(self.settings.output_dir) / f"{group}.ms"
+
+    def outcomes(self, ids: list[str] | None = None) -> dict[str, Outcome]:
+        """What became of each group of ``ids`` (default: every group the run discovered or
+        skipped by id), once the run has ended."""
+        manifest = self.manifest() or Manifest("")
+        if ids is None:
+            ids = sorted({*manifest.groups, *(r.group for r in manifest.skipped if r.group)})
+        events = metrics.read_events(self.settings.metrics_dir, since=self.started)
+        result = {}
+        for gid in ids:
+            why_skipped = [r for r in manifest.skipped if gid in r]
+            error = metrics.group_facts(events, gid)["error"]
+            if is_published(self.final_ms(gid)):
+                result[gid] = Outcome("published")
+            elif why_skipped:
+                result[gid] = Outcome("skipped", why_skipped[0])
+            elif error:
+                result[gid] = Outcome("failed", f"{error}; logs in {self.settings.log_dir}/{gid}")
+            else:  # the run stopped, or failed, before any job of this group
+                result[gid] = Outcome("not run", f"see {self.log_path}")
+        return result
+
+
+def groups_item(ids: list[str]) -> str:
+    """The ``--config`` item of a batch of these group ids."""
+    return f"groups={json.dumps(ids)}"
