@@ -34,6 +34,7 @@ the driver dies); the same command then redoes only the windows not done.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import os
 import signal
@@ -187,10 +188,16 @@ class Archive:
                 self.ledger.record_empty(window)
             return
         workdir = ARCHIVE_DIR / window.start
+        # its own run report, run records and events: windows that run at once count only
+        # their own (Prometheus' textfile: the window's metrics_dir)
+        settings = dataclasses.replace(
+            self.settings,
+            report_dir=os.path.abspath(self.window_dir(self.settings.report_dir, window)),
+            metrics_dir=os.path.abspath(self.window_dir(self.settings.metrics_dir, window)),
+        )
         config = [
             *self.args.config,
-            *absolute_paths(self.settings),
-            f"report_dir={os.path.abspath(self.window_report_dir(window))}",
+            *absolute_paths(settings),
             f"start_time={window.start}",
             f"end_time={window.end}",
             "input_listing=inventory",
@@ -199,7 +206,7 @@ class Archive:
             config.append(groups_item(groups))
         run = WorkflowRun(
             workdir=workdir,
-            settings=self.settings,
+            settings=settings,
             cores=self.args.cores,
             configfiles=self.args.configfile,
             config=config,
@@ -212,8 +219,11 @@ class Archive:
         say(f"window {window.start}: started ({names} input files; log {run.log_path})")
         self.running.append(RunningWindow(window, run, groups))
 
-    def window_report_dir(self, window: Window) -> Path:
-        return Path(self.settings.report_dir) / "archive" / window.start
+    @staticmethod
+    def window_dir(directory: str, window: Window) -> Path:
+        """A window's own directory under one of the configured ones (report_dir,
+        metrics_dir)."""
+        return Path(directory) / "archive" / window.start
 
     def finish(self, rw: RunningWindow) -> None:
         code = rw.run.poll()

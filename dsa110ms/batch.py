@@ -169,24 +169,39 @@ class WorkflowRun:
 
     def outcomes(self, ids: list[str] | None = None) -> dict[str, Outcome]:
         """What became of each group of ``ids`` (default: every group the run discovered or
-        skipped by id), once the run has ended."""
+        skipped by id), once the run has ended: as its run record says
+        (:func:`dsa110ms.observe.metrics.last_run`, the rows of its summary table), else, for a
+        run that ended without one (killed, or stopped before its start hook), from the
+        output directory and the manifest."""
         manifest = self.manifest() or Manifest("")
         if ids is None:
             ids = sorted({*manifest.groups, *(r.group for r in manifest.skipped if r.group)})
-        events = metrics.read_events(self.settings.metrics_dir, since=self.started)
+        record = metrics.last_run(self.settings.metrics_dir, since=self.started) or {}
+        rows = record.get("groups", {})
         result = {}
         for gid in ids:
-            why_skipped = [r for r in manifest.skipped if gid in r]
-            error = metrics.group_facts(events, gid)["error"]
-            if is_published(self.final_ms(gid)):
+            status, reason = rows.get(gid, (None, ""))
+            if status in RECORDED:
+                result[gid] = Outcome(RECORDED[status], reason)
+            elif is_published(self.final_ms(gid)):
                 result[gid] = Outcome("published")
-            elif why_skipped:
+            elif why_skipped := [r for r in manifest.skipped if gid in r]:
                 result[gid] = Outcome("skipped", why_skipped[0])
-            elif error:
-                result[gid] = Outcome("failed", f"{error}; logs in {self.settings.log_dir}/{gid}")
             else:  # the run stopped, or failed, before any job of this group
-                result[gid] = Outcome("not run", f"see {self.log_path}")
+                result[gid] = Outcome("not run", reason or f"see {self.log_path}")
         return result
+
+
+#: A run summary's statuses (:func:`dsa110ms.run.hooks.group_outcome`) -> an outcome's status
+#: (``stopped``: not run; the next run converts it).
+RECORDED = {
+    "converted": "published",
+    "reconverted": "published",
+    "up-to-date": "published",
+    "CHANGED": "published",  # an MS kept as it is: the summary says why
+    "FAILED": "failed",
+    "skipped": "skipped",
+}
 
 
 def groups_item(ids: list[str]) -> str:

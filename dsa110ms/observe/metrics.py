@@ -178,12 +178,16 @@ def summarize_run(
     success: bool,
     failed_groups: list[str],
     changed_inputs: Mapping | None = None,
+    rows: Iterable[Mapping] = (),
 ) -> dict:
     """The run's record: groups converted/failed, join attempts and retries by error class,
     cleanup retries and failures, bytes written, durations (seconds), and the published MSs
     whose input files changed since and still do at the end of the run (``changed_inputs``:
     group -> :class:`dsa110ms.ms.publish.ChangedInputs` found at the start; those the run
-    published again are no longer counted)."""
+    published again are no longer counted). ``rows``: the run summary's rows
+    (:func:`dsa110ms.run.hooks.summary_rows`), kept as ``groups``: label (a group id, or a
+    skipped file's name) -> its status and reason, which the streaming mode and the archive
+    driver read (:meth:`dsa110ms.batch.WorkflowRun.outcomes`)."""
     joins = [e for e in events if e["kind"] == "join"]
     published = {e["group"] for e in joins if e["outcome"] == "published"}
     changed = {g: c.what for g, c in (changed_inputs or {}).items() if g not in published}
@@ -211,6 +215,7 @@ def summarize_run(
         "cleanup_retries": sum(e.get("retries", 0) for e in cleanups),
         "cleanup_failures": sum(not e["ok"] for e in cleanups),
         "bytes_written": sum(e.get("bytes", 0) for e in joins if e["outcome"] == "published"),
+        "groups": {r["group"]: [r["status"], r.get("reason", "")] for r in rows},
         "part_seconds": round(sum(e.get("seconds", 0) for e in parts), 3),
         "template_seconds": round(sum(e.get("seconds", 0) for e in templates), 3),
         "join_seconds": round(sum(e.get("seconds", 0) for e in joins), 3),
@@ -288,6 +293,28 @@ def prometheus_text(summary: dict) -> str:
         f"dsa110ms_last_run_finished_timestamp_seconds {summary['finished']:.3f}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def last_run(metrics_dir: str | os.PathLike, since: float) -> dict | None:
+    """The last run record of a run that started at ``since`` (Unix s) or later, if any."""
+    try:
+        with open(Path(metrics_dir) / RUNS, "rb") as f:
+            f.seek(max(os.fstat(f.fileno()).st_size - LAST_RUN_BYTES, 0))
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # the first line read may be cut
+        if record.get("started", 0.0) >= since:
+            return record
+    return None
+
+
+#: How far from the end of runs.jsonl the last run's record is looked for (bytes).
+LAST_RUN_BYTES = 4_000_000
 
 
 def write_run(metrics_dir: str | os.PathLike, summary: dict) -> None:

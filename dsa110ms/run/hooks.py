@@ -211,6 +211,7 @@ def on_finish(run: Run, *, success: bool) -> None:
         success=success and cleanup_error is None,
         failed_groups=failed,
         changed_inputs=run.stamps.changed if run.stamps else None,
+        rows=rows,
     )
     metrics.write_run(run.settings.metrics_dir, summary)
     print(progress.summary_table(rows), file=sys.stderr, flush=True)
@@ -337,9 +338,10 @@ def summarize_run_without_jobs(run: Run) -> None:
         success=True,
         failed_groups=[],
         changed_inputs=run.stamps.changed if run.stamps else None,
+        rows=(rows := summary_rows(run, [])),
     )
     metrics.write_run(run.settings.metrics_dir, summary)
-    print(progress.summary_table(summary_rows(run, [])), file=sys.stderr, flush=True)
+    print(progress.summary_table(rows), file=sys.stderr, flush=True)
 
 
 def failed_groups(rows: list[dict]) -> list[str]:
