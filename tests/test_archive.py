@@ -123,6 +123,11 @@ def test_an_archive_converts_window_by_window_and_a_rerun_runs_nothing(
         assert_matches_input(out / f"{gid}.ms", d, gid)
     assert "3 windows of 24 h" in proc.stdout and "0 done, 3 to run" in proc.stdout
     assert "6/6 groups published" in proc.stdout
+    # the next window started before the one before it ended (--lookahead 2: two groups a day)
+    lines = proc.stdout.splitlines()
+    started = [i for i, x in enumerate(lines) if "window 2026-11-30T00:00:00: started" in x]
+    ended = [i for i, x in enumerate(lines) if "window 2026-11-29T00:00:00: 2 published" in x]
+    assert started and ended and started[0] < ended[0], proc.stdout
     ledger = Ledger(work / "logs" / "archive" / "ledger.sqlite")
     assert [w[3] for w in ledger.windows()] == ["done"] * 3
     assert [g[2] for g in ledger.groups()] == ["published"] * 6
