@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import fcntl
 import os
 import signal
@@ -45,6 +46,7 @@ from pathlib import Path
 
 from dsa110ms.batch import WorkflowRun, absolute_paths, groups_item, load_settings
 from dsa110ms.errors import Dsa110msError
+from dsa110ms.groups import format_timestamp, parse_timestamp
 from dsa110ms.inventory import Inventory, InventoryError
 from dsa110ms.ledger import (
     DONE,
@@ -140,8 +142,10 @@ class Archive:
                     f"{self.settings.input_dir}: no subband files (YYYY-MM-DDTHH:MM:SS_sbNN.hdf5) "
                     "in it; check input_dir"
                 )
-            first = first or _name_time(span[0])
-            last = last or _name_time(span[1])
+            # a group's id (when its data start) is within tolerance_s of its files' names
+            slack = dt.timedelta(seconds=self.settings.tolerance_s)
+            first = first or format_timestamp(parse_timestamp(span[0][:19]) - slack)
+            last = last or format_timestamp(parse_timestamp(span[1][:19]) + slack)
         return windows_between(first, last, self.args.window)
 
     def plan(self) -> list[tuple[Window, list[str] | None]]:
@@ -298,11 +302,6 @@ class Archive:
         self.stopping = True
         for rw in self.running:
             rw.run.interrupt()
-
-
-def _name_time(name: str) -> str:
-    """The timestamp an input file's name starts with."""
-    return name[:19]
 
 
 def hold_driver_lock(path: Path) -> object:

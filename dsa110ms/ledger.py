@@ -76,14 +76,16 @@ class Window:
 
 
 def windows_between(first: str, last: str, hours: float) -> list[Window]:
-    """The windows of ``hours`` covering ``first``..``last`` (UTC timestamps), in time order."""
+    """The windows of ``hours`` covering ``first``..``last`` (UTC timestamps, inclusive), in time
+    order; the first and last are cut at ``first`` and ``last``, so that no group outside them
+    is converted."""
     step = dt.timedelta(hours=hours)
     t0, t1 = parse_timestamp(first), parse_timestamp(last)
     start = UNIX_EPOCH + step * ((t0 - UNIX_EPOCH) // step)
     windows = []
     while start <= t1:
         end = start + step - dt.timedelta(seconds=1)
-        windows.append(Window(format_timestamp(start), format_timestamp(end)))
+        windows.append(Window(format_timestamp(max(start, t0)), format_timestamp(min(end, t1))))
         start += step
     return windows
 

@@ -126,15 +126,18 @@ def test_an_archive_converts_window_by_window_and_a_rerun_runs_nothing(
     # the next window started before the one before it ended (--lookahead 2: two groups a day)
     lines = proc.stdout.splitlines()
     started = [i for i, x in enumerate(lines) if "window 2026-11-30T00:00:00: started" in x]
-    ended = [i for i, x in enumerate(lines) if "window 2026-11-29T00:00:00: 2 published" in x]
+    ended = [i for i, x in enumerate(lines) if "window 2026-11-29T11:59:00: 2 published" in x]
     assert started and ended and started[0] < ended[0], proc.stdout
     ledger = Ledger(work / "logs" / "archive" / "ledger.sqlite")
     assert [w[3] for w in ledger.windows()] == ["done"] * 3
     assert [g[2] for g in ledger.groups()] == ["published"] * 6
     # each window ran in its own working directory, with its own manifest
-    for day in DAYS:
+    # (the first begins a tolerance before the first file's name: 11:59:00)
+    starts = [w[0] for w in ledger.windows()]
+    assert starts == ["2026-11-29T11:59:00", "2026-11-30T00:00:00", "2026-12-01T00:00:00"]
+    for day, start in zip(DAYS, starts, strict=True):
         manifest = json.loads(
-            (work / ".dsa110ms/archive" / f"{day}T00:00:00/.dsa110ms/manifest.json").read_text()
+            (work / ".dsa110ms/archive" / start / ".dsa110ms/manifest.json").read_text()
         )
         assert all(g.startswith(day) for g in manifest["groups"]) and len(manifest["groups"]) == 2
     assert not staging_left(out) and not leftovers(scratch_root)
@@ -329,15 +332,24 @@ def test_the_listing_is_incremental_and_a_gone_file_is_named(tmp_path):
 
 
 def test_windows_and_the_done_check(tmp_path):
-    windows = windows_between("2026-11-29T13:00:00", "2026-12-01T01:00:00", 24)
+    windows = windows_between("2026-11-29T00:00:00", "2026-12-01T23:59:59", 24)
     assert [(w.start, w.end) for w in windows] == [
         ("2026-11-29T00:00:00", "2026-11-29T23:59:59"),
         ("2026-11-30T00:00:00", "2026-11-30T23:59:59"),
         ("2026-12-01T00:00:00", "2026-12-01T23:59:59"),
     ]
-    assert windows_between("2026-11-29T13:00:00", "2026-11-29T13:00:00", 6) == [
-        Window("2026-11-29T12:00:00", "2026-11-29T17:59:59")
+    cut = windows_between("2026-11-29T13:00:00", "2026-12-01T01:00:00", 24)
+    assert [(w.start, w.end) for w in cut] == [
+        ("2026-11-29T13:00:00", "2026-11-29T23:59:59"),
+        ("2026-11-30T00:00:00", "2026-11-30T23:59:59"),
+        ("2026-12-01T00:00:00", "2026-12-01T01:00:00"),
     ]
+    assert windows_between("2026-11-29T13:00:00", "2026-11-29T13:00:00", 6) == [
+        Window("2026-11-29T13:00:00", "2026-11-29T13:00:00")
+    ]
+    assert windows_between("2026-11-29T00:00:00", "2026-11-29T13:00:00", 6)[-1] == Window(
+        "2026-11-29T12:00:00", "2026-11-29T13:00:00"
+    )
     out = tmp_path / "out"
     stamps = out / ".dsa110ms-output" / "published"
     stamps.mkdir(parents=True)
