@@ -58,6 +58,7 @@ from dsa110ms.ledger import (
     windows_between,
 )
 from dsa110ms.ms.publish import is_published
+from dsa110ms.observe.archive_report import ArchiveProgress, write_archive_summary
 from dsa110ms.settings import Settings
 
 PREFIX = "[dsa110ms archive]"
@@ -67,8 +68,16 @@ ARCHIVE_DIR = Path(".dsa110ms") / "archive"
 POLL_S = 1.0
 
 
+#: The progress bar drawn on the terminal, if any: lines are printed above it.
+BAR: ArchiveProgress | None = None
+
+
 def say(line: str) -> None:
-    print(f"{PREFIX} {time.strftime('%H:%M:%S')} {line}", flush=True)
+    text = f"{PREFIX} {time.strftime('%H:%M:%S')} {line}"
+    if BAR is not None:
+        BAR.above(text)
+    else:
+        print(text, flush=True)
 
 
 class ArchiveError(Dsa110msError):
@@ -102,11 +111,10 @@ class Archive:
         self.inventory = Inventory(settings.inventory)
         self.running: list[RunningWindow] = []
         self.stopping = False
-        self.started = time.time()
         self.total = 0  # groups to publish, as the listing's sb00 files count them
         self.published_at_start = 0
         self.failed = 0
-        self.last_progress = 0.0
+        self.view: ArchiveProgress | None = None  # once the total is known (plan)
 
     # --- what to run ---------------------------------------------------------------------------
 
@@ -156,7 +164,8 @@ class Archive:
             failed = self.ledger.failed_by_window()
             todo = [(w, failed[w.start]) for w in windows if w.start in failed]
             say(f"retrying {sum(len(g) for _, g in todo)} failed groups in {len(todo)} windows")
-            self.total = sum(len(g) for _, g in todo)
+            self.published_at_start = len(published_ids(self.settings.output_dir))
+            self.total = self.published_at_start + sum(len(g) for _, g in todo)
             return todo
         published = published_ids(self.settings.output_dir)
         done = self.ledger.done_windows(
@@ -223,6 +232,11 @@ class Archive:
         say(f"window {window.start}: started ({names} input files; log {run.log_path})")
         self.running.append(RunningWindow(window, run, groups))
 
+    def summary_path(self) -> Path:
+        """The archive summary, beside the windows' run reports (a plain run's report_dir may
+        be the same: it leaves ``archive/`` alone)."""
+        return Path(self.settings.report_dir) / "archive" / "index.html"
+
     @staticmethod
     def window_dir(directory: str, window: Window) -> Path:
         """A window's own directory under one of the configured ones (report_dir,
@@ -256,6 +270,7 @@ class Archive:
         summary = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "no groups"
         self.ledger.window_finished(rw.window, status, summary)
         say(f"window {rw.window.start}: {summary} in {elapsed:.0f} s (snakemake exit {code})")
+        self.write_summary()
 
     def may_start_next(self) -> bool:
         if len(self.running) >= self.args.at_once:
@@ -268,6 +283,11 @@ class Archive:
     def run(self) -> int:
         self.refresh_inventory()
         todo = self.plan()
+        self.write_summary()
+        self.view = ArchiveProgress(
+            self.total, self.published_at_start, interval_s=self.args.progress_s, say=say
+        )
+        show_bar(self.view if self.view.interactive else None)
         while (todo or self.running) and not self.stopping:
             while todo and not self.stopping and self.may_start_next():
                 self.start(*todo.pop(0))
@@ -280,28 +300,42 @@ class Archive:
             rw.run.wait()
             self.finish(rw)
         self.progress(force=True)
+        self.write_summary()
+        if not self.dry_run:
+            say(f"summary: {self.summary_path()}")
         return 130 if self.stopping else (1 if self.failed else 0)
 
     def progress(self, force: bool = False) -> None:
-        now = time.time()
-        if not force and now - self.last_progress < self.args.progress_s:
+        """The progress line (a minute apart), or the bar on a terminal."""
+        if self.view is None or not (force or self.view.due()):
             return
-        self.last_progress = now
         done = len(published_ids(self.settings.output_dir))  # the stamps: the truth
-        hours = (now - self.started) / 3600
-        rate = (done - self.published_at_start) / hours if hours > 0 else 0.0
-        left = max(self.total - done, 0)
-        eta = f"{left / rate:.1f} h" if rate > 0 else "-"
-        say(
-            f"{done}/{self.total} groups published, {self.failed} failed, "
-            f"{rate:.0f} groups/h, ETA {eta}"
-        )
+        self.view.update(done, self.failed, final=force)
+        if force:
+            show_bar(None)
+
+    def write_summary(self) -> None:
+        """The archive summary (:meth:`summary_path`) from the ledger; not written: said, not
+        fatal."""
+        if self.dry_run:
+            return
+        path = self.summary_path()
+        try:
+            write_archive_summary(self.ledger, path)
+        except OSError as exc:
+            say(f"{path}: the archive summary cannot be written ({exc.strerror or exc})")
 
     def stop(self, signum, _frame) -> None:
         say(f"signal {signum}: stopping the running windows (each cleans up)")
         self.stopping = True
         for rw in self.running:
             rw.run.interrupt()
+
+
+def show_bar(view: ArchiveProgress | None) -> None:
+    """Lines said from now on are printed above ``view``'s bar (None: plainly)."""
+    global BAR
+    BAR = view
 
 
 def hold_driver_lock(path: Path) -> object:
@@ -357,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, archive.stop)
         code = archive.run()
     except (Dsa110msError, LedgerError) as exc:
+        if BAR is not None:
+            BAR.end()
         print(f"dsa110ms: error: {exc}", file=sys.stderr, flush=True)
         return 1
     del lock

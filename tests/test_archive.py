@@ -141,6 +141,9 @@ def test_an_archive_converts_window_by_window_and_a_rerun_runs_nothing(
         )
         assert all(g.startswith(day) for g in manifest["groups"]) and len(manifest["groups"]) == 2
     assert not staging_left(out) and not leftovers(scratch_root)
+    summary = (work / "report" / "archive" / "index.html").read_text()
+    assert "6 of 6 groups published" in summary
+    assert '<a href="./2026-11-30T00:00:00/groups.html">run report</a>' in summary
     before = published(out)
     again = run_archive(work, config)
     assert "3 done, 0 to run" in again.stdout and "started" not in again.stdout, again.stdout

@@ -259,9 +259,9 @@ def fill(led: Ledger) -> None:
 
 def test_the_summary_counts_days_causes_and_windows(tmp_path, ledger):
     fill(ledger)
-    summary = tmp_path / "report" / "archive.html"
-    (summary.parent / "archive" / "2026-01-01T00:00:00").mkdir(parents=True)
-    (summary.parent / "archive" / "2026-01-01T00:00:00" / "groups.html").write_text("x")
+    summary = tmp_path / "report" / "archive" / "index.html"
+    (summary.parent / "2026-01-01T00:00:00").mkdir(parents=True)
+    (summary.parent / "2026-01-01T00:00:00" / "groups.html").write_text("x")
     assert write_archive_summary(ledger, summary) == summary
     page = summary.read_text()
     assert not list(summary.parent.glob(".*")), "the staging file is left"
@@ -281,7 +281,7 @@ def test_the_summary_counts_days_causes_and_windows(tmp_path, ledger):
 
     windows = re.search(r'<table id="windows">(.*?)</table>', page, re.S)[1]
     assert windows.count("<tr><td>") == 4
-    assert '<a href="archive/2026-01-01T00:00:00/groups.html">run report</a>' in windows
+    assert '<a href="./2026-01-01T00:00:00/groups.html">run report</a>' in windows
     assert windows.count("run report</a>") == 1  # the others have none (yet)
     log = ledger.path.parent / "2026-01-02T00:00:00.log"
     assert f"<code>{log}</code>" in windows

@@ -24,7 +24,7 @@ replaced by placeholders (:func:`cause_of`) so that equal causes count together,
 count and one example; groups published per hour (an inline SVG bar chart, from the ledger's
 ``at``: the UTC time the ledger recorded the group, which is when its window's run ended, so a
 window's groups land in one bar); each window's status with links to its run report
-(``archive/<window start>/groups.html``, relative to the summary) and its log's path. Every
+(``<window start>/groups.html``, beside the summary) and its log's path. Every
 text from the ledger is escaped (file names may hold any character). It reads the ledger with
 two queries and makes one pass over the groups: ~0.4 s for 100,000 groups (half of it the
 ledger's query).
@@ -373,9 +373,10 @@ _GROUP_ID = re.compile(TIMESTAMP_PATTERN)
 
 
 def window_report_href(start: str) -> str:
-    """The link from the summary to a window's run report (the driver's
-    ``<report_dir>/archive/<window start>/``)."""
-    return quote(f"archive/{start}/groups.html", safe="/:")
+    """The link from the summary (``<report_dir>/archive/index.html``) to a window's run report
+    (``<report_dir>/archive/<window start>/groups.html``); ``./`` first, else the colons of the
+    window's time would make its date a URL scheme."""
+    return quote(f"./{start}/groups.html", safe="/:")
 
 
 def _table(head: Iterable[str], rows: Iterable[Iterable[str]], id_: str) -> str:
@@ -462,7 +463,7 @@ def archive_summary_html(ledger: Ledger, summary_path: Path, now: float | None =
 
     window_rows = []
     for start, end, names, status, started_at, finished_at, detail in windows:
-        report = summary_path.parent / "archive" / start / "groups.html"
+        report = summary_path.parent / start / "groups.html"
         link = (
             f'<a href="{html.escape(window_report_href(start))}">run report</a>'
             if report.is_file()

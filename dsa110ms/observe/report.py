@@ -163,6 +163,8 @@ def check_report_dir(report_dir: str | os.PathLike) -> None:
                 strangers.append(entry)
         elif entry.name == REPORT_STAGING and owned_kind(entry) == REPORT_STAGING_KIND:
             continue
+        elif entry.name == "archive" and entry.is_dir() and not entry.is_symlink():
+            continue  # the archive driver's reports (dsa110ms.archive): not touched by this run
         elif entry.name == "plots" and entry.is_dir() and not entry.is_symlink():
             strangers += [
                 p
