@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dsa110ms.batch import WorkflowRun, absolute_paths, groups_item, load_settings
+from dsa110ms.batch import WorkflowRun, absolute_paths, command_line, groups_item, load_settings
 from dsa110ms.errors import Dsa110msError
 from dsa110ms.groups import format_timestamp, parse_timestamp
 from dsa110ms.inventory import Inventory, InventoryError
@@ -359,15 +359,9 @@ def hold_driver_lock(path: Path) -> object:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    split = argv.index("--") if "--" in argv else len(argv)
-    ours, extra = argv[:split], argv[split + 1 :]  # after "--": for Snakemake
-    p = argparse.ArgumentParser(
-        prog="python -m dsa110ms.archive", description=__doc__.splitlines()[0]
+    p, ours, extra = command_line(
+        "python -m dsa110ms.archive", __doc__.splitlines()[0], argv, runs="window's run"
     )
-    p.add_argument("--cores", type=int, default=2, help="cores of each window's run (default 2)")
-    p.add_argument("--configfile", nargs="*", default=[], help="config files, as for snakemake")
-    p.add_argument("--config", nargs="*", default=[], help="key=value, as for snakemake")
     p.add_argument("--window", type=float, default=24.0, help="window length, hours (default 24)")
     p.add_argument("--at-once", type=int, default=2, help="windows run at once (default 2)")
     p.add_argument(

@@ -11,6 +11,7 @@ became of each group from the run's manifest, the metrics events and the output 
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import json
 import os
@@ -42,6 +43,24 @@ def interrupt_when_orphaned() -> None:
     (even by SIGKILL), so no batch outlives it and holds the working directory's locks."""
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+
+
+def command_line(
+    prog: str, description: str, argv: list[str] | None, runs: str
+) -> tuple[argparse.ArgumentParser, list[str], list[str]]:
+    """The parser of a mode that runs the workflow (``runs``: what one run is, for the help),
+    with the options every such mode takes (``--cores``, ``--configfile``, ``--config``, as
+    for snakemake), and ``argv`` split into the mode's own arguments and those after ``--``,
+    which go to Snakemake."""
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index("--") if "--" in argv else len(argv)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--cores", type=int, default=2, help=f"cores of each {runs} (default 2)")
+    parser.add_argument(
+        "--configfile", nargs="*", default=[], help="config files, as for snakemake"
+    )
+    parser.add_argument("--config", nargs="*", default=[], help="key=value, as for snakemake")
+    return parser, argv[:split], argv[split + 1 :]
 
 
 def load_settings(configfiles: list[str], config_items: list[str]) -> Settings:

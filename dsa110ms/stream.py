@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from dsa110ms.batch import WorkflowRun, groups_item, load_settings
+from dsa110ms.batch import WorkflowRun, command_line, groups_item, load_settings
 from dsa110ms.errors import Dsa110msError
 from dsa110ms.manifest import Manifest
 from dsa110ms.ms.publish import is_published
@@ -218,15 +218,9 @@ class Stream:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    split = argv.index("--") if "--" in argv else len(argv)
-    ours, extra = argv[:split], argv[split + 1 :]  # after "--": for Snakemake
-    p = argparse.ArgumentParser(
-        prog="python -m dsa110ms.stream", description=__doc__.splitlines()[0]
+    p, ours, extra = command_line(
+        "python -m dsa110ms.stream", __doc__.splitlines()[0], argv, runs="batch"
     )
-    p.add_argument("--cores", type=int, default=2, help="cores of each batch (default 2)")
-    p.add_argument("--configfile", nargs="*", default=[], help="config files, as for snakemake")
-    p.add_argument("--config", nargs="*", default=[], help="key=value, as for snakemake")
     p.add_argument("--poll-s", type=float, default=10.0, help="scan interval (default 10 s)")
     p.add_argument(
         "--wait-s",
