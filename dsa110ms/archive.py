@@ -38,13 +38,14 @@ import dataclasses
 import datetime as dt
 import fcntl
 import os
+import re
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dsa110ms.batch import WorkflowRun, absolute_paths, command_line, groups_item, load_settings
+from dsa110ms.batch import WorkflowRun, absolute_paths, command_line, load_settings
 from dsa110ms.errors import Dsa110msError
 from dsa110ms.groups import format_timestamp, parse_timestamp
 from dsa110ms.inventory import Inventory, InventoryError
@@ -64,6 +65,12 @@ from dsa110ms.settings import Settings
 PREFIX = "[dsa110ms archive]"
 #: The driver's own directory in its working directory: its lock and the windows' directories.
 ARCHIVE_DIR = Path(".dsa110ms") / "archive"
+#: Snakemake's dry-run options, alone or among short ones (``-np``).
+DRY_RUN = re.compile(r"--dry-?run|-[A-Za-z]*n[A-Za-z]*")
+#: How long a driver waits for the window runs of a killed driver to stop (s).
+STOPPING_WAIT_S = 600.0
+#: File-level notes (names left out) said per window; the rest are counted.
+MAX_NOTES = 10
 #: Seconds between looks at the running windows.
 POLL_S = 1.0
 
@@ -103,10 +110,10 @@ class RunningWindow:
 
 
 class Archive:
-    def __init__(self, args: argparse.Namespace, settings: Settings):
+    def __init__(self, args: argparse.Namespace, settings: Settings, lock_fd: int):
         self.args = args
         self.settings = settings
-        self.dry_run = any(a in ("-n", "--dry-run", "--dryrun") for a in args.snakemake_args)
+        self.dry_run = any(DRY_RUN.fullmatch(a) for a in args.snakemake_args)
         self.ledger = Ledger(Path(settings.log_dir) / "archive" / "ledger.sqlite")
         self.inventory = Inventory(settings.inventory)
         self.running: list[RunningWindow] = []
@@ -114,6 +121,8 @@ class Archive:
         self.total = 0  # groups to publish, as the listing's sb00 files count them
         self.published_at_start = 0
         self.failed = 0
+        self.unfinished = 0  # windows that did not run to the end (run again next time)
+        self.lock_fd = lock_fd
         self.view: ArchiveProgress | None = None  # once the total is known (plan)
 
     # --- what to run ---------------------------------------------------------------------------
@@ -161,12 +170,7 @@ class Archive:
         windows = self.windows()
         started = time.time()
         if self.args.retry_failed:
-            failed = self.ledger.failed_by_window()
-            todo = [(w, failed[w.start]) for w in windows if w.start in failed]
-            say(f"retrying {sum(len(g) for _, g in todo)} failed groups in {len(todo)} windows")
-            self.published_at_start = len(published_ids(self.settings.output_dir))
-            self.total = self.published_at_start + sum(len(g) for _, g in todo)
-            return todo
+            return self.plan_retry(windows)
         published = published_ids(self.settings.output_dir)
         done = self.ledger.done_windows(
             windows,
@@ -180,13 +184,34 @@ class Archive:
         sb00 = self.inventory.count(self.settings.input_dir, first.start, last.end, subband=0)
         self.total = max(sb00, len(published))
         self.published_at_start = len(published)
-        failed = len(self.ledger.groups("failed"))
+        failed, skipped = (len(self.ledger.groups(s)) for s in ("failed", "skipped"))
         say(
             f"{len(windows)} windows of {self.args.window:g} h from {first.start} to {last.end}: "
             f"{len(done)} done, {len(todo)} to run; {len(published)} groups published, "
-            f"{failed} failed (--retry-failed retries them), ~{sb00} groups in all "
-            f"(done-check {time.time() - started:.2f} s)"
+            f"{failed} failed, {skipped} skipped (--retry-failed retries them), ~{sb00} groups "
+            f"in all (done-check {time.time() - started:.2f} s)"
         )
+        return todo
+
+    def plan_retry(self, windows: list[Window]) -> list[tuple[Window, list[str] | None]]:
+        """The groups that failed or were skipped, each in the window of this run that holds
+        it (whatever the windows were when it failed)."""
+        retry = [row[0] for status in ("failed", "skipped") for row in self.ledger.groups(status)]
+        by_window: dict[Window, list[str]] = {}
+        outside = []
+        for gid in sorted(retry):
+            w = next((w for w in windows if w.start <= gid <= w.end), None)
+            if w is None:
+                outside.append(gid)
+            else:
+                by_window.setdefault(w, []).append(gid)
+        todo = sorted(by_window.items(), key=lambda item: item[0].start)
+        say(
+            f"retrying {len(retry) - len(outside)} failed or skipped groups in {len(todo)} "
+            "windows" + (f"; {len(outside)} outside start_time..end_time left" if outside else "")
+        )
+        self.published_at_start = len(published_ids(self.settings.output_dir))
+        self.total = self.published_at_start + len(retry) - len(outside)
         return todo
 
     # --- running windows -----------------------------------------------------------------------
@@ -200,33 +225,30 @@ class Archive:
             if not self.dry_run:
                 self.ledger.record_empty(window)
             return
-        workdir = ARCHIVE_DIR / window.start
         # its own run report, run records and events: windows that run at once count only
         # their own (Prometheus' textfile: the window's metrics_dir)
         settings = dataclasses.replace(
             self.settings,
-            report_dir=os.path.abspath(self.window_dir(self.settings.report_dir, window)),
-            metrics_dir=os.path.abspath(self.window_dir(self.settings.metrics_dir, window)),
+            report_dir=str(self.window_dir(self.settings.report_dir, window)),
+            metrics_dir=str(self.window_dir(self.settings.metrics_dir, window)),
         )
-        config = [
-            *self.args.config,
-            *absolute_paths(settings),
-            f"start_time={window.start}",
-            f"end_time={window.end}",
-            "input_listing=inventory",
-        ]
-        if groups is not None:
-            config.append(groups_item(groups))
+        # every setting as this driver has it (paths absolute: the run is in another working
+        # directory), in a file: values pass to Snakemake unparsed
+        values = dataclasses.asdict(settings)
+        values.update(absolute_paths(settings))
+        values.update(
+            start_time=window.start, end_time=window.end, input_listing="inventory", groups=groups
+        )
         run = WorkflowRun(
-            workdir=workdir,
+            workdir=ARCHIVE_DIR / window.start,
             settings=settings,
             cores=self.args.cores,
-            configfiles=self.args.configfile,
-            config=config,
+            settings_file=values,
             snakemake_args=self.args.snakemake_args,
             log_path=Path(self.settings.log_dir) / "archive" / f"{window.start}.log",
+            pass_fds=(self.lock_fd,),  # the driver's lock lives until its windows' runs end
         )
-        if not self.dry_run:
+        if not self.dry_run and groups is None:  # a retry leaves the window's record alone
             self.ledger.window_started(window, names)
         run.start()
         say(f"window {window.start}: started ({names} input files; log {run.log_path})")
@@ -254,7 +276,9 @@ class Archive:
             return
         if manifest is None:
             detail = f"snakemake exit {code} before discovery; see {rw.run.log_path}"
-            self.ledger.window_finished(rw.window, UNFINISHED, detail)
+            self.unfinished += 1
+            if rw.groups is None:
+                self.ledger.window_finished(rw.window, UNFINISHED, detail)
             say(f"window {rw.window.start}: {detail}")
             return
         outcomes = rw.run.outcomes(rw.groups)
@@ -262,14 +286,25 @@ class Archive:
         by_status: dict[str, int] = {}
         for gid, o in outcomes.items():
             by_status[o.status] = by_status.get(o.status, 0) + 1
-            if o.status in ("failed", "skipped"):
+            if o.reason and o.status != "not run":
                 say(f"{gid} {o.status}: {o.reason}")
+        notes = [r for r in manifest.skipped if not r.group]  # files, not groups
+        for note in notes[:MAX_NOTES]:
+            say(f"window {rw.window.start}: {note}")
+        if len(notes) > MAX_NOTES:
+            say(f"window {rw.window.start}: and {len(notes) - MAX_NOTES} more files left out")
         self.failed += by_status.get("failed", 0)
-        unfinished = by_status.get("not run", 0)
-        status = UNFINISHED if unfinished or self.stopping else DONE
+        # done: every group accounted for (not one left "not run"); else run again next time
+        finished = not by_status.get("not run") and not self.stopping
+        self.unfinished += not finished
         summary = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "no groups"
-        self.ledger.window_finished(rw.window, status, summary)
+        if notes:
+            summary += f"; {len(notes)} files left out"
+        if rw.groups is None:
+            self.ledger.window_finished(rw.window, DONE if finished else UNFINISHED, summary)
         say(f"window {rw.window.start}: {summary} in {elapsed:.0f} s (snakemake exit {code})")
+        if code and not finished:
+            say(f"window {rw.window.start}: not finished; see {rw.run.log_path}")
         self.write_summary()
 
     def may_start_next(self) -> bool:
@@ -303,7 +338,7 @@ class Archive:
         self.write_summary()
         if not self.dry_run:
             say(f"summary: {self.summary_path()}")
-        return 130 if self.stopping else (1 if self.failed else 0)
+        return 130 if self.stopping else (1 if self.failed or self.unfinished else 0)
 
     def progress(self, force: bool = False) -> None:
         """The progress line (a minute apart), or the bar on a terminal."""
@@ -338,24 +373,52 @@ def show_bar(view: ArchiveProgress | None) -> None:
     BAR = view
 
 
-def hold_driver_lock(path: Path) -> object:
-    """One driver per working directory: an exclusive lock on ``path`` (held until exit)."""
+def hold_driver_lock(path: Path, wait_s: float = STOPPING_WAIT_S) -> object:
+    """One driver per working directory: an exclusive lock on ``path``, held by the driver and
+    inherited by its windows' Snakemake runs (so it lives until the last of them ends). A
+    driver that is alive: refused. One killed whose window runs are still stopping (cleaning
+    up): waited for, at most ``wait_s`` seconds, saying so."""
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "a+")  # noqa: SIM115 (held open for the process's lifetime)
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "another process"
-        raise ArchiveError(
-            f"another archive driver runs in this working directory ({holder}); wait for it "
-            "or stop it"
-        ) from None
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip()
+            pid = int(holder.split()[-1]) if holder.startswith("pid ") else None
+            if pid is None or _alive(pid) or time.monotonic() > deadline:
+                raise ArchiveError(
+                    f"another archive driver runs in this working directory "
+                    f"({holder or 'another process'}"
+                    + ("" if pid is None or _alive(pid) else ", or its windows' runs")
+                    + "); wait for it or stop it"
+                ) from None
+            if not said:
+                say(
+                    f"the driver before (pid {pid}) was killed; waiting for its windows' runs "
+                    f"to stop and clean up (at most {wait_s:g} s)"
+                )
+                said = True
+            time.sleep(0.5)
     f.seek(0)
     f.truncate()
     f.write(f"pid {os.getpid()}\n")
     f.flush()
     return f
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -375,12 +438,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--progress-s", type=float, default=60.0, help="progress line interval (s)")
     args = p.parse_args(ours)
     args.snakemake_args = extra
-    if not (0 < args.window <= 24 * 366) or args.at_once < 1 or args.lookahead < 0:
-        p.error("--window must be in (0, 8784] hours, --at-once >= 1, --lookahead >= 0")
+    seconds = args.window * 3600
+    if not (60 <= seconds <= 366 * 86400) or abs(seconds - round(seconds)) > 1e-6:
+        p.error(f"--window {args.window:g}: from 1 minute to 366 days, a whole number of seconds")
+    if args.at_once < 1 or args.lookahead < 0:
+        p.error("--at-once must be at least 1, --lookahead at least 0")
     try:
         settings = load_settings(args.configfile, args.config)
         lock = hold_driver_lock(ARCHIVE_DIR / "driver.lock")
-        archive = Archive(args, settings)
+        archive = Archive(args, settings, lock.fileno())
         signal.signal(signal.SIGTERM, archive.stop)
         signal.signal(signal.SIGINT, archive.stop)
         code = archive.run()

@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from dsa110ms.errors import Dsa110msError
+from dsa110ms.files import write_text_atomically
 from dsa110ms.manifest import Manifest
 from dsa110ms.ms.publish import is_published
 from dsa110ms.observe import metrics
@@ -33,6 +34,8 @@ from dsa110ms.run.workflow import MANIFEST_PATH
 from dsa110ms.schema import load_schema
 from dsa110ms.settings import Settings
 
+#: A batch's own settings, in its working directory (:class:`WorkflowRun`).
+SETTINGS_FILE = Path(".dsa110ms") / "batch-config.yaml"
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
@@ -78,35 +81,32 @@ def load_settings(configfiles: list[str], config_items: list[str]) -> Settings:
     return Settings.from_config(config)
 
 
-def path_keys() -> list[str]:
-    """The config keys that are paths (``format: directory`` in the schema)."""
+def absolute_paths(settings: Settings) -> dict[str, str]:
+    """Every path setting (``format: directory`` in the schema) as an absolute path: for a run
+    started in another working directory."""
     properties = load_schema()["properties"]
-    return [key for key, spec in properties.items() if spec.get("format") == "directory"]
-
-
-def absolute_paths(settings: Settings, base: str | os.PathLike = ".") -> list[str]:
-    """``key=value`` items giving every path key of ``settings`` as an absolute path (relative
-    ones taken from ``base``): for a run started in another working directory."""
-    items = []
-    for key in path_keys():
-        value = getattr(settings, key)
-        items.append(f"{key}={os.path.abspath(os.path.join(base, value))}")
-    return items
+    keys = [key for key, spec in properties.items() if spec.get("format") == "directory"]
+    return {key: os.path.abspath(getattr(settings, key)) for key in keys}
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of a group in a batch: ``published``, ``skipped`` (discovery left it out),
-    ``failed`` (a job of it failed) or ``not run`` (the batch stopped, or failed, before it);
-    ``reason`` says why, for all but ``published``."""
+    """What became of a group in a batch: ``published``, ``changed`` (its published MS kept,
+    its input files changed since), ``skipped`` (discovery left it out), ``failed`` (a job of
+    it failed) or ``not run`` (the batch stopped, or failed, before it); ``reason`` says why
+    (for ``published``, a warning, if any)."""
 
     status: str
     reason: str = ""
 
 
 class WorkflowRun:
-    """One Snakemake run of this workflow in ``workdir`` with ``config`` items (after the
-    configuration's files), its output appended to ``log_path``."""
+    """One Snakemake run of this workflow in ``workdir``, its output appended to ``log_path``.
+    Its configuration: config/config.yaml, then ``configfiles``, then ``settings_file`` (a
+    mapping written as YAML into the working directory, so that values reach Snakemake as
+    they are: a ``--config`` value is parsed as YAML after its quotes are stripped, which turns
+    ``out #2`` into ``out``), then the ``config`` items. ``pass_fds``: descriptors the run
+    inherits (a lock it holds as long as it lives)."""
 
     def __init__(
         self,
@@ -114,14 +114,21 @@ class WorkflowRun:
         workdir: str | os.PathLike,
         settings: Settings,
         cores: int,
-        configfiles: list[str],
-        config: list[str],
         snakemake_args: list[str],
         log_path: str | os.PathLike,
+        configfiles: list[str] = (),
+        settings_file: dict | None = None,
+        config: list[str] = (),
+        pass_fds: tuple[int, ...] = (),
     ):
         self.workdir = Path(workdir)
         self.settings = settings
         self.log_path = Path(log_path)
+        self.settings_file = settings_file
+        self.pass_fds = pass_fds
+        files = [os.path.abspath(p) for p in configfiles]
+        if settings_file is not None:
+            files.append(str((self.workdir / SETTINGS_FILE).absolute()))
         self.command = [
             sys.executable,
             "-m",
@@ -133,9 +140,8 @@ class WorkflowRun:
             *snakemake_args,
             "--configfile",
             str(DEFAULT_CONFIG),
-            *(os.path.abspath(p) for p in configfiles),
-            "--config",
-            *config,
+            *files,
+            *(["--config", *config] if config else []),
         ]
         self.process: subprocess.Popen | None = None
         self.started = 0.0
@@ -144,6 +150,10 @@ class WorkflowRun:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.settings_file is not None:
+            write_text_atomically(
+                self.workdir / SETTINGS_FILE, yaml.safe_dump(self.settings_file, sort_keys=False)
+            )
         self.started = time.time()
         with open(self.log_path, "a") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} in {self.workdir}: ")
@@ -156,6 +166,7 @@ class WorkflowRun:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=interrupt_when_orphaned,
+                pass_fds=self.pass_fds,
             )
 
     def poll(self) -> int | None:
@@ -217,9 +228,10 @@ RECORDED = {
     "converted": "published",
     "reconverted": "published",
     "up-to-date": "published",
-    "CHANGED": "published",  # an MS kept as it is: the summary says why
+    "CHANGED": "changed",  # its MS kept as it is, its inputs changed since: the reason says
     "FAILED": "failed",
     "skipped": "skipped",
+    "not run": "not run",  # no job of it failed: the run stopped (or was refused) first
 }
 
 

@@ -169,7 +169,7 @@ class Stream:
         for c in batch:
             done = time.time()
             outcome = outcomes[c.id]
-            if outcome.status == "published":
+            if outcome.status in ("published", "changed"):
                 published = self.final_ms(c.id).stat().st_ctime  # its rename into place
                 latency = round(published - c.last_arrival, 1)
                 # the files the batch converted (one may have come since the scan): late files

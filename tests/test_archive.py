@@ -116,6 +116,10 @@ def test_an_archive_converts_window_by_window_and_a_rerun_runs_nothing(
     d, ids = archive_input
     work = tmp_path / "work"
     config = write_config(work, d, scratch_root)
+    # a dry run (-np: options together) plans every window and records nothing
+    dry = run_archive(work, config, "--", "-np")
+    assert dry.stdout.count(": planned 2 groups") == 3, dry.stdout
+    assert not (work / "out").exists() and not Ledger(work / "logs/archive/ledger.sqlite").windows()
     proc = run_archive(work, config)
     out = work / "out"
     assert sorted(published(out)) == [f"{g}.ms" for g in ids], proc.stdout[-3000:]
@@ -184,14 +188,11 @@ def test_sigkill_of_the_driver_then_the_same_command_publishes_each_group_once(
     assert published(out), "nothing published in 300 s"
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    # its window's Snakemake gets SIGINT (parent death) and cleans up; wait for it to end
-    window_dir = work / ".dsa110ms" / "archive"
-    deadline = time.time() + 120
-    while time.time() < deadline and _snakemake_running(window_dir):
-        time.sleep(0.5)
-    assert not _snakemake_running(window_dir)
     first = published(out)
+    # at once: its window's Snakemake, stopping (SIGINT at its parent's death) and cleaning up,
+    # still holds the driver's lock: the new driver waits for it, then runs what is not done
     proc = run_archive(work, config)
+    assert not _snakemake_running(work / ".dsa110ms" / "archive")
     assert sorted(published(out)) == [f"{g}.ms" for g in ids], proc.stdout[-3000:]
     assert {k: published(out)[k] for k in first} == first  # none published twice
     assert "0 done, 3 to run" in proc.stdout or "1 done, 2 to run" in proc.stdout
@@ -220,7 +221,7 @@ def test_failed_groups_are_in_the_ledger_and_retry_failed_runs_only_them(
     work = tmp_path / "work"
     config = write_config(work, d, scratch_root)
     victim = ids[3]
-    proc = run_archive(work, config, faults={"part_crash": [f"{victim}/sb00"]}, check=False)
+    proc = run_archive(work, config, faults={"concat": {victim: {1: "corrupt"}}}, check=False)
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert f"{victim} failed:" in proc.stdout
     out = work / "out"
@@ -230,14 +231,20 @@ def test_failed_groups_are_in_the_ledger_and_retry_failed_runs_only_them(
     assert (gid, window, status) == (victim, "2026-11-30T00:00:00", "failed") and reason
     # a plain rerun leaves the failure as it is (it is listed, not retried)
     again = run_archive(work, config, check=False)
-    assert "3 done, 0 to run" in again.stdout and "1 failed" in again.stdout, again.stdout
+    assert "3 done, 0 to run" in again.stdout and "1 failed, 0 skipped" in again.stdout, (
+        again.stdout
+    )
     before = published(out)
     retry = run_archive(work, config, "--retry-failed")
-    assert "retrying 1 failed groups in 1 windows" in retry.stdout, retry.stdout
+    assert "retrying 1 failed or skipped groups in 1 windows" in retry.stdout, retry.stdout
     assert sorted(published(out)) == [f"{g}.ms" for g in ids]
     assert {k: published(out)[k] for k in before} == before
     assert not ledger.groups("failed")
+    assert [w[3] for w in ledger.windows()] == ["done"] * 3  # as they were
     assert_matches_input(out / f"{victim}.ms", d, victim)
+    # a plain rerun after the retry: nothing to do, every window done
+    last = run_archive(work, config)
+    assert "3 done, 0 to run" in last.stdout and "6/6 groups published" in last.stdout
     assert not staging_left(out) and not leftovers(scratch_root)
 
 

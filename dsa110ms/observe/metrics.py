@@ -215,7 +215,10 @@ def summarize_run(
         "cleanup_retries": sum(e.get("retries", 0) for e in cleanups),
         "cleanup_failures": sum(not e["ok"] for e in cleanups),
         "bytes_written": sum(e.get("bytes", 0) for e in joins if e["outcome"] == "published"),
-        "groups": {r["group"]: [r["status"], r.get("reason", "")] for r in rows},
+        "groups": {
+            r["group"]: [r["status"] if r.get("ran", True) else "not run", r.get("reason", "")]
+            for r in rows
+        },
         "part_seconds": round(sum(e.get("seconds", 0) for e in parts), 3),
         "template_seconds": round(sum(e.get("seconds", 0) for e in templates), 3),
         "join_seconds": round(sum(e.get("seconds", 0) for e in joins), 3),

@@ -435,6 +435,7 @@ def group_outcome(run: Run, group: str, events: list[dict], facts: dict) -> dict
             "status": "FAILED",
             "reason": f"reconversion: {reason}; {ms} kept, its inputs changed since it was "
             f"published: {what}; {logs}",
+            "ran": bool(facts["error"]),
         }
     final = run.final_ms(group)
     problem = damage(final, group) if os.path.lexists(final) else None
@@ -449,7 +450,8 @@ def group_outcome(run: Run, group: str, events: list[dict], facts: dict) -> dict
     reason = facts["error"] or not_run_reason(run, group)
     if problem:  # damaged or not ours, and the conversion meant to replace it failed
         reason += f"; {final} is not an intact MS of this workflow ({problem})"
-    return {"status": "FAILED", "reason": f"{reason}; {logs}"}
+    # FAILED to people (no MS); to the archive and the stream, "not run" if no job of it failed
+    return {"status": "FAILED", "reason": f"{reason}; {logs}", "ran": bool(facts["error"])}
 
 
 def alert(command: str | None, summary: dict) -> None:
