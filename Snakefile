@@ -33,6 +33,7 @@ rule all:
 onstart:
     dsa110ms_hooks.on_start(RUN)
     dsa110ms_internals.retry_inside_cluster_jobs(workflow)
+    dsa110ms_internals.keep_going_inside_cluster_jobs(workflow)
     dsa110ms_hooks.admit_groups_by_scratch(RUN, workflow)
 
 

@@ -89,3 +89,15 @@ def test_the_scheduler_holds_global_and_available_resources_that_onstart_may_ext
     assert "for name in self.global_resources:" in update and "self.resources[name] -=" in update
     free = inspect.getsource(JobScheduler._free_resources)
     assert "self.resources[name] += value" in free
+
+
+def test_a_cluster_executor_adds_general_args_to_each_jobs_command():
+    """keep_going_inside_cluster_jobs wraps the executor's additional_general_args, which the
+    real executor puts in every cluster job's command line; the scheduler holds the executor."""
+    import inspect
+
+    from snakemake.scheduling.job_scheduler import JobScheduler
+    from snakemake_interface_executor_plugins.executors.real import RealExecutor
+
+    assert "self.additional_general_args()" in inspect.getsource(RealExecutor.format_job_exec)
+    assert "self._executor" in inspect.getsource(JobScheduler.__init__)

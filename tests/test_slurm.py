@@ -153,12 +153,6 @@ def test_slurm_failed_groups_are_cleaned_on_the_node_by_their_job(slurm, tmp_pat
 
     assert {converted, failed_join} <= set(plans) and set(plans.values()) == set(submitted)
     assert_cleaned_by_the_job(failed_join)
-    if killed_part not in job_of:
-        pytest.xfail(
-            "the Snakemake running a SLURM job stops at its first failed group: it is started in "
-            "remote mode, which reads no profile, so keep-going does not reach it (a fix in "
-            "dsa110ms/run is proposed)"
-        )
     assert set(job_of) == {converted, failed_join, killed_part}
     assert set(job_of.values()) == set(submitted)
     assert plans == job_of

@@ -31,6 +31,27 @@ def retry_inside_cluster_jobs(snakemake_workflow) -> None:
             rule.restart_times = 0
 
 
+def keep_going_inside_cluster_jobs(snakemake_workflow) -> None:
+    """Under a cluster executor, the Snakemake running a cluster job on its node keeps going past
+    a failed group: it runs in remote mode, which reads no profile, so the submitting process
+    adds ``--keep-going`` to every cluster job's command (the executor's
+    ``additional_general_args``). Else a group that fails every time would stop the groups after
+    it in the same SLURM job (12 of them: profiles/slurm) on every run. At onstart, before any
+    job is submitted."""
+    if not snakemake_workflow.non_local_exec:
+        return
+    executor = snakemake_workflow.scheduler._executor
+    plugin_args = executor.additional_general_args
+    if getattr(plugin_args, "keeps_going", False):
+        return
+
+    def additional_general_args() -> str:
+        return f"{plugin_args() or ''} --keep-going".strip()
+
+    additional_general_args.keeps_going = True
+    executor.additional_general_args = additional_general_args
+
+
 def cancel_rescheduling_timers() -> int:
     """Cancel the job scheduler's pending re-evaluation timers, at the end of a run; returns how
     many. After every scheduling round Snakemake starts a ``threading.Timer`` of its job rate

@@ -1,11 +1,11 @@
 """A cluster (SLURM) job's scratch on its node: the groups it owns, removed when it ends.
 
-On a cluster node the run's main process is elsewhere, so each cluster job (one timestamp group)
-owns its groups on the node instead: the Snakemake process running the job holds a flock on
-``<instance>/.cluster-job-<id>.lock`` for its whole life, its template and part jobs mark their
-group directory with ``.cluster-job-<id>`` (:func:`claim_group`), and when it exits it removes
-its groups (:class:`NodeJob`). One killed outright is cleaned by the next cluster job of the
-instance on that node, whose lock it can then take.
+On a cluster node the run's main process is elsewhere, so each cluster job (up to 12 timestamp
+groups, one after another) owns its groups on the node instead: the Snakemake process running
+the job holds a flock on ``<instance>/.cluster-job-<id>.lock`` for its whole life, its template
+and part jobs mark their group directory with ``.cluster-job-<id>`` (:func:`claim_group`), and
+when it exits it removes its groups (:class:`NodeJob`). One killed outright is cleaned by the
+next cluster job of the instance on that node, whose lock it can then take.
 """
 
 from __future__ import annotations
