@@ -151,19 +151,28 @@ class Archive:
         )
 
     def windows(self) -> list[Window]:
+        """The windows of the archive: cut at start_time and end_time if configured, else whole
+        windows over the data's span (the same windows as files are added)."""
         first, last = self.settings.start_time, self.settings.end_time
-        if not (first and last):
-            span = self.inventory.first_and_last(self.settings.input_dir)
-            if span is None:
-                raise ArchiveError(
-                    f"{self.settings.input_dir}: no subband files (YYYY-MM-DDTHH:MM:SS_sbNN.hdf5) "
-                    "in it; check input_dir"
-                )
-            # a group's id (when its data start) is within tolerance_s of its files' names
-            slack = dt.timedelta(seconds=self.settings.tolerance_s)
-            first = first or format_timestamp(parse_timestamp(span[0][:19]) - slack)
-            last = last or format_timestamp(parse_timestamp(span[1][:19]) + slack)
-        return windows_between(first, last, self.args.window)
+        span = self.inventory.first_and_last(self.settings.input_dir)
+        if span is None:
+            raise ArchiveError(
+                f"{self.settings.input_dir}: no subband files (YYYY-MM-DDTHH:MM:SS_sbNN.hdf5) "
+                "in it; check input_dir"
+            )
+        # a group's id (when its data start) is within tolerance_s of its files' names
+        slack = dt.timedelta(seconds=self.settings.tolerance_s)
+        windows = windows_between(
+            first or format_timestamp(parse_timestamp(span[0][:19]) - slack),
+            last or format_timestamp(parse_timestamp(span[1][:19]) + slack),
+            self.args.window,
+            cut=False,
+        )
+        return [
+            Window(max(w.start, first or w.start), min(w.end, last or w.end))
+            for w in windows
+            if (not first or w.end >= first) and (not last or w.start <= last)
+        ]
 
     def plan(self) -> list[tuple[Window, list[str] | None]]:
         """The windows to run, each with the groups to run (None: all), in time order."""

@@ -75,18 +75,21 @@ class Window:
         return bounds or ("", "~")
 
 
-def windows_between(first: str, last: str, hours: float) -> list[Window]:
+def windows_between(first: str, last: str, hours: float, cut: bool = True) -> list[Window]:
     """The windows of ``hours`` covering ``first``..``last`` (UTC timestamps, inclusive), in time
-    order; the first and last are cut at ``first`` and ``last``, so that no group outside them
-    is converted."""
+    order; with ``cut``, the first and last are cut at ``first`` and ``last`` (a configured
+    start_time and end_time: no group outside them is converted), else whole (the data's span:
+    the windows stay the same as files are added)."""
     step = dt.timedelta(hours=hours)
     t0, t1 = parse_timestamp(first), parse_timestamp(last)
     start = UNIX_EPOCH + step * ((t0 - UNIX_EPOCH) // step)
     windows = []
     while start <= t1:
         end = start + step - dt.timedelta(seconds=1)
-        windows.append(Window(format_timestamp(max(start, t0)), format_timestamp(min(end, t1))))
-        start += step
+        if cut:
+            start, end = max(start, t0), min(end, t1)
+        windows.append(Window(format_timestamp(start), format_timestamp(end)))
+        start = parse_timestamp(windows[-1].end) + dt.timedelta(seconds=1)
     return windows
 
 

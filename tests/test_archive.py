@@ -130,15 +130,15 @@ def test_an_archive_converts_window_by_window_and_a_rerun_runs_nothing(
     # the next window started before the one before it ended (--lookahead 2: two groups a day)
     lines = proc.stdout.splitlines()
     started = [i for i, x in enumerate(lines) if "window 2026-11-30T00:00:00: started" in x]
-    ended = [i for i, x in enumerate(lines) if "window 2026-11-29T11:59:00: 2 published" in x]
+    ended = [i for i, x in enumerate(lines) if "window 2026-11-29T00:00:00: 2 published" in x]
     assert started and ended and started[0] < ended[0], proc.stdout
     ledger = Ledger(work / "logs" / "archive" / "ledger.sqlite")
     assert [w[3] for w in ledger.windows()] == ["done"] * 3
     assert [g[2] for g in ledger.groups()] == ["published"] * 6
     # each window ran in its own working directory, with its own manifest
-    # (the first begins a tolerance before the first file's name: 11:59:00)
+    # (whole UTC days: the windows stay the same as files are added)
     starts = [w[0] for w in ledger.windows()]
-    assert starts == ["2026-11-29T11:59:00", "2026-11-30T00:00:00", "2026-12-01T00:00:00"]
+    assert starts == ["2026-11-29T00:00:00", "2026-11-30T00:00:00", "2026-12-01T00:00:00"]
     for day, start in zip(DAYS, starts, strict=True):
         manifest = json.loads(
             (work / ".dsa110ms/archive" / start / ".dsa110ms/manifest.json").read_text()
