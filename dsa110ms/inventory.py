@@ -41,14 +41,17 @@ The cache is an optimisation only, and never trusted blindly:
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
 import math
 import os
 import sqlite3
 import stat
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import h5py
@@ -170,14 +173,35 @@ def read_header(path: str) -> tuple[FileHeader, tuple[int, int, int]]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise HeaderError("not a regular file")
+        if st.st_size == 0 and (empty := _empty_file_error()) is not None:
+            raise HeaderError(empty)  # what h5py says of every empty file, found once
+        error = None
         try:
             with h5py.File(stream, "r") as f:
                 time_jd = float(f["Header/time_array"][0])
                 integration_s = float(f["Header/integration_time"][0])
                 shape = _data_shape(f)
         except Exception as exc:  # h5py raises OSError, KeyError, ValueError, IndexError...
-            raise HeaderError(f"{type(exc).__name__}: {exc}") from None
+            error = _h5py_error(exc)
+    if error is not None:  # raised here, not in the handler: h5py's error is not kept with it
+        raise HeaderError(error)
     return FileHeader(FirstIntegration(time_jd, integration_s), shape), _identity(st)
+
+
+def _h5py_error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+@cache
+def _empty_file_error() -> str | None:
+    """What :func:`read_header` says of an empty file (h5py's error opening one through a
+    Python file object, as it opens every file), found once per process: an archive of
+    placeholders holds millions of them. None if h5py opens it (it never does)."""
+    try:
+        h5py.File(io.BytesIO(b""), "r").close()
+    except Exception as exc:  # noqa: BLE001 - the errors read_header turns into words
+        return _h5py_error(exc)
+    return None
 
 
 def read_first_integration(path: str) -> tuple[FirstIntegration, tuple[int, int, int]]:
@@ -297,7 +321,20 @@ class Inventory:
             self.path = None
             return []
 
-    def _write(self, sql: str, rows: list[tuple], *more: tuple[str, list[tuple]]) -> bool:
+    def _rows(self, sql: str, args: tuple = ()) -> Iterator[tuple]:
+        """The rows of a read, one at a time (not all held at once), as :meth:`_query` reads
+        them: none (or no more), with one warning and no cache from then on, if the cache has
+        become unusable."""
+        if self._db is None:
+            return
+        try:
+            yield from self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            log.warning("%s: cannot be read (%s); reading every file's header", self.path, exc)
+            self.close()
+            self.path = None
+
+    def _write(self, sql: str, rows: Iterable[tuple], *more: tuple[str, Iterable[tuple]]) -> bool:
         """``executemany(sql, rows)`` (and each of ``more``) in one transaction; False, with a
         warning, if the cache cannot be written (e.g. locked by another process too long)."""
         try:
@@ -423,14 +460,22 @@ class Inventory:
         listed = self._query(f"SELECT mtime_ns, inode FROM {LISTED} WHERE dir = ?", (key,))
         if listed and tuple(listed[0]) == (st.st_mtime_ns, st.st_ino):
             return Listing(key, 0, 0, self.count(input_dir))
-        with os.scandir(input_dir) as it:
-            now = {e.name for e in it if is_listed_name(e.name)}
-        before = {r[0] for r in self._query(f"SELECT name FROM {LISTING} WHERE dir = ?", (key,))}
-        added, removed = sorted(now - before), sorted(before - now)
+        added = set(filter(is_listed_name, os.listdir(input_dir)))  # names only: no DirEntry
+        total, removed = len(added), []
+        # The names listed before, streamed: what remains of the directory's names is new (an
+        # archive's millions of names are held once, not twice).
+        for (name,) in self._rows(f"SELECT name FROM {LISTING} WHERE dir = ?", (key,)):
+            try:
+                added.remove(name)
+            except KeyError:
+                removed.append(name)
+        if self._db is None:  # it could not be read: the warning said why
+            raise InventoryError("its listing of the directory cannot be read")
+        added, removed = sorted(added), sorted(removed)  # in key order: B-tree appends
         written = self._write(
             f"INSERT OR IGNORE INTO {LISTING} VALUES (?, ?)",
-            [(key, name) for name in added],
-            (f"DELETE FROM {LISTING} WHERE dir = ? AND name = ?", [(key, n) for n in removed]),
+            ((key, name) for name in added),
+            (f"DELETE FROM {LISTING} WHERE dir = ? AND name = ?", ((key, n) for n in removed)),
             (
                 f"INSERT OR REPLACE INTO {LISTED} VALUES (?, ?, ?, ?)",
                 [(key, st.st_mtime_ns, st.st_ino, time.time())],
@@ -438,7 +483,7 @@ class Inventory:
         )
         if not written:
             raise InventoryError("its listing of the directory cannot be written")
-        return Listing(key, len(added), len(removed), len(now))
+        return Listing(key, len(added), len(removed), total)
 
     def listed(self, input_dir: str | os.PathLike) -> bool:
         """Whether the cache holds a listing of ``input_dir`` (:meth:`refresh_listing`)."""
@@ -448,11 +493,17 @@ class Inventory:
         """The names in the listing of ``input_dir`` whose first characters (a subband file's
         timestamp) are from ``first`` to ``last`` inclusive, and every name that does not start
         with a digit (discovery reports them): an indexed range query, in name order."""
-        rows = self._query(
-            f"SELECT name FROM {LISTING} WHERE dir = ?1 AND "
-            "((name >= ?2 AND name <= ?3) OR name < '0' OR name >= ':') ORDER BY name",
-            (_dir_key(input_dir), first, last + "~"),
-        )
+        if (first, last) == ("", "~"):  # every name
+            rows = self._query(
+                f"SELECT name FROM {LISTING} WHERE dir = ? ORDER BY name", (_dir_key(input_dir),)
+            )
+        else:  # three ranges of the key (one OR of them is a scan of every name)
+            rows = self._query(
+                f"SELECT name FROM {LISTING} WHERE dir = ?1 AND name < '0' UNION "
+                f"SELECT name FROM {LISTING} WHERE dir = ?1 AND name >= ?2 AND name <= ?3 UNION "
+                f"SELECT name FROM {LISTING} WHERE dir = ?1 AND name >= ':' ORDER BY name",
+                (_dir_key(input_dir), first, last + "~"),
+            )
         return [r[0] for r in rows]
 
     def count(

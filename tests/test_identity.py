@@ -376,3 +376,75 @@ def test_an_ms_published_under_its_sb00_name_by_an_earlier_version_is_kept(tmp_p
     assert "msmetadata_cmpt" not in proc.stdout, "CASA's log goes to the job's log only"
     report = (tmp_path / "report" / "groups.html").read_text()
     assert "published as 2026-11-30T03:00:02.ms" in report and "FAILED" not in report
+
+
+def test_an_empty_file_is_what_h5py_says_of_it_and_its_error_keeps_nothing(tmp_path):
+    """An empty file's error is h5py's own (found once per process, not by opening each one),
+    and the error of a file h5py cannot open carries none of h5py's traceback."""
+    import io
+
+    import h5py
+
+    empty = tmp_path / "2026-11-30T03:00:00_sb00.hdf5"
+    empty.write_bytes(b"")
+    with pytest.raises(OSError) as h5py_error:
+        h5py.File(io.BytesIO(b""), "r")
+    for _ in range(2):
+        with pytest.raises(HeaderError) as caught:
+            read_first_integration(str(empty))
+        assert str(caught.value) == f"OSError: {h5py_error.value}"
+    junk = tmp_path / "2026-11-30T03:00:00_sb01.hdf5"
+    junk.write_bytes(b"not HDF5")
+    with pytest.raises(HeaderError, match="^OSError: ") as caught:
+        read_first_integration(str(junk))
+    assert caught.value.__context__ is None and caught.value.__cause__ is None
+
+
+def test_the_listing_gives_a_window_of_names_and_every_odd_name(tmp_path):
+    """Inventory.names: the names in the window and every name not starting with a digit
+    (discovery reports them), in name order, as a filter of every name gives them; and every
+    name without bounds. A refresh writes only what changed."""
+    d = tmp_path / "in"
+    d.mkdir()
+    days, hours = (28, 29, 30), (0, 12, 23)
+    names = [
+        f"2026-11-{day}T{h:02d}:00:00_sb{sb:02d}.hdf5"
+        for day in days
+        for h in hours
+        for sb in (0, 15)
+    ]
+    names += [
+        "notes.hdf5",
+        "-x.hdf5",
+        ":x.hdf5",
+        "~x.hdf5",
+        "Ünï.hdf5",
+        "2026-13-99T00:00:00_sb00.hdf5",
+    ]
+    for name in names:
+        (d / name).write_bytes(b"")
+    (d / "2026-11-29T12:00:00_sb01_incomplete.hdf5").write_bytes(b"")
+    (d / "readme.txt").write_bytes(b"")
+    inventory = Inventory(tmp_path / "inventory.sqlite")
+    listing = inventory.refresh_listing(d)
+    assert (listing.added, listing.removed, listing.total) == (len(names), 0, len(names))
+    for first, last in [
+        ("2026-11-29T00:00:00", "2026-11-29T23:59:59"),
+        ("2026-11-29T12:00:00", "2026-11-29T12:00:00"),
+        ("", "2026-11-28T23:00:00"),
+        ("2026-11-30T00:00:00", "~"),
+        ("2027-01-01T00:00:00", "2027-01-01T23:59:59"),
+    ]:
+        expected = sorted(n for n in names if first <= n <= last + "~" or not "0" <= n < ":")
+        assert inventory.names(d, first, last) == expected, (first, last)
+    assert inventory.names(d) == sorted(names)
+    # one file gone, two new: only they are written
+    (d / names[0]).unlink()
+    for name in ("2026-12-01T00:00:00_sb00.hdf5", "zz.hdf5"):
+        (d / name).write_bytes(b"")
+    st = d.stat()  # changed, whatever the clock's granularity
+    os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    listing = Inventory(tmp_path / "inventory.sqlite").refresh_listing(d)
+    assert (listing.added, listing.removed, listing.total) == (2, 1, len(names) + 1)
+    now = sorted({*names[1:], "2026-12-01T00:00:00_sb00.hdf5", "zz.hdf5"})
+    assert inventory.names(d) == now
