@@ -9,7 +9,7 @@
    names are written.
 2. The archive (``start_time``..``end_time``, else everything the listing holds) is cut into
    windows of ``--window`` hours (default 24, UTC days). A window is *done* (:mod:`dsa110ms.ledger`)
-   if it ran to the end, its range holds as many input names as then, and its published MSs are
+   if it ran to the end, its range holds the same input names as then, and its published MSs are
    still there; done windows are not run again.
 3. Every other window is one ordinary Snakemake run of this workflow (:mod:`dsa110ms.batch`, as
    the streaming mode's batches are), in its own working directory
@@ -226,7 +226,7 @@ class Archive:
     # --- running windows -----------------------------------------------------------------------
 
     def start(self, window: Window, groups: list[str] | None) -> None:
-        names = self.inventory.count(
+        names, digest = self.inventory.fingerprint(
             self.settings.input_dir, *window.names_between(self.settings.tolerance_s)
         )
         if names == 0 and groups is None:
@@ -258,7 +258,7 @@ class Archive:
             pass_fds=(self.lock_fd,),  # the driver's lock lives until its windows' runs end
         )
         if not self.dry_run and groups is None:  # a retry leaves the window's record alone
-            self.ledger.window_started(window, names)
+            self.ledger.window_started(window, (names, digest))
         run.start()
         say(f"window {window.start}: started ({names} input files; log {run.log_path})")
         self.running.append(RunningWindow(window, run, groups))

@@ -522,6 +522,23 @@ class Inventory:
         )
         return rows[0][0] if rows else 0
 
+    def fingerprint(
+        self, input_dir: str | os.PathLike, first: str = "", last: str = "~"
+    ) -> tuple[int, str]:
+        """How many names the listing of ``input_dir`` holds from ``first`` to ``last``, and a
+        checksum of them (their lengths and the day, time and subband their names say, summed:
+        a file added, removed or renamed changes it), in one indexed range scan."""
+        rows = self._query(
+            "SELECT count(*), total(length(name)), total("
+            "CAST(substr(name, 9, 2) AS INTEGER) * 86400 + CAST(substr(name, 12, 2) AS INTEGER)"
+            " * 3600 + CAST(substr(name, 15, 2) AS INTEGER) * 60 + CAST(substr(name, 18, 2) AS "
+            "INTEGER) + CAST(substr(name, 23, 2) AS INTEGER) * 10000000) "
+            f"FROM {LISTING} WHERE dir = ? AND name >= ? AND name <= ?",
+            (_dir_key(input_dir), first, last + "~"),
+        )
+        count, lengths, times = rows[0] if rows else (0, 0.0, 0.0)
+        return count, f"{count}:{int(lengths)}:{int(times)}"
+
     def first_and_last(self, input_dir: str | os.PathLike) -> tuple[str, str] | None:
         """The first and last names in the listing of ``input_dir`` that start with a digit."""
         rows = self._query(

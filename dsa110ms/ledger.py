@@ -10,7 +10,8 @@ group is retried only with ``--retry-failed``.
 **What is done** is decided from the published stamps, which stay the truth: the names in
 ``<output_dir>/.dsa110ms/published/`` and the MSs beside them, read with two directory listings
 (no file is stat-ed). A window is done if the ledger says it ran to the end, the inventory's
-listing holds as many names in its range as then, and every group it published still has its
+listing holds the same names in its range as then (count and checksum), and every group it
+published still has its
 stamp and its MS. The ledger is only a cache of the runs' outcomes: removed, every window runs
 again, and each run finds its published groups up to date (its own per-group checks of the
 stamps) and rebuilds the ledger.
@@ -34,11 +35,11 @@ from dsa110ms.groups import UNIX_EPOCH, format_timestamp, names_near, parse_time
 from dsa110ms.inventory import Inventory
 from dsa110ms.ms.publish import OutputArea
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS window (start TEXT PRIMARY KEY, end_ TEXT NOT NULL, "
     "names INTEGER NOT NULL, status TEXT NOT NULL, started_at REAL, finished_at REAL, "
-    "detail TEXT) STRICT",
+    "detail TEXT, digest TEXT NOT NULL DEFAULT '') STRICT",
     "CREATE TABLE IF NOT EXISTS grp (id TEXT PRIMARY KEY, window TEXT NOT NULL, "
     "status TEXT NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL) STRICT",
     "CREATE INDEX IF NOT EXISTS grp_window ON grp (window)",
@@ -143,10 +144,12 @@ class Ledger:
 
     # --- windows -------------------------------------------------------------------------------
 
-    def window_started(self, w: Window, names: int) -> None:
+    def window_started(self, w: Window, names: tuple[int, str]) -> None:
+        """``names``: the count and checksum of the input names in its range
+        (:meth:`dsa110ms.inventory.Inventory.fingerprint`)."""
         self._execute(
-            "INSERT OR REPLACE INTO window VALUES (?, ?, ?, ?, ?, NULL, NULL)",
-            (w.start, w.end, names, UNFINISHED, time.time()),
+            "INSERT OR REPLACE INTO window VALUES (?, ?, ?, ?, ?, NULL, NULL, ?)",
+            (w.start, w.end, names[0], UNFINISHED, time.time(), names[1]),
         )
 
     def window_finished(self, w: Window, status: str, detail: str = "") -> None:
@@ -158,7 +161,7 @@ class Ledger:
     def record_empty(self, w: Window) -> None:
         now = time.time()
         self._execute(
-            "INSERT OR REPLACE INTO window VALUES (?, ?, 0, ?, ?, ?, 'no input files')",
+            "INSERT OR REPLACE INTO window VALUES (?, ?, 0, ?, ?, ?, 'no input files', '0:0:0')",
             (w.start, w.end, EMPTY, now, now),
         )
 
@@ -188,12 +191,12 @@ class Ledger:
         published: set[str],
     ) -> set[str]:
         """The starts of ``windows`` that are done (module docstring): run to the end (or
-        empty), as many input names in range as then, and every group they published still
+        empty), the same input names in range as then, and every group they published still
         published."""
         ran = {
-            start: (names, status)
-            for start, names, status in self._execute(
-                "SELECT start, names, status FROM window WHERE status IN (?, ?)", (DONE, EMPTY)
+            start: digest
+            for start, digest in self._execute(
+                "SELECT start, digest FROM window WHERE status IN (?, ?)", (DONE, EMPTY)
             )
         }
         lost = {
@@ -207,8 +210,8 @@ class Ledger:
         for w in windows:
             if w.start not in ran or w.start in lost:
                 continue
-            names = inventory.count(input_dir, *w.names_between(tolerance_s))
-            if names == ran[w.start][0]:
+            _, digest = inventory.fingerprint(input_dir, *w.names_between(tolerance_s))
+            if digest == ran[w.start]:
                 done.add(w.start)
         return done
 
@@ -220,7 +223,10 @@ class Ledger:
 
     def windows(self) -> list[tuple]:
         """(start, end, names, status, started_at, finished_at, detail) of every window."""
-        return self._execute("SELECT * FROM window ORDER BY start")
+        return self._execute(
+            "SELECT start, end_, names, status, started_at, finished_at, detail FROM window "
+            "ORDER BY start"
+        )
 
     def failed_by_window(self) -> dict[str, list[str]]:
         """Window start -> its failed groups."""

@@ -380,7 +380,7 @@ def test_windows_and_the_done_check(tmp_path):
     from dsa110ms.batch import Outcome
 
     for w, gid in zip(windows[:2], ("2026-11-29T12:00:00", "2026-11-30T12:00:00"), strict=True):
-        ledger.window_started(w, inventory.count(d, *w.names_between(60)))
+        ledger.window_started(w, inventory.fingerprint(d, *w.names_between(60)))
         ledger.record_groups(w, {gid: Outcome("published")})
         ledger.window_finished(w, "done")
     ledger.record_empty(windows[2])
@@ -392,6 +392,12 @@ def test_windows_and_the_done_check(tmp_path):
         windows[0].start,
         windows[2].start,
     }
+    # a file renamed (mislabelled) in window 1: the same count, not the same names
+    os.rename(d / "2026-11-29T12:00:00_sb00.hdf5", d / "2026-11-29T13:00:00_sb00.hdf5")
+    inventory.refresh_listing(d)
+    assert ledger.done_windows(windows, inventory, d, 60, published) == {windows[2].start}
+    os.rename(d / "2026-11-29T13:00:00_sb00.hdf5", d / "2026-11-29T12:00:00_sb00.hdf5")
+    inventory.refresh_listing(d)
     published.discard("2026-11-29T12:00:00")  # its MS gone
     assert ledger.done_windows(windows, inventory, d, 60, published) == {windows[2].start}
 

@@ -226,7 +226,7 @@ QUOTED = "/data/<script>alert('x')</script>&\"_sb04.hdf5"
 def fill(led: Ledger) -> None:
     """Two days with groups, one empty day, one window stopped before the end."""
     w1, w2, w3, w4 = (window(d) for d in ("2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"))
-    led.window_started(w1, 64)
+    led.window_started(w1, (64, ""))
     led.record_groups(
         w1,
         {
@@ -241,7 +241,7 @@ def fill(led: Ledger) -> None:
         },
     )
     led.window_finished(w1, DONE, "2 published, 1 failed, 1 skipped")
-    led.window_started(w2, 32)
+    led.window_started(w2, (32, ""))
     led.record_groups(
         w2,
         {
@@ -254,7 +254,7 @@ def fill(led: Ledger) -> None:
     )
     led.window_finished(w2, UNFINISHED, "1 published, 1 failed, 1 not run")
     led.record_empty(w3)
-    led.window_started(w4, 16)  # running, or the driver was killed
+    led.window_started(w4, (16, ""))  # running, or the driver was killed
 
 
 def test_the_summary_counts_days_causes_and_windows(tmp_path, ledger):
@@ -295,7 +295,7 @@ def test_the_summary_counts_days_causes_and_windows(tmp_path, ledger):
 def test_a_hostile_file_name_is_escaped(tmp_path, ledger):
     fill(ledger)
     w = window("2026-01-05")
-    ledger.window_started(w, 16)
+    ledger.window_started(w, (16, ""))
     ledger.record_groups(w, {"2026-01-05T00:00:00": Outcome("failed", f"part of {QUOTED}: x")})
     ledger.window_finished(w, DONE, f"<b>{QUOTED}</b>")
     page = write_archive_summary(ledger, tmp_path / "archive.html").read_text()
@@ -348,7 +348,7 @@ def test_a_summary_of_100k_groups_is_fast(tmp_path, ledger):
     ledger.db.execute("PRAGMA synchronous = OFF")  # only to fill it faster
     started = time.perf_counter()
     for day, outcomes in by_window.items():
-        ledger.window_started(window(day), 16 * len(outcomes))
+        ledger.window_started(window(day), (16 * len(outcomes), ""))
         ledger.record_groups(window(day), outcomes)
         ledger.window_finished(window(day), DONE, f"{len(outcomes)} groups")
     filled = time.perf_counter() - started
