@@ -259,8 +259,8 @@ def done_check(n_groups: int, archive: Path, inventory: Path, repeat: int) -> di
     ledger = Ledger(ledger_path)
     made = time.perf_counter()
     for w in windows:
-        names = inv.count(archive, *w.names_between(TOLERANCE_S))
-        if not names:
+        names = inv.fingerprint(archive, *w.names_between(TOLERANCE_S))
+        if not names[0]:
             ledger.record_empty(w)
             continue
         ledger.window_started(w, names)
