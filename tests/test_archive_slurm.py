@@ -20,12 +20,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from dsa110ms.groups import discover
 from dsa110ms.simulate import SimulationSpec, simulate
 
 from .conftest import REPO, leftovers, staging_left
+from .test_archive import write_config
 from .test_robustness import assert_matches_input
 from .test_slurm import slurm, slurm_jobs  # noqa: F401 (slurm: the fixture, used below)
 
@@ -108,21 +108,7 @@ def test_archive_through_slurm_one_sbatch_per_12_groups(tmp_path, scratch_root):
     input_dir = tmp_path / "in"
     ids = simulate_days(input_dir)
     work = tmp_path / "work"
-    work.mkdir()
-    config = work / "archive.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "input_dir": str(input_dir),
-                "output_dir": "out",
-                "log_dir": "logs",
-                "report_dir": "report",
-                "metrics_dir": "logs/metrics",
-                "scratch_root": str(scratch_root),
-                "incomplete_groups": "convert",
-            }
-        )
-    )
+    config = write_config(work, input_dir, scratch_root)
     proc = run_archive(work, config)
 
     submitted = submitted_by_window(work)
