@@ -433,7 +433,11 @@ def main(argv: list[str] | None = None) -> int:
         help="stop the archive's dry run after the first window that ends past this many "
         "minutes and extrapolate (default 30)",
     )
+    p.add_argument("--table", action="store_true", help="print the last results' table only")
     a = p.parse_args(argv)
+    if a.table:
+        print(table(json.loads((CACHE / "archive_scale.json").read_text())))
+        return 0
     results = []
     for n in sorted(a.groups):
         archive = placeholder_archive(n)
