@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import mmap
 import os
 from pathlib import Path
 
-#: Bytes per system call of :func:`copy_bytes`.
+#: Bytes per system call of :func:`copy_bytes` and :func:`copy_region`.
 COPY_STEP = 1 << 30
+#: O_DIRECT's alignment of file offsets, lengths and memory (bytes): a page, a multiple of every
+#: disk's logical block size (512 or 4096 B).
+DIRECT_ALIGN = 4096
 
 
 def copy_bytes(source: int, destination: int, source_offset: int, offset: int, count: int):
@@ -20,6 +25,52 @@ def copy_bytes(source: int, destination: int, source_offset: int, offset: int, c
         if sent == 0:
             raise OSError(f"sendfile: source ended {count - done} bytes early")
         done += sent
+
+
+def open_direct(path: str | os.PathLike) -> int | None:
+    """``path`` opened for writing with O_DIRECT (the page cache bypassed), or None where its
+    file system refuses O_DIRECT."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_DIRECT)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            return None
+        raise
+
+
+def copy_region(
+    source: str | os.PathLike,
+    source_offset: int,
+    destination: int,
+    direct: int | None,
+    offset: int,
+    count: int,
+) -> None:
+    """Copy ``count`` bytes of file ``source`` from ``source_offset`` into file descriptor
+    ``destination`` at ``offset``. Where both offsets are aligned (:data:`DIRECT_ALIGN`) and
+    ``direct`` (the same file, :func:`open_direct`) is given, the whole aligned blocks are
+    written by O_DIRECT from a mapping of the source: the disk reads them straight from the
+    source's pages (on tmpfs, already in memory), with no copy into the page cache, no
+    writeback after it and no page cache for others to reclaim; the ends, and everything
+    else, by :func:`copy_bytes`. Both write whole distinct pages, so they never share one."""
+    head = min(count, -offset % DIRECT_ALIGN)
+    body = (count - head) // DIRECT_ALIGN * DIRECT_ALIGN
+    start = source_offset + head
+    with open(source, "rb") as f:
+        if direct is None or body == 0 or start % DIRECT_ALIGN:
+            copy_bytes(f.fileno(), destination, source_offset, offset, count)
+            return
+        copy_bytes(f.fileno(), destination, source_offset, offset, head)
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            done = 0
+            while done < body:
+                with memoryview(mapped)[start + done : start + min(body, done + COPY_STEP)] as step:
+                    written = os.pwrite(direct, step, offset + head + done)
+                if written <= 0:
+                    raise OSError(f"O_DIRECT write at {offset + head + done}: {written} bytes")
+                done += written
+        tail = head + body
+        copy_bytes(f.fileno(), destination, source_offset + tail, offset + tail, count - tail)
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:

@@ -343,3 +343,40 @@ def test_the_join_stops_if_casacore_reads_the_copied_bytes_otherwise(two_groups,
         f.write(b"\x7f" * 64)
     with pytest.raises(JoinError, match="DATA row 0 differs"):
         _check_copied(joined, [open_part(p) for p in parts], columns)
+
+
+def test_an_aligned_group_is_copied_by_o_direct_without_casacores_zeros(tmp_path, monkeypatch):
+    """A group whose parts fill whole pages (8 antennas x 16 integrations: 576 rows) is joined
+    the full-size way: casacore's zero fill of the byte-copied columns goes to /dev/null (their
+    tile files are empty when the copy starts) and the copy is O_DIRECT; every value of every
+    byte-copied column is the parts'."""
+    from casacore import tables
+
+    from dsa110ms.ms import join
+    from dsa110ms.ms.part import open_part
+    from dsa110ms.simulate import SimulationSpec, simulate
+
+    simulate(SimulationSpec(n_groups=1, n_integrations=16), tmp_path / "in")
+    group = next(iter(discover(tmp_path / "in")))
+    template, parts = fast_path(group, tmp_path / "scratch")
+    sizes = {}
+    copy = join._copy_into_storage
+
+    def sizes_then_copy(joined, opened, columns):
+        for column, (path, _) in join._tiled_storage_files(joined, columns).items():
+            sizes[column] = path.stat().st_size
+        copy(joined, opened, columns)
+
+    monkeypatch.setattr(join, "_copy_into_storage", sizes_then_copy)
+    joined = tmp_path / "direct.ms"
+    join.assemble(template, parts, joined)
+    assert sizes == dict.fromkeys(["DATA", "WEIGHT_SPECTRUM", "WEIGHT", "SIGMA"], 0)
+    opened = [open_part(p) for p in parts]
+    nrow = opened[0].manifest["rows"]
+    assert nrow * 768 % 4096 == 0
+    with tables.table(str(joined), ack=False) as t:
+        for column, name in join.BYTE_COPIED.items():
+            if column in t.colnames():
+                got = t.getcol(column)
+                for k, p in enumerate(opened):
+                    assert np.array_equal(got[k * nrow : (k + 1) * nrow], p.array(name)), column

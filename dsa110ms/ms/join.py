@@ -5,6 +5,7 @@ reference). The flow around it (locks, staging, validation, publication) is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -16,7 +17,7 @@ import numpy as np
 
 from dsa110ms import casa
 from dsa110ms.errors import JoinError, TransientJoinError
-from dsa110ms.files import copy_bytes
+from dsa110ms.files import copy_region, open_direct
 from dsa110ms.ms.layout import (
     EMPTY_COLUMNS,
     IMAGING_COLUMN_COMMENTS,
@@ -92,12 +93,13 @@ def assemble(
             spectral += ["MODEL_DATA", "CORRECTED_DATA"]
         _replace_array_columns(out, spectral, (nchan, npol), npol)
         _restore_in_large_buckets(out)
+        copied = {c: a for c, a in BYTE_COPIED.items() if c in spectral or c in ROW_ARRAYS}
         if single:
             _fill_single_spw(out, parts, spectral)
         else:
             _fill_per_subband(out, parts, spectral)
+            _discard_initial_tiles(joined, out, copied)
     if not single:  # the table is closed: casacore has written its layout
-        copied = {c: a for c, a in BYTE_COPIED.items() if c in spectral or c in ROW_ARRAYS}
         _copy_into_storage(joined, parts, copied)
     write_spectral_windows(template, joined, chan_freqs, chan_widths, single=single)
     log.info("assembled %s from %d parts: %d x %d rows", joined, len(parts), nrow, len(parts))
@@ -180,6 +182,37 @@ def _fill_per_subband(out, parts: list[Part], spectral: list[str]) -> None:
         out.putcol("FLAG_ROW", p.read_into("FLAG_ROW"), k * nrow, nrow)
 
 
+def _discard_initial_tiles(joined: str, out, columns) -> None:
+    """Send to /dev/null what casacore writes of ``columns`` (byte-copied) when the table closes.
+
+    Their rows were added, never written, so casacore fills their tile files with zeros as it
+    closes (``BucketCache::flush``): ~2 GB a full group, through the page cache, only to be
+    overwritten by the copy. Its file descriptors of those files are pointed at /dev/null first;
+    the files stay empty until :func:`_copy_into_storage` writes them. Done only when each file
+    is open exactly once in this process (else casacore's zeros are written and overwritten: the
+    same MS, slower); either way :func:`_check_copied` reads the copy back through casacore."""
+    targets = {
+        os.path.realpath(f"{joined}/table.f{dm['SPEC']['SEQNR']}_TSM0")
+        for dm in out.getdminfo().values()
+        if dm["COLUMNS"][0] in columns and dm["TYPE"] == "TiledColumnStMan"
+    }
+    found: dict[str, list[int]] = {}
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{name}")
+            if target in targets:
+                found.setdefault(target, []).append(int(name))
+    if set(found) != targets or any(len(fds) != 1 for fds in found.values()):
+        log.info("%s: casacore's tile files not open once each: its zeros are written", joined)
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for (fd,) in found.values():
+            os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
 def _tiled_storage_files(joined: str, columns) -> dict[str, tuple[Path, int]]:
     """The storage file of each of ``columns`` and its size in bytes, as casacore lays it out.
 
@@ -208,11 +241,12 @@ def _tiled_storage_files(joined: str, columns) -> dict[str, tuple[Path, int]]:
 
 def _copy_into_storage(joined: str, parts: list[Part], columns: dict[str, str]) -> None:
     """Copy each part's arrays into the storage files of ``columns`` (MS column -> part array),
-    part k at rows [k nrow, (k + 1) nrow): a byte copy in the kernel (:func:`copy_bytes`)."""
+    part k at rows [k nrow, (k + 1) nrow): by O_DIRECT where aligned, else by the kernel's copy
+    (:func:`dsa110ms.files.copy_region`)."""
     files = _tiled_storage_files(joined, columns)
     for column, name in columns.items():
         path, rows_allocated = files[column]
-        fd = os.open(path, os.O_WRONLY)
+        fd, direct = os.open(path, os.O_WRONLY), open_direct(path)
         try:
             start = 0
             for p in parts:
@@ -220,12 +254,13 @@ def _copy_into_storage(joined: str, parts: list[Part], columns: dict[str, str]) 
                 if dtype.byteorder not in ("=", "|", "<" if sys.byteorder == "little" else ">"):
                     raise JoinError(f"{source}: byte order {dtype.str} is not this machine's")
                 row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
-                with open(source, "rb") as f:
-                    copy_bytes(f.fileno(), fd, offset, start * row_bytes, shape[0] * row_bytes)
+                copy_region(source, offset, fd, direct, start * row_bytes, shape[0] * row_bytes)
                 start += shape[0]
             os.ftruncate(fd, max(os.fstat(fd).st_size, rows_allocated * row_bytes))
         finally:
             os.close(fd)
+            if direct is not None:
+                os.close(direct)
     _check_copied(joined, parts, columns)
 
 
