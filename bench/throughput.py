@@ -34,12 +34,14 @@ Against two floors, per group:
 too (the kernel's copy and writeback): **CPU+copy** = (the floor jobs' CPU + the copy's) / 2
 cores, per group, is what both need of the 2 cores together.
 
-Also, from the same run: each job's process interval matched to its metrics events (group,
-work seconds) by pid; the seconds 0, 1, 2 jobs ran; for each join, the seconds it ran alone
-and beside the next group's jobs; the **cadence** (median seconds between successive joins'
-ends: a group's time once the pipeline is full); the system part of each kind's CPU; the
-machine's idle, iowait and steal core-seconds and the CPU spent outside the run (other work on
-the machine, the kernel's writeback), with the busiest processes outside it. Each run's
+Also, from the same run: where each group's core-seconds (2 x s/group) went: template and
+parts, join, Snakemake itself, the report, this sampling, kernel threads, idle and iowait; each
+job's process interval matched to its metrics events (group, work seconds) by pid; the seconds
+0, 1, 2 jobs ran; for each join, the seconds it ran alone and beside the next group's jobs; the
+**cadence** (median seconds between successive joins' ends: a group's time once the pipeline
+is full); the system part of each kind's CPU; the machine's idle, iowait and steal core-seconds
+and the CPU spent outside the run (other work, the kernel's writeback), with the busiest
+processes outside it. Each run's
 Snakemake log is kept as ``bench/cache/throughput-N.snakemake.log``; results are printed and
 written to ``bench/cache/throughput.json``. The runs' outputs and the copies are removed after
 measuring (``dsa110ms.owned.remove_owned``).
@@ -244,14 +246,15 @@ def wait_for_quiet(max_wait_s: float, busy_below: float = 0.1, window_s: float =
 
 
 def cpu_by_process() -> dict[tuple[int, float], tuple[str, float]]:
-    """Every process's CPU (s, its own and its reaped children's) and command."""
+    """Every process's own CPU (s; not its reaped children's, which may predate a window) and
+    command."""
     out = {}
     for p in psutil.process_iter(["pid", "create_time", "cmdline", "name", "cpu_times"]):
         t = p.info["cpu_times"]
         if t is None:
             continue
         cmd = " ".join(p.info["cmdline"] or []) or f"[{p.info['name']}]"
-        out[p.info["pid"], p.info["create_time"]] = (cmd, sum(t[:4]))
+        out[p.info["pid"], p.info["create_time"]] = (cmd, t.user + t.system)
     return out
 
 
@@ -522,6 +525,17 @@ def measure(
     floor = max(run["cpu_floor_s"], run["disk_floor_s"])
     run["ratio"] = round(run["s_per_group"] / floor, 3)
     run["ratio_wall"] = round(run["wall_per_group_s"] / floor, 3)
+    by_kind, system = run["cpu_s_by_kind"], run["system_core_s"]
+    per_group = {
+        "floor_jobs": cpu,
+        "join": by_kind.get("join", 0.0),
+        "snakemake": run["snakemake_own_cpu_s"],
+        "report": by_kind.get("report", 0.0) + by_kind.get("other", 0.0),
+        "sampling": run["sampler_cpu_s"],
+        "kernel_threads": run["kernel_threads_cpu_s"],
+        "idle": system["idle"] + system["iowait"],
+    }
+    run["core_s_per_group"] = {k: round(v / n, 2) for k, v in per_group.items()}
     return run
 
 
@@ -540,9 +554,13 @@ def table(results: list[dict]) -> str:
             f"{r['ms_bytes'] / 1e9:>6.2f} {r['cpu_and_copy_floor_s']:>8.2f}"
         )
     for r in results:
-        c = r["copy"]
+        c, n, b = r["copy"], r["groups"], r["core_s_per_group"]
         lines += [
-            f"N={r['groups']}: CPU s by job kind {r['cpu_s_by_kind']} (unattributed "
+            f"N={n}: core-s per group (2 x s/group = {2 * r['s_per_group']:.1f}): template + "
+            f"parts {b['floor_jobs']}, join {b['join']}, Snakemake {b['snakemake']}, report "
+            f"{b['report']}, sampling {b['sampling']}, kernel threads {b['kernel_threads']}, "
+            f"idle + iowait {b['idle']}",
+            f"    CPU s by job kind {r['cpu_s_by_kind']} (unattributed "
             f"{r['cpu_unattributed_s']}, Snakemake itself {r['snakemake_own_cpu_s']}, sampling "
             f"{r['sampler_cpu_s']}); machine "
             f"core-s {r['system_core_s']}, outside the run {r['outside_run_cpu_s']} (kernel "
