@@ -362,10 +362,9 @@ def test_an_aligned_group_is_copied_by_o_direct_without_casacores_zeros(tmp_path
     sizes = {}
     copy = join._copy_into_storage
 
-    def sizes_then_copy(joined, opened, columns):
-        for column, (path, _) in join._tiled_storage_files(joined, columns).items():
-            sizes[column] = path.stat().st_size
-        copy(joined, opened, columns)
+    def sizes_then_copy(files, opened, columns):
+        sizes.update({column: Path(path).stat().st_size for column, path in files.items()})
+        copy(files, opened, columns)
 
     monkeypatch.setattr(join, "_copy_into_storage", sizes_then_copy)
     joined = tmp_path / "direct.ms"

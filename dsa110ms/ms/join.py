@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -86,23 +87,39 @@ def assemble(
     chan_widths = [np.asarray(p.array("CHAN_WIDTH")) for p in parts]
     npol = parts[0].manifest["polarizations"]
     nchan = sum(len(f) for f in chan_freqs) if single else len(chan_freqs[0])
-    with tables.table(joined, readonly=False, ack=False) as out:
-        nrow = out.nrows()
-        spectral = ["DATA", "FLAG", "WEIGHT_SPECTRUM"]
-        if imaging_columns == "model_corrected":
-            spectral += ["MODEL_DATA", "CORRECTED_DATA"]
-        _replace_array_columns(out, spectral, (nchan, npol), npol)
-        _restore_in_large_buckets(out)
-        copied = {c: a for c, a in BYTE_COPIED.items() if c in spectral or c in ROW_ARRAYS}
-        if single:
-            _fill_single_spw(out, parts, spectral)
-        else:
-            _fill_per_subband(out, parts, spectral)
-            _discard_initial_tiles(joined, out, copied)
-    if not single:  # the table is closed: casacore has written its layout
-        _copy_into_storage(joined, parts, copied)
+    spectral = spectral_columns(imaging_columns)
+    copied = {c: a for c, a in BYTE_COPIED.items() if c in spectral or c in ROW_ARRAYS}
+    copying = None
+    with ThreadPoolExecutor(max_workers=1) as copier:
+        with tables.table(joined, readonly=False, ack=False) as out:
+            nrow = out.nrows()
+            _replace_array_columns(out, spectral, (nchan, npol), npol)
+            _restore_in_large_buckets(out)
+            if single:
+                _fill_single_spw(out, parts, spectral)
+            else:
+                files = _storage_files(joined, out, copied)
+                if _discard_initial_tiles(files.values()):
+                    # casacore writes nothing of these columns before it closes, and then to
+                    # /dev/null: their copy (mostly waiting on the disk) runs beside the filling
+                    copying = copier.submit(_copy_into_storage, files, parts, copied)
+                _fill_per_subband(out, parts, spectral)
+        if not single:  # the table is closed: casacore has written its layout
+            if copying is None:
+                _copy_into_storage(files, parts, copied)
+            else:
+                copying.result()
+            _check_storage(joined, parts, copied)
     write_spectral_windows(template, joined, chan_freqs, chan_widths, single=single)
     log.info("assembled %s from %d parts: %d x %d rows", joined, len(parts), nrow, len(parts))
+
+
+def spectral_columns(imaging_columns: str) -> list[str]:
+    """The main table's columns with a value per channel and polarization."""
+    spectral = ["DATA", "FLAG", "WEIGHT_SPECTRUM"]
+    if imaging_columns == "model_corrected":
+        spectral += ["MODEL_DATA", "CORRECTED_DATA"]
+    return spectral
 
 
 def _replace_array_columns(out, spectral: list[str], cell: tuple[int, int], npol: int) -> None:
@@ -182,35 +199,42 @@ def _fill_per_subband(out, parts: list[Part], spectral: list[str]) -> None:
         out.putcol("FLAG_ROW", p.read_into("FLAG_ROW"), k * nrow, nrow)
 
 
-def _discard_initial_tiles(joined: str, out, columns) -> None:
-    """Send to /dev/null what casacore writes of ``columns`` (byte-copied) when the table closes.
-
-    Their rows were added, never written, so casacore fills their tile files with zeros as it
-    closes (``BucketCache::flush``): ~2 GB a full group, through the page cache, only to be
-    overwritten by the copy. Its file descriptors of those files are pointed at /dev/null first;
-    the files stay empty until :func:`_copy_into_storage` writes them. Done only when each file
-    is open exactly once in this process (else casacore's zeros are written and overwritten: the
-    same MS, slower); either way :func:`_check_copied` reads the copy back through casacore."""
-    targets = {
-        os.path.realpath(f"{joined}/table.f{dm['SPEC']['SEQNR']}_TSM0")
+def _storage_files(joined: str, out, columns) -> dict[str, str]:
+    """The tile file of each of ``columns`` (each has its own TiledColumnStMan,
+    :func:`dsa110ms.ms.layout.fixed_array_columns`), as casacore has opened it."""
+    return {
+        str(dm["COLUMNS"][0]): os.path.realpath(f"{joined}/table.f{dm['SPEC']['SEQNR']}_TSM0")
         for dm in out.getdminfo().values()
-        if dm["COLUMNS"][0] in columns and dm["TYPE"] == "TiledColumnStMan"
+        if dm["COLUMNS"][0] in columns
     }
-    found: dict[str, list[int]] = {}
+
+
+def _discard_initial_tiles(files) -> bool:
+    """Send to /dev/null what casacore writes of ``files`` (the byte-copied columns' tile files)
+    when the table closes; True if done.
+
+    Their rows are added, never written, so casacore fills their tile files with zeros as it
+    closes (``BucketCache::flush``): ~2 GB a full group, through the page cache, only to be
+    overwritten by the copy. Its file descriptors of those files are pointed at /dev/null; the
+    files stay as the copy writes them. Done only when each file is open exactly once in this
+    process (else casacore's zeros are written first and then overwritten: the same MS, slower);
+    either way :func:`_check_storage` reads the copy back through casacore."""
+    targets, found = set(files), {}
     for name in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
             target = os.readlink(f"/proc/self/fd/{name}")
             if target in targets:
                 found.setdefault(target, []).append(int(name))
     if set(found) != targets or any(len(fds) != 1 for fds in found.values()):
-        log.info("%s: casacore's tile files not open once each: its zeros are written", joined)
-        return
+        log.info("casacore's tile files %s not open once each: its zeros are written", targets)
+        return False
     null = os.open(os.devnull, os.O_WRONLY)
     try:
         for (fd,) in found.values():
             os.dup2(null, fd)
     finally:
         os.close(null)
+    return True
 
 
 def _tiled_storage_files(joined: str, columns) -> dict[str, tuple[Path, int]]:
@@ -239,28 +263,35 @@ def _tiled_storage_files(joined: str, columns) -> dict[str, tuple[Path, int]]:
     return files
 
 
-def _copy_into_storage(joined: str, parts: list[Part], columns: dict[str, str]) -> None:
-    """Copy each part's arrays into the storage files of ``columns`` (MS column -> part array),
+def _copy_into_storage(files: dict[str, str], parts: list[Part], columns: dict[str, str]) -> None:
+    """Copy each part's arrays into the tile ``files`` of ``columns`` (MS column -> part array),
     part k at rows [k nrow, (k + 1) nrow): by O_DIRECT where aligned, else by the kernel's copy
     (:func:`dsa110ms.files.copy_region`)."""
-    files = _tiled_storage_files(joined, columns)
     for column, name in columns.items():
-        path, rows_allocated = files[column]
-        fd, direct = os.open(path, os.O_WRONLY), open_direct(path)
+        fd, direct = os.open(files[column], os.O_WRONLY), open_direct(files[column])
         try:
-            start = 0
+            offset = 0
             for p in parts:
-                source, offset, shape, dtype = p.data_region(name)
+                source, start, shape, dtype = p.data_region(name)
                 if dtype.byteorder not in ("=", "|", "<" if sys.byteorder == "little" else ">"):
                     raise JoinError(f"{source}: byte order {dtype.str} is not this machine's")
-                row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
-                copy_region(source, offset, fd, direct, start * row_bytes, shape[0] * row_bytes)
-                start += shape[0]
-            os.ftruncate(fd, max(os.fstat(fd).st_size, rows_allocated * row_bytes))
+                count = dtype.itemsize * int(np.prod(shape))
+                copy_region(source, start, fd, direct, offset, count)
+                offset += count
         finally:
             os.close(fd)
             if direct is not None:
                 os.close(direct)
+
+
+def _check_storage(joined: str, parts: list[Part], columns: dict[str, str]) -> None:
+    """The copied tile files padded to whole tiles, as casacore lays them out, then read back
+    (:func:`_check_copied`)."""
+    for column, (path, rows_allocated) in _tiled_storage_files(joined, columns).items():
+        _, _, shape, dtype = parts[0].data_region(columns[column])
+        row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
+        with open(path, "r+b") as f:
+            os.ftruncate(f.fileno(), max(os.fstat(f.fileno()).st_size, rows_allocated * row_bytes))
     _check_copied(joined, parts, columns)
 
 
