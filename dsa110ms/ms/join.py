@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -59,9 +59,13 @@ def assemble(
     *,
     spw_layout: str = "per_subband",
     imaging_columns: str = "none",
-) -> None:
+    finish_later: bool = False,
+) -> Callable[[], None]:
     """Write the MS of a group at ``joined`` from its template and its parts (lowest frequency
-    first), in one pass over the data.
+    first), in one pass over the data. Returns the function that completes it: with
+    ``finish_later`` the copy of the bulk columns may still be running (the caller checks the
+    rest of the MS meanwhile) and the MS is complete, its copy read back, only once that function
+    has returned; else it is complete already and the function does nothing.
 
     ``spw_layout="per_subband"``: the template's rows repeated once per part, part k's spectral
     columns in the k-th block with DATA_DESC_ID = k; one SPECTRAL_WINDOW and DATA_DESCRIPTION row
@@ -89,8 +93,9 @@ def assemble(
     nchan = sum(len(f) for f in chan_freqs) if single else len(chan_freqs[0])
     spectral = spectral_columns(imaging_columns)
     copied = {c: a for c, a in BYTE_COPIED.items() if c in spectral or c in ROW_ARRAYS}
+    copier = ThreadPoolExecutor(max_workers=1)
     copying = None
-    with ThreadPoolExecutor(max_workers=1) as copier:
+    try:
         with tables.table(joined, readonly=False, ack=False) as out:
             nrow = out.nrows()
             _replace_array_columns(out, spectral, (nchan, npol), npol)
@@ -104,14 +109,27 @@ def assemble(
                     # /dev/null: their copy (mostly waiting on the disk) runs beside the filling
                     copying = copier.submit(_copy_into_storage, files, parts, copied)
                 _fill_per_subband(out, parts, spectral)
-        if not single:  # the table is closed: casacore has written its layout
-            if copying is None:
-                _copy_into_storage(files, parts, copied)
-            else:
-                copying.result()
-            _check_storage(joined, parts, copied)
-    write_spectral_windows(template, joined, chan_freqs, chan_widths, single=single)
+        if not single and copying is None:
+            _copy_into_storage(files, parts, copied)
+        write_spectral_windows(template, joined, chan_freqs, chan_widths, single=single)
+    except BaseException:
+        copier.shutdown(wait=True)
+        raise
     log.info("assembled %s from %d parts: %d x %d rows", joined, len(parts), nrow, len(parts))
+
+    def finish() -> None:
+        try:
+            if copying is not None:
+                copying.result()
+        finally:
+            copier.shutdown(wait=True)
+        if not single:
+            _check_storage(joined, parts, copied)
+
+    if not finish_later:
+        finish()
+        return lambda: None
+    return finish
 
 
 def spectral_columns(imaging_columns: str) -> list[str]:

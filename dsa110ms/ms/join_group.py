@@ -162,20 +162,35 @@ def build_group(
             workdir = group_scratch / f"concat_inputs.{attempt}"
             concat_reference(template, ordered, staging, workdir, imaging_columns=columns)
             remove_owned(workdir, group_scratch.parent)
+            finish = None
         else:
-            assemble(
-                template, ordered, staging, spw_layout=options.spw_layout, imaging_columns=columns
+            finish = assemble(
+                template,
+                ordered,
+                staging,
+                spw_layout=options.spw_layout,
+                imaging_columns=columns,
+                finish_later=True,
             )
-            faults.after_join(group, attempt)
-        return validate_joined(
-            staging,
-            summaries,
-            group,
-            contiguous=options.contiguous,
-            spw_layout=options.spw_layout,
-            field_per_integration=options.field_per_integration,
-            one_field=options.one_field,
-        )
+        try:  # while the bulk columns may still be on their way to the disk
+            summary = validate_joined(
+                staging,
+                summaries,
+                group,
+                contiguous=options.contiguous,
+                spw_layout=options.spw_layout,
+                field_per_integration=options.field_per_integration,
+                one_field=options.one_field,
+            )
+        except BaseException:
+            if finish is not None:  # the copy ended before the staging MS is removed
+                with contextlib.suppress(Exception):
+                    finish()
+            raise
+        if finish is not None:
+            finish()  # the copy done and read back: the MS complete
+        faults.after_join(group, attempt)
+        return summary
     except (RuntimeError, OSError, ValidationError, JoinError) as exc:
         raise TransientJoinError(
             f"group {group}: attempt {attempt} failed, will be retried from a clean "
