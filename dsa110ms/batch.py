@@ -12,7 +12,6 @@ became of each group from the run's manifest, the metrics events and the output 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import signal
@@ -30,6 +29,7 @@ from dsa110ms.manifest import Manifest
 from dsa110ms.ms.publish import is_published
 from dsa110ms.observe import metrics
 from dsa110ms.run.internals import parse_config_overrides
+from dsa110ms.run.runwatch import signal_on_parent_death
 from dsa110ms.run.workflow import MANIFEST_PATH
 from dsa110ms.schema import load_schema
 from dsa110ms.settings import Settings
@@ -44,8 +44,7 @@ DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 def interrupt_when_orphaned() -> None:
     """In a batch's Snakemake (before exec): get SIGINT, Snakemake's Ctrl-C, if its parent dies
     (even by SIGKILL), so no batch outlives it and holds the working directory's locks."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+    signal_on_parent_death(signal.SIGINT)
 
 
 def command_line(

@@ -45,32 +45,44 @@ def copy_region(
     direct: int | None,
     offset: int,
     count: int,
-) -> None:
+) -> bool:
     """Copy ``count`` bytes of file ``source`` from ``source_offset`` into file descriptor
     ``destination`` at ``offset``. Where both offsets are aligned (:data:`DIRECT_ALIGN`) and
     ``direct`` (the same file, :func:`open_direct`) is given, the whole aligned blocks are
     written by O_DIRECT from a mapping of the source: the disk reads them straight from the
     source's pages (on tmpfs, already in memory), with no copy into the page cache, no
     writeback after it and no page cache for others to reclaim; the ends, and everything
-    else, by :func:`copy_bytes`. Both write whole distinct pages, so they never share one."""
+    else, by :func:`copy_bytes`. Both write whole distinct pages, so they never share one.
+
+    Returns False if the file system refused an O_DIRECT write (EINVAL: a disk whose blocks
+    are larger than :data:`DIRECT_ALIGN`), the rest then copied by :func:`copy_bytes`; don't
+    pass ``direct`` again. A source shorter than ``source_offset + count`` raises OSError."""
     head = min(count, -offset % DIRECT_ALIGN)
     body = (count - head) // DIRECT_ALIGN * DIRECT_ALIGN
     start = source_offset + head
     with open(source, "rb") as f:
+        if (size := os.fstat(f.fileno()).st_size) < source_offset + count:
+            raise OSError(f"{source}: {size} bytes, {source_offset + count} expected")
         if direct is None or body == 0 or start % DIRECT_ALIGN:
             copy_bytes(f.fileno(), destination, source_offset, offset, count)
-            return
+            return True
         copy_bytes(f.fileno(), destination, source_offset, offset, head)
+        done = 0
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            done = 0
             while done < body:
                 with memoryview(mapped)[start + done : start + min(body, done + COPY_STEP)] as step:
-                    written = os.pwrite(direct, step, offset + head + done)
+                    try:
+                        written = os.pwrite(direct, step, offset + head + done)
+                    except OSError as exc:
+                        if exc.errno != errno.EINVAL:
+                            raise
+                        break
                 if written <= 0:
                     raise OSError(f"O_DIRECT write at {offset + head + done}: {written} bytes")
                 done += written
-        tail = head + body
-        copy_bytes(f.fileno(), destination, source_offset + tail, offset + tail, count - tail)
+        rest = head + done
+        copy_bytes(f.fileno(), destination, source_offset + rest, offset + rest, count - rest)
+        return done == body
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:

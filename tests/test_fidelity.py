@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from dsa110ms import telescope as tel
 from dsa110ms.groups import discover, subband_file_name
 from dsa110ms.ms.layout import ON_SOURCE
 
-from .conftest import convert
+from .conftest import REPO, convert
 from .msdata import assert_same_ms, read_ms
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -379,3 +380,65 @@ def test_an_aligned_group_is_copied_by_o_direct_without_casacores_zeros(tmp_path
                 got = t.getcol(column)
                 for k, p in enumerate(opened):
                     assert np.array_equal(got[k * nrow : (k + 1) * nrow], p.array(name)), column
+
+
+def test_a_part_array_of_the_wrong_shape_is_a_permanent_error_naming_it(two_groups, tmp_path):
+    """A part whose byte-copied arrays hold a row fewer than its part.json says (each a valid
+    .npy file) would shift every later SPW's rows: refused before anything is written."""
+    from dsa110ms.errors import JoinError
+    from dsa110ms.ms.part import open_part, save_aligned
+    from dsa110ms.ms.validate import check_parts
+
+    group = next(iter(discover(two_groups)))
+    template, parts = fast_path(group, tmp_path / "scratch")
+    for name in ("DATA", "WEIGHT_SPECTRUM", "WEIGHT", "SIGMA"):
+        save_aligned(Path(parts[3]) / f"{name}.npy", open_part(parts[3]).array(name)[:-1].copy())
+    with pytest.raises(JoinError, match=r"sb\d\d.hdf5: its part is damaged: .*DATA.npy: shape"):
+        check_parts(template, parts, {})
+
+
+def test_casacores_mmap_option_joins_the_same_ms(tmp_path):
+    """With ``table.tsm.option: mmap`` in casacore's resource files (casacore then maps the tile
+    files instead of writing them through a descriptor), the join writes casacore's zeros and
+    copies over them: the same values, in a process of its own (casacore reads the files once)."""
+    import subprocess
+    import sys
+
+    from dsa110ms.ms.join import casacore_tsm_option
+    from dsa110ms.simulate import SimulationSpec, simulate
+
+    casarc = tmp_path / "casarc"
+    casarc.write_text("measures.*.directory: /nowhere\ntable.tsm.option: mmap\n")
+    assert casacore_tsm_option({"CASARCFILES": str(casarc)}) == "mmap"
+    assert casacore_tsm_option({"CASARCFILES": str(tmp_path / "none")}) == "cache"
+    assert casacore_tsm_option({"HOME": str(tmp_path)}) == "cache"
+    assert casacore_tsm_option({"HOME": str(tmp_path), "AIPSPATH": str(tmp_path)}) == "cache"
+    (tmp_path / ".aipsrc").write_text("table.*: buffer\n")
+    assert casacore_tsm_option({"HOME": str(tmp_path), "AIPSPATH": str(tmp_path)}) == "buffer"
+    assert casacore_tsm_option({"HOME": str(tmp_path), "AIPSPATH": "/a linux site"}) == "unknown"
+    simulate(SimulationSpec(n_groups=1, n_integrations=16), tmp_path / "in")
+    code = f"""
+import numpy as np
+from pathlib import Path
+from casacore import tables
+from dsa110ms.groups import discover
+from dsa110ms.ms import join
+from dsa110ms.ms.part import open_part
+from tests.test_fidelity import fast_path
+group = next(iter(discover({str(tmp_path / "in")!r})))
+template, parts = fast_path(group, Path({str(tmp_path / "scratch")!r}))
+join.assemble(template, parts, {str(tmp_path / "mmap.ms")!r})
+opened = [open_part(p) for p in parts]
+n = opened[0].manifest["rows"]
+with tables.table({str(tmp_path / "mmap.ms")!r}, ack=False) as t:
+    for column in ("DATA", "WEIGHT_SPECTRUM", "WEIGHT", "SIGMA"):
+        got = t.getcol(column)
+        assert all(np.array_equal(got[k * n:(k + 1) * n], p.array(column))
+                   for k, p in enumerate(opened)), column
+print("same")
+"""
+    env = {**os.environ, "CASARCFILES": str(casarc)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert done.stdout.strip().endswith("same"), done.stderr[-2000:]

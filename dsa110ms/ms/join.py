@@ -6,6 +6,7 @@ reference). The flow around it (locks, staging, validation, publication) is
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import logging
 import os
 import shutil
@@ -227,6 +228,37 @@ def _storage_files(joined: str, out, columns) -> dict[str, str]:
     }
 
 
+def casacore_tsm_option(environ=os.environ) -> str:
+    """How casacore writes tile files (``table.tsm.option`` of its resource files, lowercase;
+    "cache", its default, writes through a file descriptor; "mmap" and others map the file). The
+    files in the order casacore's ``Aipsrc`` reads them: ``$CASARCFILES`` if set, else
+    ``~/.casarc``, ``~/.casa/rc``, ``~/.aipsrc`` and ``$AIPSPATH``'s root's ``.aipsrc``
+    (python-casacore sets AIPSPATH to its package); the first keyword that matches (``*`` a
+    wildcard) gives the value. An AIPSPATH of more than a root (site files): "unknown"."""
+    if files := environ.get("CASARCFILES"):
+        paths = [Path(f) for f in files.split(":") if f]
+    else:
+        home = Path(environ.get("HOME", "~")).expanduser()
+        paths = [home / ".casarc", home / ".casa" / "rc", home / ".aipsrc"]
+        match environ.get("AIPSPATH", "").split():
+            case []:
+                pass
+            case [root]:
+                paths.append(Path(root) / ".aipsrc")
+            case _:
+                return "unknown"
+    for path in paths:
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            keyword, colon, value = line.partition(":")
+            if colon and fnmatch.fnmatchcase("table.tsm.option", keyword.strip()):
+                return value.strip().lower()
+    return "cache"
+
+
 def _discard_initial_tiles(files) -> bool:
     """Send to /dev/null what casacore writes of ``files`` (the byte-copied columns' tile files)
     when the table closes; True if done.
@@ -237,6 +269,9 @@ def _discard_initial_tiles(files) -> bool:
     files stay as the copy writes them. Done only when each file is open exactly once in this
     process (else casacore's zeros are written first and then overwritten: the same MS, slower);
     either way :func:`_check_storage` reads the copy back through casacore."""
+    if (option := casacore_tsm_option()) != "cache":
+        log.info("casacore's table.tsm.option is %r: its zeros are written", option)
+        return False
     targets, found = set(files), {}
     for name in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
@@ -284,9 +319,12 @@ def _tiled_storage_files(joined: str, columns) -> dict[str, tuple[Path, int]]:
 def _copy_into_storage(files: dict[str, str], parts: list[Part], columns: dict[str, str]) -> None:
     """Copy each part's arrays into the tile ``files`` of ``columns`` (MS column -> part array),
     part k at rows [k nrow, (k + 1) nrow): by O_DIRECT where aligned, else by the kernel's copy
-    (:func:`dsa110ms.files.copy_region`)."""
+    (:func:`dsa110ms.files.copy_region`). An error names the part's file and the tile file, its
+    errno kept (ENOSPC: the output file system is full)."""
+    direct_refused = False
     for column, name in columns.items():
-        fd, direct = os.open(files[column], os.O_WRONLY), open_direct(files[column])
+        path = files[column]
+        fd, direct = os.open(path, os.O_WRONLY), None if direct_refused else open_direct(path)
         try:
             offset = 0
             for p in parts:
@@ -294,7 +332,15 @@ def _copy_into_storage(files: dict[str, str], parts: list[Part], columns: dict[s
                 if dtype.byteorder not in ("=", "|", "<" if sys.byteorder == "little" else ">"):
                     raise JoinError(f"{source}: byte order {dtype.str} is not this machine's")
                 count = dtype.itemsize * int(np.prod(shape))
-                copy_region(source, start, fd, direct, offset, count)
+                try:
+                    usable = copy_region(source, start, fd, direct, offset, count)
+                except OSError as exc:
+                    what = f"copying {source} into {path}: {exc.strerror or exc}"
+                    raise (OSError(exc.errno, what) if exc.errno else OSError(what)) from exc
+                if not usable:
+                    log.info("%s: O_DIRECT refused; the kernel's copy from now on", path)
+                    os.close(direct)
+                    direct, direct_refused = None, True
                 offset += count
         finally:
             os.close(fd)
@@ -323,7 +369,10 @@ def _check_copied(joined: str, parts: list[Part], columns: dict[str, str]) -> No
         start = 0
         for p in parts:
             for column, name in columns.items():
-                values = p.array(name)
+                try:
+                    values = p.array(name)
+                except ValueError as exc:  # changed since the copy: mapped beyond its end
+                    raise JoinError(f"{p.path}/{name}.npy: {exc}") from exc
                 for row in (0, len(values) - 1):
                     if not np.array_equal(t.getcell(column, start + row), values[row]):
                         raise JoinError(

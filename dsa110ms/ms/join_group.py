@@ -38,6 +38,7 @@ from dsa110ms.ms.publish import (
 from dsa110ms.ms.validate import MsSummary, check_parts, validate_joined
 from dsa110ms.observe.metrics import du_bytes
 from dsa110ms.owned import remove_owned
+from dsa110ms.run.runwatch import signal_on_parent_death
 from dsa110ms.settings import Settings
 from dsa110ms.space import free_bytes, mount_point
 
@@ -275,11 +276,12 @@ def join_group(
             output.write_published_stamp(group)
             return None, False
         need = output_space_needed(template, parts, options)
-        if full := out_of_space(output.output_dir, need):
-            raise full
-        log.info("group %s: the MS needs ~%.1f MB (estimate)", group, need / 1e6)
+        # an earlier attempt's staging MS removed first: its space is this attempt's
         staging = output.new_staging(instance, group)
         try:
+            if full := out_of_space(output.output_dir, need):
+                raise full
+            log.info("group %s: the MS needs ~%.1f MB (estimate)", group, need / 1e6)
             summary = in_child_process(
                 build_group,
                 group,
@@ -293,10 +295,12 @@ def join_group(
             )
             refuse_stale(group, inputs, sources)
             published = publish(output, staging, group, summary, options.made_with, inputs)
-        except (ChildDied, OSError) as exc:  # casacore's abort on a write error, publishing
-            written = du_bytes(staging) if staging.exists() else 0
+        except (ChildDied, OSError, TransientJoinError) as exc:  # casacore's abort, a write
+            written = du_bytes(staging) if staging.exists() else 0  # error, publishing
             if full := out_of_space(output.output_dir, need, written):
                 raise full from full.__cause__  # ENOSPC
+            if isinstance(exc, TransientJoinError):
+                raise
             raise TransientJoinError(
                 f"group {group}: attempt {attempt} failed: {exc}; "
                 f"{free_bytes(output.output_dir) / 1e6:.0f} MB free on the file system of "
@@ -329,11 +333,15 @@ def kill_child() -> None:
             os.kill(_child.pid, signal.SIGKILL)
 
 
-def _child_main(conn, func, args, kwargs) -> None:
+def _child_main(conn, parent, func, args, kwargs) -> None:
     # a stop signal kills the child at once, wherever it is (in casacore's C++ too); the parent
     # sees it, kills it if it lives on, waits for it, then removes the staging MS
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
+    # the job killed outright (SIGKILL): this child must not write on, holding the group's lock
+    signal_on_parent_death(signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
     try:
         result = ("ok", func(*args, **kwargs), None)
     except BaseException as exc:  # noqa: BLE001 - sent to the parent, which raises it
@@ -352,7 +360,7 @@ def in_child_process(func, *args, **kwargs):
     global _child
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
-    _child = context.Process(target=_child_main, args=(send, func, args, kwargs))
+    _child = context.Process(target=_child_main, args=(send, os.getpid(), func, args, kwargs))
     _child.start()
     send.close()
     try:

@@ -165,6 +165,14 @@ def save_aligned(path: Path, values: np.ndarray) -> None:
         values.tofile(f)
 
 
+#: The value type of the arrays the join copies byte for byte into the MS's columns.
+ARRAY_TYPES = {
+    "DATA": np.dtype(np.complex64),
+    "WEIGHT_SPECTRUM": np.dtype(np.float32),
+    "WEIGHT": np.dtype(np.float32),
+    "SIGMA": np.dtype(np.float32),
+}
+
 HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
@@ -211,6 +219,21 @@ class Part:
         with open(path, "rb") as f:
             shape, dtype = _read_header(f, path)
             return path, f.tell(), shape, dtype
+
+    def check_arrays(self) -> None:
+        """Each main-table array has the manifest's rows, channels and polarizations, and the
+        byte-copied ones the MS column's value type (the join copies their bytes as they are);
+        else ValidationError naming the file."""
+        m = self.manifest
+        cell = (m["rows"], m["channels"], m["polarizations"])
+        shapes = {"DATA": cell, "FLAG": cell, "WEIGHT_SPECTRUM": cell, "FLAG_ROW": cell[:1]}
+        shapes |= {"WEIGHT": (cell[0], cell[2]), "SIGMA": (cell[0], cell[2])}
+        for name, want in shapes.items():
+            path, _, shape, dtype = self.data_region(name)
+            if shape != want:
+                raise ValidationError(f"{path}: shape {shape}, its part.json says {want}")
+            if (value_type := ARRAY_TYPES.get(name)) and dtype != value_type:
+                raise ValidationError(f"{path}: values of type {dtype}, the MS's are {value_type}")
 
     def rows(self, name: str, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) of an array, read into memory (bounded RSS for a reader that

@@ -267,6 +267,10 @@ def check_parts(
     _check_template(template, reference, times, digest, template_items, opened[0].manifest)
     summaries = []
     for p in opened:
+        try:
+            p.check_arrays()
+        except ValidationError as exc:
+            raise JoinError(f"{files[str(p.path)]}: its part is damaged: {exc}") from exc
         got = p.array("ANTENNA1"), p.array("ANTENNA2")
         differ = np.flatnonzero((got[0] != antennas[0]) | (got[1] != antennas[1]))
         if len(differ):

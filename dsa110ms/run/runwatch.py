@@ -12,6 +12,7 @@ killed job leaves (a partial part, a staging MS) is ours and is removed by the r
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import select
@@ -30,6 +31,13 @@ def export_run_process(environ=os.environ) -> None:
     """Called by every Snakemake process when it reads the Snakefile: the jobs it starts
     (which inherit its environment) belong to it."""
     environ[RUN_ENV] = f"{os.getpid()}@{socket.gethostname()}"
+
+
+def signal_on_parent_death(signum: int) -> None:
+    """This process gets ``signum`` when its parent dies, even by SIGKILL (Linux
+    ``PR_SET_PDEATHSIG``)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
 
 
 def _kill_self() -> None:
