@@ -384,7 +384,8 @@ def test_an_aligned_group_is_copied_by_o_direct_without_casacores_zeros(tmp_path
 
 def test_a_part_array_of_the_wrong_shape_is_a_permanent_error_naming_it(two_groups, tmp_path):
     """A part whose byte-copied arrays hold a row fewer than its part.json says (each a valid
-    .npy file) would shift every later SPW's rows: refused before anything is written."""
+    .npy file) would shift every later SPW's rows, and one cut short would fail every attempt:
+    both refused before anything is written, for good, naming the file."""
     from dsa110ms.errors import JoinError
     from dsa110ms.ms.part import open_part, save_aligned
     from dsa110ms.ms.validate import check_parts
@@ -394,6 +395,11 @@ def test_a_part_array_of_the_wrong_shape_is_a_permanent_error_naming_it(two_grou
     for name in ("DATA", "WEIGHT_SPECTRUM", "WEIGHT", "SIGMA"):
         save_aligned(Path(parts[3]) / f"{name}.npy", open_part(parts[3]).array(name)[:-1].copy())
     with pytest.raises(JoinError, match=r"sb\d\d.hdf5: its part is damaged: .*DATA.npy: shape"):
+        check_parts(template, parts, {})
+    _, parts = fast_path(group, tmp_path / "again")
+    with open(Path(parts[5]) / "WEIGHT_SPECTRUM.npy", "r+b") as f:  # cut short
+        f.truncate(f.seek(0, 2) - 1000)
+    with pytest.raises(JoinError, match=r"damaged: .*WEIGHT_SPECTRUM.npy: \d+ bytes, its header"):
         check_parts(template, parts, {})
 
 

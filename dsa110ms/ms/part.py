@@ -221,17 +221,19 @@ class Part:
             return path, f.tell(), shape, dtype
 
     def check_arrays(self) -> None:
-        """Each main-table array has the manifest's rows, channels and polarizations, and the
-        byte-copied ones the MS column's value type (the join copies their bytes as they are);
-        else ValidationError naming the file."""
+        """Each main-table array has the manifest's rows, channels and polarizations, all the
+        bytes its header says, and the byte-copied ones the MS column's value type (the join
+        copies their bytes as they are); else ValidationError naming the file."""
         m = self.manifest
         cell = (m["rows"], m["channels"], m["polarizations"])
         shapes = {"DATA": cell, "FLAG": cell, "WEIGHT_SPECTRUM": cell, "FLAG_ROW": cell[:1]}
         shapes |= {"WEIGHT": (cell[0], cell[2]), "SIGMA": (cell[0], cell[2])}
         for name, want in shapes.items():
-            path, _, shape, dtype = self.data_region(name)
+            path, start, shape, dtype = self.data_region(name)
             if shape != want:
                 raise ValidationError(f"{path}: shape {shape}, its part.json says {want}")
+            if (size := path.stat().st_size) < (end := start + dtype.itemsize * np.prod(shape)):
+                raise ValidationError(f"{path}: {size} bytes, its header says {end}: cut short")
             if (value_type := ARRAY_TYPES.get(name)) and dtype != value_type:
                 raise ValidationError(f"{path}: values of type {dtype}, the MS's are {value_type}")
 
