@@ -73,6 +73,8 @@ STOPPING_WAIT_S = 600.0
 MAX_NOTES = 10
 #: Seconds between looks at the running windows.
 POLL_S = 1.0
+#: ... in a dry run (-n), whose windows end every few seconds: a window's end is not waited for.
+DRY_RUN_POLL_S = 0.1
 
 
 #: The progress bar drawn on the terminal, if any: lines are printed above it.
@@ -229,8 +231,16 @@ class Archive:
         names, digest = self.inventory.fingerprint(
             self.settings.input_dir, *window.names_between(self.settings.tolerance_s)
         )
-        if names == 0 and groups is None:
-            say(f"window {window.start}: no input files in it")
+        # a group's id is the time of its first file: a window none of whose files' times lie
+        # within it holds none (only the files, within tolerance_s, of its neighbours' groups)
+        inside = names and self.inventory.count(self.settings.input_dir, window.start, window.end)
+        if not inside and groups is None:
+            say(
+                f"window {window.start}: no input files in it"
+                if names == 0
+                else f"window {window.start}: no group in it (its {names} files, at its edge, "
+                "are of a neighbouring window's group)"
+            )
             if not self.dry_run:
                 self.ledger.record_empty(window)
             return
@@ -319,7 +329,7 @@ class Archive:
     def may_start_next(self) -> bool:
         if len(self.running) >= self.args.at_once:
             return False
-        if not self.running:
+        if not self.running or self.dry_run:  # a plan publishes nothing: plans run side by side
             return True
         remaining = self.running[-1].remaining()
         return remaining is not None and remaining <= self.args.lookahead
@@ -339,7 +349,7 @@ class Archive:
                 if rw.run.poll() is not None:
                     self.finish(rw)
             self.progress()
-            time.sleep(POLL_S if self.running else 0)
+            time.sleep((DRY_RUN_POLL_S if self.dry_run else POLL_S) if self.running else 0)
         for rw in list(self.running):  # stopping: each cleans up after itself
             rw.run.wait()
             self.finish(rw)

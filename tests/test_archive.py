@@ -249,10 +249,11 @@ def test_failed_groups_are_in_the_ledger_and_retry_failed_runs_only_them(
 
 
 def test_bad_inputs_are_one_line_each(tmp_path, scratch_root):
-    """A window with no files, an unreadable inventory, a path in the inventory that has gone,
-    a missing input directory, a second driver: one clear line each, nothing lost."""
+    """A window with no files, one with only a neighbour's files (a group at midnight), an
+    unreadable inventory, a path in the inventory that has gone, a missing input directory, a
+    second driver: one clear line each, nothing lost."""
     d = tmp_path / "in"
-    ids = tiny_groups(d, DAYS[0], 1) + tiny_groups(d, DAYS[2], 1)
+    ids = tiny_groups(d, DAYS[0], 1, hour=0) + tiny_groups(d, DAYS[2], 1)
     work = tmp_path / "work"
     # an inventory that is not a database: set aside (named) and rebuilt
     (work / ".dsa110ms").mkdir(parents=True)
@@ -260,6 +261,9 @@ def test_bad_inputs_are_one_line_each(tmp_path, scratch_root):
     config = write_config(work, d, scratch_root)
     proc = run_archive(work, config)
     assert "window 2026-11-30T00:00:00: no input files in it" in proc.stdout, proc.stdout
+    # the data's span starts tolerance_s before midnight: that day's window holds only the files
+    # of the next day's first group
+    assert "window 2026-11-28T00:00:00: no group in it (its 2 files" in proc.stdout, proc.stdout
     assert "set aside as inventory.sqlite.broken-" in proc.stdout
     assert sorted(published(work / "out")) == [f"{g}.ms" for g in ids]
     # an inventory that is a directory: one line, exit 1
