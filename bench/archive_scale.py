@@ -58,6 +58,7 @@ from bench.planning import (
     placeholder_names,
 )
 from bench.run import CACHE, PYTHON, SHM, RssSampler, fresh, snakemake_command
+from dsa110ms.owned import remove_owned
 
 #: Issue 21's goals.
 PLAN_GROWTH = 0.25
@@ -110,19 +111,9 @@ def extra_day(n_groups: int) -> list[str]:
 
 
 def remove_extra_day(archive: Path, names: list[str]) -> int:
-    """Unlink the files of :func:`extra_day` (made by this benchmark) that are there."""
-    removed = 0
-    dir_fd = os.open(archive, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for name in names:
-            try:
-                os.unlink(name, dir_fd=dir_fd)
-                removed += 1
-            except FileNotFoundError:
-                pass
-    finally:
-        os.close(dir_fd)
-    return removed
+    """Remove the files of :func:`extra_day` (made by this benchmark in its marked archive
+    directory) that are there, through the workflow's one remover."""
+    return sum(remove_owned(archive / name, CACHE) for name in names)
 
 
 def driver_and_refresh(n_groups: int, archive: Path) -> tuple[dict, Path]:
@@ -250,7 +241,7 @@ def done_check(n_groups: int, archive: Path, inventory: Path, repeat: int) -> di
 
     out_dir = published_output(n_groups)
     ledger_path = out_dir.parent / "ledger.sqlite"
-    ledger_path.unlink(missing_ok=True)  # the benchmark's own, made below
+    remove_owned(ledger_path, CACHE)  # the benchmark's own, made below
     windows = windows_between("2026-01-01T00:00:00", "2026-12-31T23:59:59", 24)
     by_window: dict[str, list[str]] = {}
     for gid in group_ids(n_groups):
@@ -316,7 +307,7 @@ def year_dry_run(
         scratch_root=SHM,
         inventory=inventory,
         # the archive's span: without it the driver widens it by tolerance_s, and the sliver
-        # of a window before the first file holds no group (its run ends with an error)
+        # of a window before the first file holds no group (said and recorded empty)
         start_time=windows[0].start,
         end_time=windows[-1].end,
     )

@@ -66,30 +66,21 @@ def full_size_group(n_groups: int = 1) -> Path:
     return d
 
 
-class RssSampler:
-    """Peak RSS of every process in a tree, sampled in a thread."""
+class ThreadSampler:
+    """Something sampled every ``interval`` seconds (:meth:`_tick`) in a thread, from entering
+    the ``with`` block to leaving it."""
 
-    def __init__(self, root_pid: int, interval: float = 0.1):
-        self.root = psutil.Process(root_pid)
+    def __init__(self, interval: float):
         self.interval = interval
-        self.peaks: dict[int, tuple[int, str]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
+    def _tick(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                procs = [self.root, *self.root.children(recursive=True)]
-            except psutil.Error:
-                procs = []
-            for p in procs:
-                try:
-                    rss = p.memory_info().rss
-                    name = " ".join(p.cmdline()[1:3])[-60:]
-                except psutil.Error:
-                    continue
-                if rss > self.peaks.get(p.pid, (0, ""))[0]:
-                    self.peaks[p.pid] = (rss, name)
+            self._tick()
             time.sleep(self.interval)
 
     def __enter__(self):
@@ -99,6 +90,29 @@ class RssSampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+class RssSampler(ThreadSampler):
+    """Peak RSS of every process in a tree, sampled in a thread."""
+
+    def __init__(self, root_pid: int, interval: float = 0.1):
+        super().__init__(interval)
+        self.root = psutil.Process(root_pid)
+        self.peaks: dict[int, tuple[int, str]] = {}
+
+    def _tick(self) -> None:
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            procs = []
+        for p in procs:
+            try:
+                rss = p.memory_info().rss
+                name = " ".join(p.cmdline()[1:3])[-60:]
+            except psutil.Error:
+                continue
+            if rss > self.peaks.get(p.pid, (0, ""))[0]:
+                self.peaks[p.pid] = (rss, name)
 
     def peaks_by_job(self) -> dict[str, float]:
         """Peak RSS (MB) of each kind of process: the largest of each command."""

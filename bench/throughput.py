@@ -56,14 +56,13 @@ import os
 import shutil
 import statistics
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from bench.run import CACHE, SHM, fresh, full_size_group, snakemake_command
+from bench.run import CACHE, SHM, ThreadSampler, fresh, full_size_group, snakemake_command
 from dsa110ms.owned import remove_owned
 
 CORES = 2
@@ -143,20 +142,18 @@ class Job:
     work_s: float = 0.0  # the metrics events' seconds
 
 
-class JobSampler:
+class JobSampler(ThreadSampler):
     """Snakemake's jobs (its child processes), their intervals and their CPU, sampled in a
     thread (see the module's docstring)."""
 
     def __init__(self, root_pid: int, interval: float = INTERVAL_S):
+        super().__init__(interval)
         self.root = root_pid
-        self.interval = interval
         self.jobs: dict[int, Job] = {}
         self.pending: list[Job] = []  # ended, their CPU not yet seen in the reaped total
         self.reaped = (0.0, 0.0)  # Snakemake's cutime, cstime (s), last seen
         self.own_s = 0.0  # Snakemake's utime + stime, last seen
         self.unattributed_s = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _tick(self) -> None:
         stat = _stat(self.root)  # the reaped total first: a job reaped after it still shows
@@ -197,18 +194,8 @@ class JobSampler:
             else:  # a process that lived less than a sample
                 self.unattributed_s += user + system
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._tick()
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+        super().__exit__(*exc)
         for job in self.jobs.values():
             job.end = job.end or job.last
 
