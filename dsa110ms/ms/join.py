@@ -218,11 +218,16 @@ def _fill_per_subband(out, parts: list[Part], spectral: list[str]) -> None:
         out.putcol("FLAG_ROW", p.read_into("FLAG_ROW"), k * nrow, nrow)
 
 
+def _tile_file(joined: str, dm: dict) -> Path:
+    """The file holding the tiles of a TiledColumnStMan (``dm``: its entry of getdminfo())."""
+    return Path(joined) / f"table.f{dm['SPEC']['SEQNR']}_TSM0"
+
+
 def _storage_files(joined: str, out, columns) -> dict[str, str]:
     """The tile file of each of ``columns`` (each has its own TiledColumnStMan,
     :func:`dsa110ms.ms.layout.fixed_array_columns`), as casacore has opened it."""
     return {
-        str(dm["COLUMNS"][0]): os.path.realpath(f"{joined}/table.f{dm['SPEC']['SEQNR']}_TSM0")
+        str(dm["COLUMNS"][0]): os.path.realpath(_tile_file(joined, dm))
         for dm in out.getdminfo().values()
         if dm["COLUMNS"][0] in columns
     }
@@ -311,7 +316,7 @@ def _tiled_storage_files(joined: str, columns) -> dict[str, tuple[Path, int]]:
             tile_rows = tile[-1]
             if dm["TYPE"] != "TiledColumnStMan" or others or tile[:-1] != cell:
                 raise JoinError(f"{joined}: {column} is not stored as whole-cell tiles")
-            path = Path(joined) / f"table.f{dm['SPEC']['SEQNR']}_TSM0"
+            path = _tile_file(joined, dm)
             files[column] = (path, -(-nrow // tile_rows) * tile_rows)
     return files
 

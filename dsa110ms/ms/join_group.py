@@ -295,8 +295,9 @@ def join_group(
             )
             refuse_stale(group, inputs, sources)
             published = publish(output, staging, group, summary, options.made_with, inputs)
-        except (ChildDied, OSError, TransientJoinError) as exc:  # casacore's abort, a write
-            written = du_bytes(staging) if staging.exists() else 0  # error, publishing
+        # casacore's abort, a write error in the join (ENOSPC, say), publishing
+        except (ChildDied, OSError, TransientJoinError) as exc:
+            written = du_bytes(staging) if staging.exists() else 0
             if full := out_of_space(output.output_dir, need, written):
                 raise full from full.__cause__  # ENOSPC
             if isinstance(exc, TransientJoinError):
