@@ -35,6 +35,7 @@ onstart:
     dsa110ms_internals.retry_inside_cluster_jobs(workflow)
     dsa110ms_internals.keep_going_inside_cluster_jobs(workflow)
     dsa110ms_hooks.admit_groups_by_scratch(RUN, workflow)
+    dsa110ms_hooks.overlap_joins(workflow)
 
 
 onsuccess:

@@ -342,3 +342,31 @@ def test_a_second_run_of_a_working_directory_is_refused_whatever_its_scratch_roo
     assert line in proc.stdout, proc.stdout[-3000:]
     assert not list((tmp_path / "out").glob("*.ms"))
     assert leftovers(scratch_root) == []
+
+
+def test_a_join_holds_no_core_and_joins_run_one_per_two_cores(tmp_path, scratch_root):
+    """Issue 21, item 7: rule concat has ``threads: 0`` and one unit of the ``joins`` resource,
+    which onstart limits to one per two cores (at least one). On one core, the first group's
+    join (held 4 s by a test fault) runs while the second group's parts run; the second
+    group's join, ready meanwhile, waits until the first has ended."""
+    from dsa110ms.observe.metrics import read_events
+
+    from .test_robustness import small_config, small_groups
+
+    first, second = small_groups(tmp_path / "in", 2, subbands=(0, 1, 2, 3), n_antennas=4)
+    config = small_config(tmp_path / "in", tmp_path / "out", scratch_root)
+    run_snakemake(tmp_path, "--cores", "1", config={**config, "faults": {"concat_delay_s": 4}})
+    events = read_events(tmp_path / "logs" / "metrics", since=0)
+
+    def interval(kind: str, group: str) -> list[tuple[float, float]]:
+        return [
+            (e["ts"] - e["seconds"], e["ts"])
+            for e in events
+            if e["kind"] == kind and e.get("group") == group and "seconds" in e
+        ]
+
+    (join_1,), (join_2,) = interval("join", first), interval("join", second)
+    beside = [p for p in interval("part", second) if join_1[0] < p[1] < join_1[1]]
+    assert beside, (join_1, interval("part", second))
+    assert join_2[0] >= join_1[1] - 0.05, (join_1, join_2)
+    assert visible(tmp_path / "out") == [f"{g}.ms" for g in (first, second)]

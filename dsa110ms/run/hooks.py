@@ -174,6 +174,20 @@ def admit_groups_by_scratch(run: Run, snakemake_workflow) -> None:
         )
 
 
+#: Rule concat's resource (1 per join; rules/convert.smk), whose total bounds the joins running
+#: at once, since a join holds no core: it runs beside the parts filling the cores.
+JOINS_RESOURCE = "joins"
+
+
+def overlap_joins(snakemake_workflow) -> None:
+    """At onstart: at most one join per two cores (at least one) at once, unless
+    ``--resources joins=N`` said otherwise. A full-size group's join is ~2.2 core-s of CPU in
+    ~2.5 s, plus its wait for the disk; with a core of its own, that core idled while it waited
+    (issue 21: idle and iowait 1.08 -> 0.65 core-s per group, N = 8 on 2 cores)."""
+    if cores := internals.local_cores(snakemake_workflow):
+        internals.limit_local_resource(snakemake_workflow, JOINS_RESOURCE, max(1, cores // 2))
+
+
 def check_writable(directory: Path) -> None:
     """Fail before any job runs if ``directory`` cannot be created or written."""
     try:

@@ -66,6 +66,15 @@ def cancel_rescheduling_timers() -> int:
     return len(timers)
 
 
+def local_cores(snakemake_workflow) -> int | None:
+    """The cores of a local run (``--cores``, as the scheduler holds them), or None under a
+    cluster executor or before the scheduler exists."""
+    scheduler = snakemake_workflow.scheduler
+    if snakemake_workflow.non_local_exec or scheduler is None:
+        return None
+    return scheduler.global_resources.get("_cores")
+
+
 def limit_local_resource(snakemake_workflow, name: str, value: int) -> bool:
     """Make ``name`` a global resource of ``value`` for a local run whose command line did not
     set it (``--resources name=...``); returns whether it did. Called from onstart, when the
