@@ -77,13 +77,12 @@ rule concat:
         "../envs/dsa110ms.yaml"
     # No core of its own: a join runs beside the next group's parts, which keep every core busy
     # while it waits on the disk; the joins resource bounds how many run at once
-    # (run/hooks.py: overlap_joins). On SLURM its step asks for one CPU (srun refuses 0).
+    # (run/hooks.py: overlap_joins). The SLURM profile gives it 1 (profiles/slurm: set-threads).
     threads: 0
     resources:
         mem_mb=2000,
         scratch_mb=lambda wc: RUN.scratch_mb(),
         joins=1,
-        cpus_per_task=1,
         attempt=lambda wc, attempt: attempt,
     params:
         complete=lambda wc: RUN.is_complete(wc.group),

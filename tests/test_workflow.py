@@ -355,7 +355,11 @@ def test_a_join_holds_no_core_and_joins_run_one_per_two_cores(tmp_path, scratch_
 
     first, second = small_groups(tmp_path / "in", 2, subbands=(0, 1, 2, 3), n_antennas=4)
     config = small_config(tmp_path / "in", tmp_path / "out", scratch_root)
-    run_snakemake(tmp_path, "--cores", "1", config={**config, "faults": {"concat_delay_s": 4}})
+    proc = run_snakemake(
+        tmp_path, "--cores", "1", config={**config, "faults": {"concat_delay_s": 4}}
+    )
+    # threads: 0 sets OMP_NUM_THREADS=0 and its like; the join uses 1 (libgomp warned of 0)
+    assert "OMP_NUM_THREADS" not in proc.stdout, proc.stdout[-3000:]
     events = read_events(tmp_path / "logs" / "metrics", since=0)
 
     def interval(kind: str, group: str) -> list[tuple[float, float]]:
@@ -370,3 +374,12 @@ def test_a_join_holds_no_core_and_joins_run_one_per_two_cores(tmp_path, scratch_
     assert beside, (join_1, interval("part", second))
     assert join_2[0] >= join_1[1] - 0.05, (join_1, join_2)
     assert visible(tmp_path / "out") == [f"{g}.ms" for g in (first, second)]
+
+    # a limit below 1 would be no limit (Snakemake caps each join's request at it): refused
+    work = tmp_path / "zero"
+    work.mkdir()
+    zero = {**config, "output_dir": tmp_path / "out-zero"}
+    proc = run_snakemake(work, "--cores", "2", "--resources", "joins=0", config=zero, check=False)
+    assert proc.returncode != 0
+    assert "--resources joins=0: the joins that may run at once must be at least 1" in proc.stdout
+    assert "Traceback" not in proc.stdout and visible(tmp_path / "out-zero") == []

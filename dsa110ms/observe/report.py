@@ -243,7 +243,7 @@ def plot_group(record: Mapping, path: str | os.PathLike) -> None:
     for ax in (ax_f, ax_t):
         ax.ticklabel_format(axis="y", useOffset=False)
     fig.suptitle(f"{record['group']}  ({len(record['subbands'])} subbands)")
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")  # long tick labels (large |V|) kept whole
 
 
 #: The marked directory (:func:`dsa110ms.owned.make_owned_dir`) in ``report_dir`` where the

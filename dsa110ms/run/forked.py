@@ -10,6 +10,7 @@ Used by the part jobs (:mod:`dsa110ms.run.partjob`) and the template job
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -38,8 +39,13 @@ def run_forked(work: Callable[[], None]) -> tuple[int, int | None]:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+
+    def forward(signum, frame):
+        with contextlib.suppress(ProcessLookupError):  # the child has ended and been reaped
+            os.kill(child, signum)
+
     for signum in STOP_SIGNALS:
-        signal.signal(signum, lambda s, f: os.kill(child, s))
+        signal.signal(signum, forward)
     _, status = os.waitpid(child, 0)
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status), os.WTERMSIG(status)

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dsa110ms import casa, faults
-from dsa110ms.errors import Dsa110msError, OutputError, ScratchError, one_line_errors
+from dsa110ms.errors import (
+    ConfigError,
+    Dsa110msError,
+    OutputError,
+    ScratchError,
+    one_line_errors,
+)
 from dsa110ms.manifest import one_line
 from dsa110ms.ms.publish import damage, ms_options
 from dsa110ms.observe import metrics, progress
@@ -181,11 +187,23 @@ JOINS_RESOURCE = "joins"
 
 def overlap_joins(snakemake_workflow) -> None:
     """At onstart: at most one join per two cores (at least one) at once, unless
-    ``--resources joins=N`` said otherwise. A full-size group's join is ~2.2 core-s of CPU in
-    ~2.5 s, plus its wait for the disk; with a core of its own, that core idled while it waited
-    (issue 21: idle and iowait 1.08 -> 0.65 core-s per group, N = 8 on 2 cores)."""
-    if cores := internals.local_cores(snakemake_workflow):
-        internals.limit_local_resource(snakemake_workflow, JOINS_RESOURCE, max(1, cores // 2))
+    ``--resources joins=N`` (N >= 1) said otherwise; N < 1 is refused in one line (Snakemake
+    would cap each join's request at it, and then not limit the joins at all). A full-size
+    group's join is ~2.2 core-s of CPU in ~2.5 s, plus its wait for the disk; with a core of its
+    own, that core idled while it waited (issue 21: idle and iowait 1.08 -> 0.65 core-s per
+    group, N = 8 on 2 cores). The limit is per Snakemake run: the archive driver's windows run
+    at once (``--at-once``) have one each."""
+    if not (cores := internals.local_cores(snakemake_workflow)):
+        return
+    if internals.limit_local_resource(snakemake_workflow, JOINS_RESOURCE, max(1, cores // 2)):
+        return
+    given = snakemake_workflow.scheduler.global_resources[JOINS_RESOURCE]
+    if given < 1:
+        with one_line_errors():
+            raise ConfigError(
+                f"--resources {JOINS_RESOURCE}={given}: the joins that may run at once must be "
+                "at least 1"
+            )
 
 
 def check_writable(directory: Path) -> None:
