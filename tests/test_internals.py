@@ -101,3 +101,19 @@ def test_a_cluster_executor_adds_general_args_to_each_jobs_command():
 
     assert "self.additional_general_args()" in inspect.getsource(RealExecutor.format_job_exec)
     assert "self._executor" in inspect.getsource(JobScheduler.__init__)
+
+
+def test_the_scheduler_records_sigterm_and_its_failed_jobs():
+    """dsa110ms.run.internals.stopped_by_sigterm and failed_job_groups (the run summary's
+    "stopped" rows): Snakemake's SIGTERM handler sets ``_user_kill = "graceful"``; a job with
+    no attempts left goes into ``failed``; a job's wildcards are in ``wildcards_dict``."""
+    import inspect
+
+    from snakemake.jobs import Job
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    init = inspect.getsource(JobScheduler.__init__)
+    assert "signal.signal(signal.SIGTERM, self.exit_gracefully)" in init
+    assert 'self._user_kill = "graceful"' in inspect.getsource(JobScheduler.exit_gracefully)
+    assert "self.failed.add(job)" in inspect.getsource(JobScheduler._handle_error)
+    assert "self.wildcards_dict = wildcards_dict" in inspect.getsource(Job.__init__)

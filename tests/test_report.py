@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 from casacore import tables
 
-from dsa110ms.observe.quicklook import subband_quicklook
-from dsa110ms.observe.report import check_report_dir, figure_path, link_or_copy
+from dsa110ms.observe.quicklook import group_quicklook, subband_quicklook
+from dsa110ms.observe.report import (
+    check_report_dir,
+    figure_path,
+    group_figure,
+    link_or_copy,
+    plot_group,
+)
 
 from .conftest import run_snakemake
 
@@ -133,3 +139,25 @@ def test_nightly_reports_link_figures_without_leaving_temporary_names(tmp_path, 
     assert names(far / "plots") == [target.name]
     assert names(far / ".dsa110ms-report-staging") == []
     check_report_dir(far)
+
+
+def test_the_figure_of_one_fully_flagged_integration_of_one_subband_reads_right(tmp_path):
+    """Hostile trial: a 1-integration group's time axis read -0.04 ... 0.04 minutes, a
+    fully flagged group had two empty panels, a group of one subband said "1 subbands"."""
+    ant_1, ant_2 = np.array([0, 0, 1]), np.array([0, 1, 1])
+    data = np.ones((3, 4, 2), np.complex64)
+    look = subband_quicklook(data, np.ones(data.shape, bool), ant_1, ant_2, n_times=1)
+    freqs = {0: [1.40e9, 1.41e9, 1.42e9, 1.43e9]}
+    record = {
+        "group": "2026-12-03T00:00:00",
+        "subbands": [0],
+        "quicklook": group_quicklook({0: look}, freqs, [5.2e9]),
+    }
+    fig = group_figure(record)
+    ax_f, ax_t, _ = fig.axes
+    assert list(ax_t.get_xticks()) == [0.0]
+    for ax in (ax_f, ax_t):
+        assert [t.get_text() for t in ax.texts] == ["everything flagged"]
+    assert fig.get_suptitle() == "2026-12-03T00:00:00  (1 subband)"
+    plot_group(record, tmp_path / "g.png")
+    assert (tmp_path / "g.png").read_bytes().startswith(b"\x89PNG")

@@ -207,6 +207,12 @@ th {{ background: #eee; }} td:first-child, td:last-child {{ text-align: left; }}
 
 
 def plot_group(record: Mapping, path: str | os.PathLike) -> None:
+    """The group's quick-look figure (:func:`group_figure`) as a PNG at ``path``."""
+    fig = group_figure(record)
+    fig.savefig(path, dpi=90, bbox_inches="tight")  # long tick labels (large |V|) kept whole
+
+
+def group_figure(record: Mapping):
     """The group's quick-look figure: mean amplitude vs frequency (a missing or bad subband
     shows as a gap or step), mean amplitude vs time, flagged fraction per subband."""
     # No pyplot (its import and figure manager, ~0.1 s of each group's join) and margins fixed
@@ -234,6 +240,11 @@ def plot_group(record: Mapping, path: str | os.PathLike) -> None:
     amp_t = np.array([np.nan if a is None else a for a in look["amp_per_time"]])
     ax_t.plot(minutes, amp_t, "o-", ms=3)
     ax_t.set(xlabel=f"minutes after {utc(t0)[11:]} UTC", title="amplitude vs time")
+    if len(minutes) == 1:  # one integration: no ticks before it
+        ax_t.set_xticks([0.0])
+    for ax, values in ((ax_f, amp), (ax_t, amp_t)):
+        if np.isnan(values).all():
+            ax.text(0.5, 0.5, "everything flagged", ha="center", transform=ax.transAxes)
     labels = list(look["flagged_fraction"])
     ax_flag.bar(range(len(labels)), list(look["flagged_fraction"].values()))
     ax_flag.set_xticks(range(len(labels)), [s[2:] for s in labels], fontsize=7)
@@ -242,8 +253,9 @@ def plot_group(record: Mapping, path: str | os.PathLike) -> None:
         ax_flag.text(0.5, 0.5, "nothing flagged", ha="center", transform=ax_flag.transAxes)
     for ax in (ax_f, ax_t):
         ax.ticklabel_format(axis="y", useOffset=False)
-    fig.suptitle(f"{record['group']}  ({len(record['subbands'])} subbands)")
-    fig.savefig(path, dpi=90, bbox_inches="tight")  # long tick labels (large |V|) kept whole
+    n_subbands = len(record["subbands"])
+    fig.suptitle(f"{record['group']}  ({n_subbands} subband{'' if n_subbands == 1 else 's'})")
+    return fig
 
 
 #: The marked directory (:func:`dsa110ms.owned.make_owned_dir`) in ``report_dir`` where the

@@ -31,6 +31,7 @@ from dsa110ms.observe import metrics, progress
 from dsa110ms.observe.report import check_report_dir
 from dsa110ms.owned import remove_owned
 from dsa110ms.run import internals, scratch
+from dsa110ms.run.joblog import DroppedStops
 
 if TYPE_CHECKING:
     from dsa110ms.run.workflow import Run
@@ -52,6 +53,12 @@ _started: float = 0.0
 #: How far this main process got: "read" (Snakefile read), "started" (onstart done),
 #: "finished" (onsuccess/onerror done). :func:`finish_at_exit` completes what did not run.
 _phase: str = "read"
+#: The signal that stopped this main process's run (Ctrl-C, a closed terminal), if one did.
+_stopped_by: str | None = None
+#: Ctrl-C's KeyboardInterrupt, raised again if Python dropped it (:func:`stop_handlers`).
+_dropped: DroppedStops | None = None
+#: Snakemake's workflow object in the main process (:func:`handle_stops`).
+_workflow = None
 
 
 def prepare_main_process(run: Run) -> None:
@@ -221,6 +228,8 @@ def on_finish(run: Run, *, success: bool) -> None:
     metrics; alert if needed. Raises (making the run fail) if they could not be removed."""
     global _owner, _phase
     _phase = "finishing"
+    if _dropped:
+        _dropped.end()
     layout = run.layout
     cleanup_error, staging = None, []
     try:
@@ -298,16 +307,41 @@ def handle_stops(run: Run, snakemake_workflow) -> None:
       them when its scheduler raises, e.g. WorkflowError for an input that vanished mid-run,
       and every hook when nothing is to be done).
     """
-    signal.signal(signal.SIGINT, _first_interrupt)
-    signal.signal(signal.SIGHUP, _hang_up_as_terminate)
+    global _workflow
+    _workflow = snakemake_workflow
+    stop_handlers()
     # at exit Snakemake is back in the directory it was started from: relative paths of the
     # settings (log_dir, report_dir...) are the working directory's
     atexit.register(finish_at_exit, run, snakemake_workflow, workdir=os.getcwd())
 
 
+def stop_handlers() -> None:
+    """The main process's Ctrl-C and SIGHUP handlers (:func:`handle_stops`)."""
+    global _dropped
+    signal.signal(signal.SIGINT, _first_interrupt)
+    signal.signal(signal.SIGHUP, _hang_up_as_terminate)
+    # a KeyboardInterrupt raised in one of asyncio's weakref callbacks is dropped by Python
+    _dropped = DroppedStops(_interrupt_again)
+
+
 def _first_interrupt(signum, frame) -> None:
+    _stopping("SIGINT")
     signal.signal(signal.SIGINT, _repeated_interrupt)
-    raise KeyboardInterrupt
+    raise _dropped.raising(KeyboardInterrupt()) if _dropped else KeyboardInterrupt
+
+
+def _interrupt_again(exc: BaseException) -> int | None:
+    if _phase in ("finishing", "finished"):  # the end of the run is under way: not again
+        return None
+    signal.signal(signal.SIGINT, _first_interrupt)
+    return signal.SIGINT
+
+
+def _stopping(signal_name: str) -> None:
+    """Note the signal that stops the run, if it is still running (not one during its end)."""
+    global _stopped_by
+    if _phase == "started":
+        _stopped_by = _stopped_by or signal_name
 
 
 def _repeated_interrupt(signum, frame) -> None:
@@ -320,6 +354,7 @@ def _repeated_interrupt(signum, frame) -> None:
 
 
 def _hang_up_as_terminate(signum, frame) -> None:
+    _stopping("SIGHUP")
     os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -382,13 +417,17 @@ def failed_groups(rows: list[dict]) -> list[str]:
     return [r["group"] for r in rows if r["status"] == "FAILED"]
 
 
+#: Why a group with no MS and no failed job is left: the run stopped before its jobs.
+NOT_RUN = "not run (the run stopped first; see the Snakemake log)"
+
+
 def not_run_reason(run: Run, group: str) -> str:
     """Why a group of the run has neither an MS nor a job's error: an input file that vanished
     during the run (Snakemake then stops before the job), else the run stopped first."""
     gone = [p for p in run.manifest.groups[group].files.values() if not os.path.lexists(p)]
     if gone:
         return f"not run: {', '.join(gone)} vanished during the run (put it back and rerun)"
-    return "not run (the run stopped first; see the Snakemake log)"
+    return NOT_RUN
 
 
 def write_report_after_failure(run: Run, events: list[dict]) -> None:
@@ -409,20 +448,32 @@ def write_report_after_failure(run: Run, events: list[dict]) -> None:
     except Exception as exc:  # noqa: BLE001 - the report must not hide the run's own outcome
         log.warning("run report not written: %s", exc)
     else:
-        log.info("run report with the failed groups: %s", run.report_table())
+        log.info("run report, with the groups not converted: %s", run.report_table())
 
 
 def summary_rows(run: Run, events: list[dict]) -> list[dict]:
     """One row per group of the run for :func:`dsa110ms.observe.progress.summary_table`, and one per
     group or file discovery skipped, each with its reason. A group whose input files changed
     since its MS was published is never "up-to-date": CHANGED (kept), reconverted, or FAILED;
-    one stopped with the run is "stopped", not FAILED on its input."""
+    one stopped with the run, or not started before a signal stopped it, is "stopped", not
+    FAILED."""
     rows = []
-    for group in run.groups() if run.manifest else []:
-        facts = metrics.group_facts(events, group, run.layout.instance)
+    groups = run.groups() if run.manifest else []
+    facts_of = {g: metrics.group_facts(events, g, run.layout.instance) for g in groups}
+    # a signal seen by this process or Snakemake's, or by a job; not for a group a job of
+    # which failed (a crash leaves no event of ours: Snakemake counts it)
+    stopped_by = (
+        _stopped_by
+        or ("SIGTERM" if _workflow and internals.stopped_by_sigterm(_workflow) else None)
+        or next((f["stopped"] for f in facts_of.values() if f["stopped"]), None)
+    )
+    failed_jobs = internals.failed_job_groups(_workflow) if _workflow and stopped_by else set()
+    for group in groups:
+        facts = facts_of[group]
         row = {"group": group, "seconds": facts["conversion_s"]}
         row["retries"] = max(facts["concat_attempts"] - 1, 0)
-        row.update(group_outcome(run, group, events, facts))
+        stopped = None if group in failed_jobs else stopped_by
+        row.update(group_outcome(run, group, events, facts, stopped_by=stopped))
         rows.append(row)
     for skip in run.manifest.skipped if run.manifest else []:
         label = skip.group or one_line(os.path.basename(skip.subject))
@@ -433,8 +484,11 @@ def summary_rows(run: Run, events: list[dict]) -> list[dict]:
     return rows
 
 
-def group_outcome(run: Run, group: str, events: list[dict], facts: dict) -> dict:
-    """A summary row's status and reason (and no seconds where nothing ran for the group)."""
+def group_outcome(
+    run: Run, group: str, events: list[dict], facts: dict, *, stopped_by: str | None = None
+) -> dict:
+    """A summary row's status and reason (and no seconds where nothing ran for the group);
+    ``stopped_by``: the signal that stopped the run, if one did."""
     changed = run.stamps.changed if run.stamps else {}
     legacy = run.stamps.legacy.get(group) if run.stamps else None
     joins = {e["outcome"] for e in events if e["kind"] == "join" and e["group"] == group}
@@ -482,6 +536,10 @@ def group_outcome(run: Run, group: str, events: list[dict], facts: dict) -> dict
     reason = facts["error"] or not_run_reason(run, group)
     if problem:  # damaged or not ours, and the conversion meant to replace it failed
         reason += f"; {final} is not an intact MS of this workflow ({problem})"
+    elif stopped_by and not facts["error"] and reason == NOT_RUN:  # not the group's fault
+        why = f"the run was stopped by {stopped_by} before this group was converted"
+        why += " (the next run converts it)"
+        return {"status": "stopped", "reason": why, "ran": False}
     # FAILED to people (no MS); to the archive and the stream, "not run" if no job of it failed
     return {"status": "FAILED", "reason": f"{reason}; {logs}", "ran": bool(facts["error"])}
 

@@ -112,3 +112,22 @@ def parse_config_overrides(pairs: list[str]) -> dict:
         return parse_config(pairs)
     except ValueError as exc:
         raise ConfigError(f"--config {' '.join(pairs)}: {exc}") from None
+
+
+def stopped_by_sigterm(snakemake_workflow) -> bool:
+    """Snakemake's own SIGTERM handler ran (``JobScheduler.exit_gracefully``: the running jobs
+    finish, then the run stops)."""
+    scheduler = getattr(snakemake_workflow, "scheduler", None)
+    return getattr(scheduler, "_user_kill", None) == "graceful"
+
+
+def failed_job_groups(snakemake_workflow) -> set[str]:
+    """The ``group`` wildcards of the jobs Snakemake counts as failed (``JobScheduler.failed``:
+    no attempts left), those of a group job's jobs included."""
+    scheduler = getattr(snakemake_workflow, "scheduler", None)
+    groups = set()
+    for job in getattr(scheduler, "failed", ()):
+        for one in getattr(job, "jobs", None) or [job]:
+            if group := (getattr(one, "wildcards_dict", None) or {}).get("group"):
+                groups.add(group)
+    return groups

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import resource
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,23 +50,87 @@ class JobStopped(BaseException):  # noqa: N818 - not an error: the run is stoppi
         return f"stopped by {signal.Signals(self.signum).name} (the run is being stopped)"
 
 
+class DroppedStops:
+    """A stop exception that Python dropped, raised again.
+
+    A signal handler runs wherever the main thread is, and an exception it raises inside a
+    weakref callback or a ``__del__`` (asyncio's WeakSets, garbage collection) is printed as
+    "Exception ignored in ..." and dropped: the process would run on, deaf to the signal (its
+    handler already set to ignore repeats). A handler passes the exception it raises through
+    :meth:`raising`; if exactly that one is dropped in such a callback in the main thread,
+    ``rearm(exc)`` restores the handler and returns the signal, which is sent to this process
+    again 50 ms later (once the callback has returned), unless :meth:`end` came first. Any
+    other unraisable exception (an exit handler's, a stale one, another thread's), or ``rearm``
+    returning None, is reported as Python does."""
+
+    def __init__(self, rearm: Callable[[BaseException], int | None]):
+        self.rearm, self.raised, self.active = rearm, None, True
+        self.before = sys.unraisablehook
+        sys.unraisablehook = self._hook
+
+    def raising(self, exc: BaseException) -> BaseException:
+        self.raised = exc
+        return exc
+
+    def end(self) -> None:
+        self.active = False
+        if sys.unraisablehook == self._hook:
+            sys.unraisablehook = self.before
+
+    def _hook(self, unraisable) -> None:
+        signum = None
+        if (
+            self.active
+            and unraisable.exc_value is self.raised
+            and unraisable.err_msg is None  # a callback or __del__, not an atexit handler
+            and threading.current_thread() is threading.main_thread()
+        ):
+            exc, self.raised = self.raised, None
+            signum = self.rearm(exc)
+        if signum is None:
+            self.before(unraisable)
+            return
+        timer = threading.Timer(0.05, self._send, (signum,))
+        timer.daemon = True
+        timer.start()
+
+    def _send(self, signum: int) -> None:
+        if self.active:
+            os.kill(os.getpid(), signum)
+
+
+#: The job's :class:`DroppedStops`, within :func:`stop_signals_raise`.
+_dropped: DroppedStops | None = None
+
+
 def _raise_stopped(signum, frame) -> None:
     for s in STOP_SIGNALS:  # a repeated signal (Ctrl-C twice, timeout's) must not cut the cleanup
         signal.signal(s, signal.SIG_IGN)
-    raise JobStopped(signum)
+    exc = JobStopped(signum)
+    raise _dropped.raising(exc) if _dropped else exc
+
+
+def _raise_stopped_again(exc: JobStopped) -> int:
+    for s in STOP_SIGNALS:
+        signal.signal(s, _raise_stopped)
+    return exc.signum
 
 
 @contextmanager
 def stop_signals_raise():
-    """Within: a stop signal (:data:`STOP_SIGNALS`) raises :class:`JobStopped`; the handlers
-    before are restored afterwards."""
+    """Within: a stop signal (:data:`STOP_SIGNALS`) raises :class:`JobStopped` (again if Python
+    dropped it, :class:`DroppedStops`); the handlers before are restored afterwards."""
+    global _dropped
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers belong to the main thread
         return
     before = {s: signal.signal(s, _raise_stopped) for s in STOP_SIGNALS}
+    outer, _dropped = _dropped, DroppedStops(_raise_stopped_again)
     try:
         yield
     finally:
+        _dropped.end()
+        _dropped = outer
         for s, handler in before.items():
             signal.signal(s, handler)
 
