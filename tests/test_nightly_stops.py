@@ -313,22 +313,29 @@ def test_a_stop_landing_in_a_weakref_callback_still_stops(process):
 def test_a_dropped_stop_in_an_exit_handler_or_a_stale_one_is_not_sent_again():
     """Hostile trial of the re-delivery: a Ctrl-C in an exit handler (reported through the same
     hook) was sent again silently, breaking every later exit handler; a stale KeyboardInterrupt
-    dropped after the first Ctrl-C re-armed Ctrl-C inside Snakemake's cleanup. Both are now
-    reported as Python reports them, and nothing is sent again."""
+    (the first Ctrl-C's, raised again by a ``__del__``) re-armed Ctrl-C inside Snakemake's
+    cleanup. Both are now reported as Python reports them, and nothing is sent again."""
     code = textwrap.dedent(
         """
         import atexit, os, signal, time
         from dsa110ms.run import hooks
         hooks.stop_handlers()
         hooks._phase = "started"
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt as caught:  # Snakemake catches the first Ctrl-C
+            stale = caught
+        time.sleep(0.6)
         class Stale:
             def __del__(self):
-                raise KeyboardInterrupt("stale")
+                raise stale
         Stale()
         print("on", flush=True)
         def late():
             print("late handler done", flush=True)
-        def interrupted():
+        def interrupted():  # a first Ctrl-C during an exit handler
+            signal.signal(signal.SIGINT, hooks._first_interrupt)
             os.kill(os.getpid(), signal.SIGINT)
             sum(range(100000))
         atexit.register(late)
@@ -356,4 +363,29 @@ def test_ctrl_c_after_a_part_crashed_keeps_its_group_failed(tmp_path, scratch_ro
     statuses = summary_statuses(summary, ids)
     assert statuses[crashed] == "FAILED", summary
     assert {statuses[g] for g in ids if g != crashed} == {"stopped"}, summary
+    assert leftovers(scratch_root) == [] and staging_left(tmp_path / "out") == []
+
+
+def test_sigterm_while_a_failed_run_cleans_up_keeps_its_groups_failed(tmp_path, scratch_root):
+    """Hostile trial: a SIGTERM to Snakemake while the end of an already failed run was under
+    way (Snakemake's handler stays installed) relabelled its not-run groups "stopped", so the
+    alert counted one failed group of three."""
+    d = tmp_path / "in"
+    ids = small_groups(d, 3, **TINY)
+    crashed = sorted(ids)[0]
+    faults = {"part_crash": [f"{crashed}/sb15"], "cleanup_permission_error": True}
+    config = small_config(d, tmp_path / "out", scratch_root, faults=faults)
+    # without keep-going: the crash stops the run before the other groups
+    no_profile = ("--workflow-profile", "none", "--nolock", "--scheduler", "greedy")
+    cmd = snakemake_command(tmp_path, "--cores", "1", *no_profile, config=config)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        if "failed (attempt 1)" in line:  # the end of the run, removing scratch
+            proc.send_signal(signal.SIGTERM)
+            break
+    out = "".join(out) + proc.communicate(timeout=120)[0]
+    summary = out[out.rindex("run summary:") :]
+    assert set(summary_statuses(summary, ids).values()) == {"FAILED"}, summary
     assert leftovers(scratch_root) == [] and staging_left(tmp_path / "out") == []

@@ -59,6 +59,8 @@ _stopped_by: str | None = None
 _dropped: DroppedStops | None = None
 #: Snakemake's workflow object in the main process (:func:`handle_stops`).
 _workflow = None
+#: Whether Snakemake's own SIGTERM handler ran before the end of the run began.
+_terminated = False
 
 
 def prepare_main_process(run: Run) -> None:
@@ -226,10 +228,12 @@ def check_writable(directory: Path) -> None:
 def on_finish(run: Run, *, success: bool) -> None:
     """Remove this run's whole scratch and its staging MSs and verify they are gone; record
     metrics; alert if needed. Raises (making the run fail) if they could not be removed."""
-    global _owner, _phase
+    global _owner, _phase, _terminated
     _phase = "finishing"
     if _dropped:
         _dropped.end()
+    # a SIGTERM from now on interrupts the end of the run, not the run
+    _terminated = bool(_workflow and internals.stopped_by_sigterm(_workflow))
     layout = run.layout
     cleanup_error, staging = None, []
     try:
@@ -464,7 +468,7 @@ def summary_rows(run: Run, events: list[dict]) -> list[dict]:
     # which failed (a crash leaves no event of ours: Snakemake counts it)
     stopped_by = (
         _stopped_by
-        or ("SIGTERM" if _workflow and internals.stopped_by_sigterm(_workflow) else None)
+        or ("SIGTERM" if _terminated else None)
         or next((f["stopped"] for f in facts_of.values() if f["stopped"]), None)
     )
     failed_jobs = internals.failed_job_groups(_workflow) if _workflow and stopped_by else set()

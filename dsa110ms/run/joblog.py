@@ -11,6 +11,7 @@ import resource
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,19 +58,23 @@ class DroppedStops:
     weakref callback or a ``__del__`` (asyncio's WeakSets, garbage collection) is printed as
     "Exception ignored in ..." and dropped: the process would run on, deaf to the signal (its
     handler already set to ignore repeats). A handler passes the exception it raises through
-    :meth:`raising`; if exactly that one is dropped in such a callback in the main thread,
-    ``rearm(exc)`` restores the handler and returns the signal, which is sent to this process
-    again 50 ms later (once the callback has returned), unless :meth:`end` came first. Any
-    other unraisable exception (an exit handler's, a stale one, another thread's), or ``rearm``
-    returning None, is reported as Python does."""
+    :meth:`raising`; if exactly that one is dropped in such a callback in the main thread as it
+    is raised (within :data:`DROPPED_WITHIN_S`), ``rearm(exc)`` restores the handler and
+    returns the signal, which is sent to this process again 50 ms later (once the callback has
+    returned), unless :meth:`end` came first. Any other unraisable exception (an exit
+    handler's, a stale one raised again later, another thread's), or ``rearm`` returning None,
+    is reported as Python does."""
+
+    #: Seconds from raising to dropping: Python drops it as the callback returns.
+    DROPPED_WITHIN_S = 0.5
 
     def __init__(self, rearm: Callable[[BaseException], int | None]):
-        self.rearm, self.raised, self.active = rearm, None, True
+        self.rearm, self.raised, self.raised_at, self.active = rearm, None, 0.0, True
         self.before = sys.unraisablehook
         sys.unraisablehook = self._hook
 
     def raising(self, exc: BaseException) -> BaseException:
-        self.raised = exc
+        self.raised, self.raised_at = exc, time.monotonic()
         return exc
 
     def end(self) -> None:
@@ -82,6 +87,7 @@ class DroppedStops:
         if (
             self.active
             and unraisable.exc_value is self.raised
+            and time.monotonic() - self.raised_at < self.DROPPED_WITHIN_S
             and unraisable.err_msg is None  # a callback or __del__, not an atexit handler
             and threading.current_thread() is threading.main_thread()
         ):
