@@ -322,16 +322,16 @@ def handle_stops(run: Run, snakemake_workflow) -> None:
 def stop_handlers() -> None:
     """The main process's Ctrl-C and SIGHUP handlers (:func:`handle_stops`)."""
     global _dropped
-    signal.signal(signal.SIGINT, _first_interrupt)
-    signal.signal(signal.SIGHUP, _hang_up_as_terminate)
     # a KeyboardInterrupt raised in one of asyncio's weakref callbacks is dropped by Python
     _dropped = DroppedStops(_interrupt_again)
+    signal.signal(signal.SIGINT, _first_interrupt)
+    signal.signal(signal.SIGHUP, _hang_up_as_terminate)
 
 
 def _first_interrupt(signum, frame) -> None:
     _stopping("SIGINT")
     signal.signal(signal.SIGINT, _repeated_interrupt)
-    raise _dropped.raising(KeyboardInterrupt()) if _dropped else KeyboardInterrupt
+    raise _dropped.raising(KeyboardInterrupt())  # installed only by stop_handlers
 
 
 def _interrupt_again(exc: BaseException) -> int | None:
@@ -540,7 +540,7 @@ def group_outcome(
     reason = facts["error"] or not_run_reason(run, group)
     if problem:  # damaged or not ours, and the conversion meant to replace it failed
         reason += f"; {final} is not an intact MS of this workflow ({problem})"
-    elif stopped_by and not facts["error"] and reason == NOT_RUN:  # not the group's fault
+    elif stopped_by and reason == NOT_RUN:  # no error, nothing vanished: not the group's fault
         why = f"the run was stopped by {stopped_by} before this group was converted"
         why += " (the next run converts it)"
         return {"status": "stopped", "reason": why, "ran": False}

@@ -112,8 +112,7 @@ _dropped: DroppedStops | None = None
 def _raise_stopped(signum, frame) -> None:
     for s in STOP_SIGNALS:  # a repeated signal (Ctrl-C twice, timeout's) must not cut the cleanup
         signal.signal(s, signal.SIG_IGN)
-    exc = JobStopped(signum)
-    raise _dropped.raising(exc) if _dropped else exc
+    raise _dropped.raising(JobStopped(signum))  # installed only by stop_signals_raise
 
 
 def _raise_stopped_again(exc: JobStopped) -> int:
@@ -130,15 +129,15 @@ def stop_signals_raise():
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers belong to the main thread
         return
-    before = {s: signal.signal(s, _raise_stopped) for s in STOP_SIGNALS}
     outer, _dropped = _dropped, DroppedStops(_raise_stopped_again)
+    before = {s: signal.signal(s, _raise_stopped) for s in STOP_SIGNALS}
     try:
         yield
     finally:
-        _dropped.end()
-        _dropped = outer
         for s, handler in before.items():
             signal.signal(s, handler)
+        _dropped.end()
+        _dropped = outer
 
 
 def out_of_memory(exc: BaseException) -> str | None:
